@@ -1,0 +1,233 @@
+"""Pulseboard settings: every environment variable is read here and nowhere else.
+
+The embedded defaults (SQLite in ./data, the in-memory channel layer) make a fresh checkout work;
+DATABASE_URL and REDIS_URL scale it out. Nonsense values fail at start-up, not at 3 a.m.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = BASE_DIR / "data"
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {os.environ[name]!r}")
+
+
+def env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {value!r}") from None
+    if seconds <= 0:
+        raise ImproperlyConfigured(f"{name} must be positive, not {value!r}")
+    return seconds
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if number < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative, not {value!r}")
+    return number
+
+
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def env_api_url(name: str) -> str:
+    """An API base up to and including /api; unset means the source is skipped."""
+    url = os.environ.get(name, "").strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"{name} must be an http(s) URL ending in /api, not {url!r}")
+    return url
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off "
+            "(make demo generates one in data/secret_key)"
+        )
+    SECRET_KEY = "insecure-debug-only-key"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS") or ["localhost", "127.0.0.1", "[::1]"]
+
+# Behind a proxy we speak plain HTTP; HTTPS redirects are the proxy's business unless asked for.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+if env_bool("DJANGO_BEHIND_HTTPS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        env="DATABASE_URL",
+        default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
+        conn_max_age=60,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The poller writes while daphne reads: WAL and a busy timeout keep them out of each other's way.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    # Per process: pushes reach sockets only when the poller runs inside daphne (see `demo`).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"dashboard": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}
+
+# Helix TeamHub: skipped when HTH_API_URL is unset.
+HTH_API_URL = env_api_url("HTH_API_URL")
+HTH_COMPANY_KEY = os.environ.get("HTH_COMPANY_KEY", "")
+HTH_ACCOUNT_KEY = os.environ.get("HTH_ACCOUNT_KEY", "")
+HTH_PROJECTS = env_list("HTH_PROJECTS")
+# The first sync of an empty mirror stops after this many events; later syncs always catch up fully.
+HTH_BACKFILL_EVENTS = env_int("HTH_BACKFILL_EVENTS", 10_000)
+
+# OneUptime: skipped when ONEUPTIME_API_URL is unset.
+ONEUPTIME_API_URL = env_api_url("ONEUPTIME_API_URL")
+ONEUPTIME_API_KEY = os.environ.get("ONEUPTIME_API_KEY", "")
+ONEUPTIME_PROJECT_ID = os.environ.get("ONEUPTIME_PROJECT_ID", "")
+
+# Upstream HTTP: seconds to connect and to read, and how many times to retry 429/5xx.
+UPSTREAM_TIMEOUT = (env_seconds("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5), env_seconds("UPSTREAM_READ_TIMEOUT_SECONDS", 30))
+UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 5)
+UPSTREAM_BACKOFF_FACTOR = env_seconds("UPSTREAM_BACKOFF_SECONDS", 0.5)
+UPSTREAM_RETRY_AFTER_MAX = env_seconds("UPSTREAM_RETRY_AFTER_MAX_SECONDS", 120)
+
+POLL_INTERVAL_SECONDS = env_seconds("POLL_INTERVAL_SECONDS", 30)
+# How often every not-yet-complete event is fetched by id: an updated old event never returns to the top.
+LIVE_REFRESH_SECONDS = env_seconds("LIVE_REFRESH_SECONDS", 3)
+# Live means progress < 100, a timestamp younger than LIVE_MAX_AGE and a progress increase within LIVE_STALE_AFTER.
+LIVE_STALE_AFTER_SECONDS = env_seconds("LIVE_STALE_AFTER_SECONDS", 120)
+LIVE_MAX_AGE_SECONDS = env_seconds("LIVE_MAX_AGE_SECONDS", 6 * 3600)

@@ -1,0 +1,320 @@
+"""The Helix TeamHub events client: one method per documented call, returning parsed events.
+
+Reference: ../shared/upstream-docs/helix-teamhub-events.txt (and the ambiguity notes in its README).
+The page and its examples disagree on where target-specific attributes live and on their shapes, so
+the parser accepts every documented form. It never touches models: sync.py decides what to store.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from dashboard import upstream
+
+log = logging.getLogger(__name__)
+
+ACCEPT = "application/vnd.hth.v1"
+PAGE_SIZE = 100
+# Longer values than these cannot be indexed sensibly; such an item is rejected, not truncated.
+MAX_ID_LENGTH = 100
+MAX_KEY_LENGTH = 200
+
+
+class MalformedEvent(ValueError):
+    """One item of a response cannot be understood; the rest of the page still can."""
+
+
+@dataclass(frozen=True)
+class HthEvent:
+    id: str
+    subject_id: str
+    subject: dict | None
+    timestamp: datetime
+    operation: str
+    target: str
+    project: str
+    repository: str
+    ref: str
+    bookmarks: list
+    commits: list
+    commit_count: int | None
+    last_commit: str
+    files: dict
+    code_reviews: list
+    role: str
+    short_name: str
+    name: str
+    description: str
+    title: str
+    state: str
+    visibility: str
+    linked_objects: dict
+    progress: int
+    resources: list
+    created_at: datetime | None
+    updated_at: datetime | None
+    raw: dict
+
+
+@dataclass(frozen=True)
+class BadItem:
+    position: int
+    reason: str
+    raw: Any
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[HthEvent]
+    offsets: dict[str, int]  # each event's position in the whole listing, for resuming a run
+    bad_items: list[BadItem]
+    more_results: bool
+    next_offset: int
+
+
+class HthClient:
+    def __init__(self, *, base_url: str, company_key: str, account_key: str):
+        self.base_url = base_url.rstrip("/")
+        self.session = upstream.make_session(
+            headers={
+                "Accept": ACCEPT,
+                "Authorization": f"hth.company_key='{company_key}',account_key='{account_key}'",
+            }
+        )
+
+    def list_events(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = PAGE_SIZE,
+        project: str = "",
+        operation: str = "",
+        target: str = "",
+        expand_subject: bool = True,
+    ) -> EventPage:
+        """GET /events: one page, newest first, with the metadata that drives paging."""
+        params = {"offset": offset, "limit": limit}
+        params.update({k: v for k, v in (("project", project), ("operation", operation), ("target", target)) if v})
+        if expand_subject:
+            params["expand"] = "subject"
+        body = self._json(self._send("GET", "/events", params=params))
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(metadata, dict) or not isinstance(results, list):
+            raise upstream.UpstreamError("Helix TeamHub sent a list without metadata and results")
+        events, offsets, bad_items = [], {}, []
+        for position, item in enumerate(results):
+            try:
+                event = parse_event(item)
+            except MalformedEvent as exc:
+                bad_items.append(BadItem(position=offset + position, reason=str(exc), raw=item))
+                continue
+            events.append(event)
+            offsets.setdefault(event.id, offset + position)
+        next_offset = metadata.get("next_offset")
+        if not isinstance(next_offset, int) or next_offset <= offset:
+            next_offset = offset + len(results)
+        return EventPage(
+            events=events,
+            offsets=offsets,
+            bad_items=bad_items,
+            more_results=bool(metadata.get("more_results")) and bool(results),
+            next_offset=next_offset,
+        )
+
+    def get_event(self, event_id: str, *, expand_subject: bool = True) -> HthEvent | None:
+        """GET /events/:id; None when upstream no longer has it. A malformed answer raises MalformedEvent."""
+        params = {"expand": "subject"} if expand_subject else {}
+        response = self._send("GET", f"/events/{event_id}", params=params, missing_ok=True)
+        return None if response is None else parse_event(self._json(response))
+
+    def create_build_event(
+        self,
+        *,
+        project: str,
+        repository: str,
+        operation: str = "completed",
+        name: str = "",
+        commits: list[str] = (),
+        resources: list[str] = (),
+        progress: int | None = None,
+    ) -> HthEvent:
+        """POST /events: bots may create build events; an incomplete one is started below 100."""
+        body = {"target": "build", "operation": operation, "project": project, "repository": repository}
+        body.update({"commits": list(commits), "resources": list(resources)})
+        if name:
+            body["name"] = name
+        if progress is not None:
+            body["progress"] = progress
+        return parse_event(self._json(self._send("POST", "/events", json=body)))
+
+    def update_build_event(self, event_id: str, *, progress: int, operation: str = "") -> HthEvent:
+        """PUT /events/:id: only progress and operation of an incomplete build event can change."""
+        body = {"progress": progress} | ({"operation": operation} if operation else {})
+        return parse_event(self._json(self._send("PUT", f"/events/{event_id}", json=body)))
+
+    def _send(self, method: str, path: str, *, missing_ok: bool = False, **kwargs) -> requests.Response | None:
+        response = upstream.send(self.session, method, self.base_url + path, **kwargs)
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code >= 400:
+            raise error_for(response)
+        return response
+
+    @staticmethod
+    def _json(response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise upstream.UpstreamError(
+                f"Helix TeamHub sent invalid JSON ({response.status_code}, {len(response.content)} bytes)"
+            ) from None
+
+
+def error_for(response: requests.Response) -> upstream.UpstreamError:
+    """One readable line for a failed call; permanent unless waiting could help (429, 5xx)."""
+    status = response.status_code
+    message = _error_message(response)
+    if status in (401, 403):
+        return upstream.CredentialsRejected(
+            f"Helix TeamHub credentials rejected ({status} {message}): check HTH_COMPANY_KEY and HTH_ACCOUNT_KEY",
+            status=status,
+        )
+    transient = status == 429 or status >= 500
+    return upstream.UpstreamError(f"Helix TeamHub answered {status}: {message}", permanent=not transient, status=status)
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or "no details"
+    if not isinstance(body, dict):
+        return response.reason or "no details"
+    message = str(body.get("message") or body.get("error") or response.reason or "no details")
+    errors = body.get("errors")
+    if isinstance(errors, dict) and errors:
+        message += " (" + "; ".join(f"{field} {', '.join(map(str, problems))}" for field, problems in errors.items()) + ")"
+    return " ".join(message.split())
+
+
+def parse_event(item: Any) -> HthEvent:
+    """Turn one item into an HthEvent, or raise MalformedEvent saying what is wrong with it."""
+    if not isinstance(item, dict):
+        raise MalformedEvent(f"expected an object, got {type(item).__name__}")
+    event_id = item.get("id")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH or "/" in event_id:
+        raise MalformedEvent(f"missing or invalid id {event_id!r}")
+    raw = {key: value for key, value in item.items() if key not in ("api_status", "api_timestamp")}
+    objects = item.get("objects") or {}
+    if not isinstance(objects, dict):
+        raise MalformedEvent(f"event {event_id}: objects is not an object")
+
+    def attr(name: str) -> Any:
+        """Target-specific attributes are documented at the top level but sent inside objects."""
+        value = item.get(name)
+        return objects.get(name) if value is None else value
+
+    subject = item.get("subject")
+    subject_id = subject.get("id") if isinstance(subject, dict) else subject
+    timestamp = _date(event_id, "timestamp", item.get("timestamp"))
+    if timestamp is None:
+        raise MalformedEvent(f"event {event_id}: missing timestamp")
+    return HthEvent(
+        id=event_id,
+        subject_id=_key(event_id, "subject", subject_id),
+        subject=subject if isinstance(subject, dict) and set(subject) - {"id"} else None,
+        timestamp=timestamp,
+        operation=_key(event_id, "operation", item.get("operation")),
+        target=_key(event_id, "target", item.get("target")),
+        project=_key(event_id, "project", _object_id(attr("project"))),
+        repository=_key(event_id, "repository", _object_id(attr("repository"))),
+        ref=_text(event_id, "ref", attr("ref")),
+        bookmarks=_list(event_id, "bookmarks", attr("bookmarks")),
+        commits=_list(event_id, "commits", attr("commits")),
+        commit_count=_count(event_id, attr("commit_count")),
+        last_commit=_text(event_id, "last_commit", _object_id(attr("last_commit"))),
+        files=_files(event_id, attr("files")),
+        code_reviews=_list(event_id, "code_reviews", attr("code_reviews")),
+        role=_text(event_id, "role", attr("role")),
+        short_name=_text(event_id, "short_name", attr("short_name")),
+        name=_text(event_id, "name", attr("name")),
+        description=_text(event_id, "description", attr("description")),
+        title=_text(event_id, "title", attr("title")),
+        state=_text(event_id, "state", attr("state")),
+        visibility=_text(event_id, "visibility", attr("visibility")),
+        linked_objects=objects,
+        progress=_progress(event_id, item.get("progress")),
+        resources=_list(event_id, "resources", attr("resources")),
+        created_at=_date(event_id, "created_at", item.get("created_at")),
+        updated_at=_date(event_id, "updated_at", item.get("updated_at")),
+        raw=raw,
+    )
+
+
+def _object_id(value: Any) -> Any:
+    """`{"id": "luotsi"}` and `"luotsi"` both name the project luotsi."""
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _text(event_id: str, name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise MalformedEvent(f"event {event_id}: {name} is not text")
+    return str(value).replace("\x00", "")
+
+
+def _key(event_id: str, name: str, value: Any) -> str:
+    text = _text(event_id, name, value)
+    if len(text) > MAX_KEY_LENGTH:
+        raise MalformedEvent(f"event {event_id}: {name} is longer than {MAX_KEY_LENGTH} characters")
+    return text
+
+
+def _list(event_id: str, name: str, value: Any) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedEvent(f"event {event_id}: {name} is not a list")
+    return value
+
+
+def _files(event_id: str, value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(paths, list) for paths in value.values()):
+        raise MalformedEvent(f"event {event_id}: files is not an object of path lists")
+    return value
+
+
+def _count(event_id: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedEvent(f"event {event_id}: commit_count {value!r} is not a count")
+    return value
+
+
+def _progress(event_id: str, value: Any) -> int:
+    """Absent progress means a complete event."""
+    if value is None:
+        return 100
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise MalformedEvent(f"event {event_id}: progress {value!r} is not a percentage")
+    return int(value)
+
+
+def _date(event_id: str, name: str, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedEvent(f"event {event_id}: {name} is not a date")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedEvent(f"event {event_id}: {name} {value!r} is not an ISO-8601 date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

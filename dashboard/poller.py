@@ -1,0 +1,71 @@
+"""The poller: when to sync, refresh unfinished events and sweep live ones. The work itself is in sync.py.
+
+Every LIVE_REFRESH_SECONDS it refreshes unfinished events and lets time turn silent live events
+stale; every POLL_INTERVAL_SECONDS it runs a full pass. An upstream that fails is recorded and
+retried at the next interval, so one bad source or item never stops the loop. `stop` is a
+threading.Event: SIGTERM sets it, and sync checks it between pages.
+"""
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from dashboard import sync, transitions
+from dashboard.sources import ConfiguredSource, configured_sources, run_pass
+from dashboard.upstream import UpstreamError
+
+log = logging.getLogger(__name__)
+
+TRANSITIONS_KEPT = timedelta(days=1)
+
+
+def sync_once(*, sources: list[ConfiguredSource], on_progress=None, stop: threading.Event | None = None) -> dict[str, sync.SyncReport]:
+    """One full pass of every source: list sync, then targeted refresh, then the live sweep."""
+    reports = {}
+    should_stop = stop.is_set if stop else (lambda: False)
+    for source in sources:
+        report = run_pass(source, "sync", now=timezone.now(), on_progress=on_progress, should_stop=should_stop)
+        if report.finished:
+            report.add(run_pass(source, "refresh", now=timezone.now()))
+        reports[source.source] = report
+    sync.sweep_live_events(now=timezone.now())
+    return reports
+
+
+def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | None = None) -> None:
+    sources = configured_sources() if sources is None else sources
+    next_sync = next_refresh = time.monotonic()
+    while not stop.is_set():
+        close_old_connections()
+        if time.monotonic() >= next_sync:
+            _each_source(sources, "sync", stop)
+            transitions.prune(before=timezone.now() - TRANSITIONS_KEPT)
+            next_sync = time.monotonic() + settings.POLL_INTERVAL_SECONDS
+        if time.monotonic() >= next_refresh:
+            _each_source(sources, "refresh", stop)
+            sync.sweep_live_events(now=timezone.now())
+            next_refresh = time.monotonic() + settings.LIVE_REFRESH_SECONDS
+        stop.wait(max(0.0, min(next_sync, next_refresh) - time.monotonic()))
+    close_old_connections()
+
+
+def _each_source(sources: list[ConfiguredSource], kind: str, stop: threading.Event) -> None:
+    for source in sources:
+        if stop.is_set():
+            return
+        extra = {"should_stop": stop.is_set} if kind == "sync" else {}
+        try:
+            report = run_pass(source, kind, now=timezone.now(), **extra)
+        except UpstreamError as exc:
+            log.error("%s %s failed: %s", source.source, kind, exc)
+        except Exception:
+            # A bug must not stop the wall: log it, keep polling, and let /healthz show the stale sync.
+            log.exception("%s %s crashed; retrying at the next interval", source.source, kind)
+        else:
+            if report.created or report.updated or report.skipped:
+                log.info("%s %s: %s", source.source, kind, report)

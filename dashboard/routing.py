@@ -1,0 +1,3 @@
+"""WebSocket URL table (the live consumer arrives with the live UI)."""
+
+websocket_urlpatterns = []

@@ -1,0 +1,63 @@
+"""What every upstream client shares: one retrying requests.Session, and one error type.
+
+Retries live in urllib3's Retry so that 429 and 5xx back off (honouring Retry-After) the same way for
+every source. Only idempotent methods are retried: a retried create would duplicate what it creates.
+"""
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+RETRIED_STATUSES = (429, 500, 502, 503, 504)
+
+
+class UpstreamError(Exception):
+    """A call to an upstream API failed. `permanent` means retrying the same call cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False, status: int | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.status = status
+
+
+class CredentialsRejected(UpstreamError):
+    """The upstream refused our keys: nothing will work until someone fixes the configuration."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message, permanent=True, status=status)
+
+
+def make_session(*, headers: dict[str, str], retried_methods: frozenset[str] = Retry.DEFAULT_ALLOWED_METHODS) -> requests.Session:
+    retry = Retry(
+        total=settings.UPSTREAM_RETRIES,
+        backoff_factor=settings.UPSTREAM_BACKOFF_FACTOR,
+        backoff_jitter=settings.UPSTREAM_BACKOFF_FACTOR,
+        status_forcelist=RETRIED_STATUSES,
+        allowed_methods=retried_methods,
+        respect_retry_after_header=True,
+        retry_after_max=int(settings.UPSTREAM_RETRY_AFTER_MAX),
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update(headers)
+    return session
+
+
+def send(session: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
+    """One HTTP call with the configured timeouts; a network failure becomes a transient UpstreamError."""
+    try:
+        return session.request(method, url, timeout=settings.UPSTREAM_TIMEOUT, **kwargs)
+    except requests.RequestException as exc:
+        raise UpstreamError(f"{method} {url} failed: {_reason(exc)}") from exc
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "could not connect (or retries were exhausted)"
+    return exc.__class__.__name__

@@ -1,0 +1,21 @@
+"""Shared fixtures: the simulators run as real HTTP servers on loopback, and settings point at them."""
+
+import pytest
+
+from dashboard.simulators import hth
+
+
+@pytest.fixture
+def hth_sim(settings):
+    with hth.serve(port=0, seed=1) as sim:
+        settings.HTH_API_URL = sim.url
+        settings.HTH_COMPANY_KEY = sim.company_key
+        settings.HTH_ACCOUNT_KEY = sim.account_key
+        yield sim
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(settings):
+    """Back off in milliseconds so tests of 429/5xx retries stay fast; Retry-After is still honoured."""
+    settings.UPSTREAM_BACKOFF_FACTOR = 0.01
+    settings.UPSTREAM_TIMEOUT = (2, 5)

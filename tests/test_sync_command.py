@@ -1,0 +1,130 @@
+"""`manage.py sync --once` as an operator runs it: a real process, killed and re-run, with bad keys."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+
+from dashboard.models import Event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    credentials = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def command_env(sim, **overrides) -> dict:
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "HTH_API_URL": sim.url,
+        "HTH_COMPANY_KEY": sim.company_key,
+        "HTH_ACCOUNT_KEY": sim.account_key,
+        "UPSTREAM_BACKOFF_SECONDS": "0.01",
+    }
+    env.pop("ONEUPTIME_API_URL", None)
+    return env | overrides
+
+
+def manage(*args, env, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+def start_sync(env) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "sync", "--once"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_rows(count: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while (stored := Event.objects.count()) < count:
+        assert time.monotonic() < deadline, f"only {stored} rows after {timeout} s"
+        time.sleep(0.05)
+    return stored
+
+
+def test_rejected_credentials_give_one_line_and_a_non_zero_exit(hth_sim):
+    result = manage("sync", "--once", env=command_env(hth_sim, HTH_ACCOUNT_KEY="wrong"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "credentials rejected" in lines[0] and "HTH_ACCOUNT_KEY" in lines[0]
+
+
+def test_missing_keys_are_a_one_line_configuration_error(hth_sim):
+    result = manage("sync", "--once", env=command_env(hth_sim, HTH_COMPANY_KEY=""))
+    assert result.returncode == 1
+    assert result.stderr.strip() == "CommandError: HTH_COMPANY_KEY and HTH_ACCOUNT_KEY are required when HTH_API_URL is set"
+
+
+def test_a_nonsense_setting_is_a_one_line_configuration_error(hth_sim):
+    result = manage("sync", "--once", env=command_env(hth_sim, POLL_INTERVAL_SECONDS="soon"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Configuration error: POLL_INTERVAL_SECONDS must be a number of seconds, not 'soon'"
+
+
+def test_an_unset_source_is_skipped(hth_sim):
+    env = command_env(hth_sim)
+    del env["HTH_API_URL"]
+    result = manage("sync", "--once", env=env)
+    assert result.returncode == 0 and "No source configured" in result.stdout
+
+
+def test_killing_sync_mid_way_and_rerunning_loses_and_duplicates_nothing(hth_sim):
+    hth_sim.generate(3000)
+    hth_sim.delay = 0.05
+    process = start_sync(command_env(hth_sim))
+    wait_for_rows(800)
+    process.kill()
+    process.wait()
+    interrupted = Event.objects.count()
+    assert 800 <= interrupted < 3000
+
+    for _ in range(30):  # activity while the poller was down shifts every offset
+        hth_sim.add_event(target="push", operation="created", project=hth_sim.projects[0])
+    hth_sim.delay = 0
+    requests_before = len(hth_sim.requests)
+    result = manage("sync", "--once", env=command_env(hth_sim))
+    assert result.returncode == 0, result.stderr
+
+    assert Event.objects.count() == len(hth_sim.events) == 3030
+    assert set(Event.objects.values_list("upstream_id", flat=True)) == {e["id"] for e in hth_sim.events}
+    pages_read = len(hth_sim.requests[requests_before:])
+    assert pages_read <= (3030 - interrupted) // 100 + 3, "the re-run resumes instead of re-reading what was stored"
+
+
+def test_sigterm_stops_cleanly_between_pages_and_the_next_run_finishes(hth_sim):
+    hth_sim.generate(2000)
+    hth_sim.delay = 0.05
+    process = start_sync(command_env(hth_sim))
+    wait_for_rows(300)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "stopped by SIGTERM between pages" in stderr
+    assert Event.objects.count() % 100 == 0, "whole pages only"
+
+    hth_sim.delay = 0
+    assert manage("sync", "--once", env=command_env(hth_sim)).returncode == 0
+    assert Event.objects.count() == 2000
