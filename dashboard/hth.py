@@ -209,7 +209,9 @@ def parse_event(item: Any) -> HthEvent:
     if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH or "/" in event_id:
         raise MalformedEvent(f"missing or invalid id {event_id!r}")
     raw = {key: value for key, value in item.items() if key not in ("api_status", "api_timestamp")}
-    objects = item.get("objects") or {}
+    objects = item.get("objects", {})
+    if objects is None:
+        objects = {}
     if not isinstance(objects, dict):
         raise MalformedEvent(f"event {event_id}: objects is not an object")
 

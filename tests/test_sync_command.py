@@ -1,59 +1,23 @@
 """`manage.py sync --once` as an operator runs it: a real process, killed and re-run, with bad keys."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from dashboard.models import Event
+from tests.processes import base_env, manage, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    credentials = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
 
 def command_env(sim, **overrides) -> dict:
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "HTH_API_URL": sim.url,
-        "HTH_COMPANY_KEY": sim.company_key,
-        "HTH_ACCOUNT_KEY": sim.account_key,
-        "UPSTREAM_BACKOFF_SECONDS": "0.01",
-    }
-    env.pop("ONEUPTIME_API_URL", None)
-    return env | overrides
+    keys = {"HTH_API_URL": sim.url, "HTH_COMPANY_KEY": sim.company_key, "HTH_ACCOUNT_KEY": sim.account_key}
+    return base_env(**(keys | overrides))
 
 
-def manage(*args, env, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120, **kwargs
-    )
-
-
-def start_sync(env) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "sync", "--once"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_sync(env):
+    return start_manage("sync", "--once", env=env)
 
 
 def wait_for_rows(count: int, timeout: float = 60) -> int:

@@ -1,0 +1,58 @@
+"""With DJANGO_DEBUG off: plain HTTP behind a proxy, whitenoise after collectstatic, createsuperuser --noinput."""
+
+import re
+
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+
+from tests.processes import base_env, free_port, manage, start_daphne
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def production_env(**overrides):
+    return base_env(
+        DJANGO_SETTINGS_MODULE="config.settings", DJANGO_DEBUG="false", DJANGO_SECRET_KEY="a-real-secret-" * 4, **overrides
+    )
+
+
+def test_debug_off_serves_plain_http_and_hashed_static_files_through_whitenoise():
+    env = production_env()
+    assert manage("migrate", "--noinput", env=env).returncode == 0
+    assert manage("collectstatic", "--noinput", env=env).returncode == 0
+    port = free_port()
+    server = start_daphne(port=port, env=env)
+    try:
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", allow_redirects=False, timeout=10)
+        assert health.status_code == 200, "no forced HTTPS redirect behind a proxy"
+        page = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+        stylesheet = re.search(r'href="(/static/dashboard/pulseboard\.[0-9a-f]{12}\.css)"', page.text).group(1)
+        css = requests.get(f"http://127.0.0.1:{port}{stylesheet}", timeout=10)
+        assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
+        assert "immutable" in css.headers["Cache-Control"], "whitenoise serves hashed files forever-cacheable"
+        htmx = re.search(r'src="(/static/django_htmx/htmx-2\.min\.[0-9a-f]{12}\.js)"', page.text).group(1)
+        assert requests.get(f"http://127.0.0.1:{port}{htmx}", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_the_server_refuses_to_start_without_a_secret_key():
+    env = production_env()
+    del env["DJANGO_SECRET_KEY"]
+    result = manage("check", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Configuration error: DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off "
+        "(make demo generates one in data/secret_key)"
+    )
+
+
+def test_createsuperuser_noinput_works():
+    env = production_env(
+        DJANGO_SUPERUSER_USERNAME="ops", DJANGO_SUPERUSER_PASSWORD="a long pass phrase", DJANGO_SUPERUSER_EMAIL="ops@example.com"
+    )
+    result = manage("createsuperuser", "--noinput", env=env)
+    assert result.returncode == 0, result.stderr
+    assert get_user_model().objects.get(username="ops").is_superuser
