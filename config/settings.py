@@ -140,6 +140,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATA_DIR.mkdir(exist_ok=True)  # a fresh checkout just works
     # The poller writes while daphne reads: WAL and a busy timeout keep them out of each other's way.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
