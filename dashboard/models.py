@@ -4,6 +4,8 @@ Every attribute the upstream documents gets a column (so the pages never call up
 payload is kept beside them (so nothing an upstream adds later is lost before we learn about it).
 """
 
+import uuid
+
 from django.db import models
 
 
@@ -85,13 +87,23 @@ class TransitionKind(models.TextChoices):
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     WENT_STALE = "went_stale", "Went stale"
+    NOTE_CREATED = "note_created", "Note created"
+    NOTE_UPDATED = "note_updated", "Note updated"
+    NOTE_DELETED = "note_deleted", "Note deleted"
+    INCIDENT_CHANGED = "incident_changed", "Incident changed"
 
 
 class Transition(models.Model):
-    """A change the sync saw, stored as a row (like healthchecks' Flip) and handed on after commit."""
+    """A change the sync saw, stored as a row (like healthchecks' Flip) and handed on after commit.
+
+    A deleted note leaves no row to point at, so every transition also names its subject's upstream id.
+    """
 
     kind = models.CharField(max_length=30, choices=TransitionKind)
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="transitions")
+    upstream_id = models.CharField(max_length=100)
+    event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.CASCADE, related_name="transitions")
+    incident = models.ForeignKey("Incident", null=True, blank=True, on_delete=models.CASCADE, related_name="transitions")
+    note = models.ForeignKey("IncidentNote", null=True, blank=True, on_delete=models.SET_NULL, related_name="transitions")
     progress = models.PositiveSmallIntegerField(null=True, blank=True)
     at = models.DateTimeField()
 
@@ -100,7 +112,7 @@ class Transition(models.Model):
         indexes = [models.Index(fields=["at"], name="transition_at")]  # pruning and catch-up
 
     def __str__(self):
-        return f"{self.kind} {self.event.upstream_id} at {self.at:%H:%M:%S}"
+        return f"{self.kind} {self.upstream_id} at {self.at:%H:%M:%S}"
 
 
 class Source(models.TextChoices):
@@ -125,3 +137,114 @@ class SyncState(models.Model):
 
     def __str__(self):
         return self.get_source_display()
+
+
+class Incident(models.Model):
+    """A OneUptime incident, enough of it to head a timeline without calling upstream."""
+
+    upstream_id = models.CharField(max_length=100, unique=True)
+    project_id = models.CharField(max_length=100, blank=True)
+    title = models.TextField()
+    description = models.TextField(blank=True, help_text="Markdown.")
+    state = models.CharField(max_length=200, blank=True)
+    state_color = models.CharField(max_length=30, blank=True)
+    is_resolved = models.BooleanField(default=False)
+    severity = models.CharField(max_length=200, blank=True)
+    severity_color = models.CharField(max_length=30, blank=True)
+    declared_at = models.DateTimeField(null=True, blank=True)
+    incident_number = models.PositiveIntegerField(null=True, blank=True)
+    incident_number_with_prefix = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The incident exactly as upstream sent it.")
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-declared_at", "-id"]
+        indexes = [models.Index(fields=["is_resolved", "-declared_at"], name="incident_open")]  # the open-incidents panel
+
+    def __str__(self):
+        return f"{self.incident_number_with_prefix or self.upstream_id} {self.title}"
+
+
+class IncidentNote(models.Model):
+    """A OneUptime incident public note: every attribute of the vendor page, plus write-back bookkeeping.
+
+    `upstream_id` is empty until a note created in the admin reaches OneUptime; a note deleted in the
+    admin stays (hidden) until its delete has been delivered, so a failed delete loses nothing.
+    """
+
+    upstream_id = models.CharField(max_length=100, unique=True, null=True, blank=True, help_text="`_id` upstream.")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="notes")
+    project_id = models.CharField(max_length=100, blank=True)
+    created_by_user_id = models.CharField(max_length=100, blank=True)
+    created_by_name = models.CharField(max_length=200, blank=True)
+    created_by_email = models.CharField(max_length=254, blank=True)
+    note = models.TextField(help_text="Markdown.")
+    attachments = models.JSONField(default=list, blank=True)
+    subscriber_notification_status_message = models.TextField(blank=True)
+    should_status_page_subscribers_be_notified_on_note_created = models.BooleanField(
+        "notify status page subscribers",
+        default=False,
+        help_text="Creating a note can e-mail and text every subscriber of the status page; off unless you tick it.",
+    )
+    posted_at = models.DateTimeField(null=True, blank=True)
+    posted_from_slack_message_id = models.TextField(blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The note exactly as upstream last sent it.")
+    synced_at = models.DateTimeField(null=True, blank=True)
+    deleted = models.BooleanField(default=False, help_text="Deleted here; hidden while the delete is written back.")
+
+    class Meta:
+        ordering = ["posted_at", "id"]
+        indexes = [models.Index(fields=["incident", "posted_at"], name="note_timeline")]  # the timeline
+
+    def __str__(self):
+        first_line = self.note.strip().splitlines()[0] if self.note.strip() else "(empty)"
+        return first_line[:80]
+
+
+class NoteWrite(models.Model):
+    """The outbox: one admin change to a note, committed with the change and delivered by the poller.
+
+    `base_text` is the note's text when the admin loaded it: if OneUptime's text differs from it by
+    delivery time, someone else edited the note and the write is held as a conflict. `token` makes a
+    create idempotent across a crash between sending it and recording its `_id`.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"
+        DELETE = "delete"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+        CONFLICT = "conflict"
+        DISCARDED = "discarded"
+
+    note = models.ForeignKey(IncidentNote, on_delete=models.CASCADE, related_name="writes")
+    action = models.CharField(max_length=10, choices=Action)
+    state = models.CharField(max_length=10, choices=State, default=State.PENDING)
+    data = models.JSONField(default=dict, help_text="The fields to send.")
+    base_text = models.TextField(blank=True)
+    upstream_copy = models.JSONField(null=True, blank=True, help_text="OneUptime's version, when held as a conflict.")
+    token = models.UUIDField(default=uuid.uuid4, unique=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The delivery loop reads only what is still due.
+            models.Index(fields=["next_attempt_at"], name="notewrite_due", condition=models.Q(state="pending")),
+        ]
+
+    def __str__(self):
+        return f"{self.action} of note {self.note_id}: {self.state}"

@@ -146,7 +146,9 @@ def sweep_live_events(*, now: datetime) -> int:
             )
             event.status = status
             changed.append(event)
-            changes += [Transition(kind=kind, event=event, progress=event.progress, at=now) for kind in kinds]
+            changes += [
+                Transition(kind=kind, upstream_id=event.upstream_id, event=event, progress=event.progress, at=now) for kind in kinds
+            ]
         Event.objects.bulk_update(changed, ["status"])
         transitions.record(changes)
     return len(changes)
@@ -227,7 +229,7 @@ def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> Syn
     pks = dict(Event.objects.filter(upstream_id__in=list(kinds_by_id)).values_list("upstream_id", "pk"))
     progress = {row.upstream_id: row.progress for row in rows}
     changes = [
-        Transition(kind=kind, event_id=pks[upstream_id], progress=progress[upstream_id], at=now)
+        Transition(kind=kind, upstream_id=upstream_id, event_id=pks[upstream_id], progress=progress[upstream_id], at=now)
         for upstream_id, kinds in kinds_by_id.items()
         for kind in kinds
     ]
