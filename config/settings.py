@@ -219,6 +219,9 @@ HTH_BACKFILL_EVENTS = env_int("HTH_BACKFILL_EVENTS", 10_000)
 ONEUPTIME_API_URL = env_api_url("ONEUPTIME_API_URL")
 ONEUPTIME_API_KEY = os.environ.get("ONEUPTIME_API_KEY", "")
 ONEUPTIME_PROJECT_ID = os.environ.get("ONEUPTIME_PROJECT_ID", "")
+# Use POST …/update-item and …/delete-item from the start, for a proxy known to refuse PUT and DELETE
+# (without it the client falls back on its own after a 405 or 501).
+ONEUPTIME_USE_POST_ALTERNATIVES = env_bool("ONEUPTIME_USE_POST_ALTERNATIVES", False)
 
 # Upstream HTTP: seconds to connect and to read, and how many times to retry 429/5xx.
 UPSTREAM_TIMEOUT = (env_seconds("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5), env_seconds("UPSTREAM_READ_TIMEOUT_SECONDS", 30))

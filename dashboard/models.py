@@ -4,8 +4,10 @@ Every attribute the upstream documents gets a column (so the pages never call up
 payload is kept beside them (so nothing an upstream adds later is lost before we learn about it).
 """
 
+import secrets
 import uuid
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -156,7 +158,7 @@ class Incident(models.Model):
     incident_number_with_prefix = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
-    raw = models.JSONField(default=dict, blank=True, help_text="The incident exactly as upstream sent it.")
+    raw = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="The incident as upstream sent it.")
     synced_at = models.DateTimeField()
 
     class Meta:
@@ -193,7 +195,7 @@ class IncidentNote(models.Model):
     created_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(null=True, blank=True)
-    raw = models.JSONField(default=dict, blank=True, help_text="The note exactly as upstream last sent it.")
+    raw = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="The note as upstream last sent it.")
     synced_at = models.DateTimeField(null=True, blank=True)
     deleted = models.BooleanField(default=False, help_text="Deleted here; hidden while the delete is written back.")
 
@@ -231,7 +233,7 @@ class NoteWrite(models.Model):
     state = models.CharField(max_length=10, choices=State, default=State.PENDING)
     data = models.JSONField(default=dict, help_text="The fields to send.")
     base_text = models.TextField(blank=True)
-    upstream_copy = models.JSONField(null=True, blank=True, help_text="OneUptime's version, when held as a conflict.")
+    upstream_copy = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder, help_text="OneUptime's version, when held as a conflict.")
     token = models.UUIDField(default=uuid.uuid4, unique=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
@@ -248,3 +250,51 @@ class NoteWrite(models.Model):
 
     def __str__(self):
         return f"{self.action} of note {self.note_id}: {self.state}"
+
+
+def new_screen_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Screen(models.Model):
+    """One wall display and its kiosk link. Its settings live here, not in the TV's cookies.
+
+    The link never expires by session timeout: it works until someone revokes it in the admin, and a
+    revoked screen's open socket is closed with a code that tells the page to stop retrying.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    token = models.CharField(max_length=64, unique=True, default=new_screen_token, editable=False)
+    project = models.CharField(max_length=200, blank=True, help_text="Show only this project's events; empty shows all.")
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="An IANA zone, e.g. Europe/Helsinki.")
+    text_scale = models.FloatField(default=1.0, help_text="1.0 suits a 55-inch TV at three metres.")
+    rotate = models.BooleanField(default=False, help_text="Show one panel at a time, each for its dwell time.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ScreenPanel(models.Model):
+    class Panel(models.TextChoices):
+        BUILDS = "builds", "Running builds and last results"
+        INCIDENTS = "incidents", "Open incidents"
+        ACTIVITY = "activity", "Recent activity"
+
+    screen = models.ForeignKey(Screen, on_delete=models.CASCADE, related_name="panels")
+    panel = models.CharField(max_length=20, choices=Panel)
+    position = models.PositiveSmallIntegerField(default=0)
+    dwell_seconds = models.PositiveIntegerField(default=20, help_text="How long this panel shows when rotating.")
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["screen", "panel"], name="one_of_each_panel_per_screen")]
+
+    def __str__(self):
+        return self.get_panel_display()

@@ -39,33 +39,38 @@ def sync_once(*, sources: list[ConfiguredSource], on_progress=None, stop: thread
 
 def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | None = None) -> None:
     sources = configured_sources() if sources is None else sources
-    next_sync = next_refresh = time.monotonic()
+    now = time.monotonic()
+    next_sync = now
+    next_refresh = {source.source: now for source in sources}
+    next_sweep = now
     while not stop.is_set():
         close_old_connections()
         if time.monotonic() >= next_sync:
-            _each_source(sources, "sync", stop)
+            for source in sources:
+                _run(source, "sync", stop)
             transitions.prune(before=timezone.now() - TRANSITIONS_KEPT)
             next_sync = time.monotonic() + settings.POLL_INTERVAL_SECONDS
-        if time.monotonic() >= next_refresh:
-            _each_source(sources, "refresh", stop)
+        for source in sources:
+            if time.monotonic() >= next_refresh[source.source] and not stop.is_set():
+                _run(source, "refresh", stop)
+                next_refresh[source.source] = time.monotonic() + source.refresh_every
+        if time.monotonic() >= next_sweep:
             sync.sweep_live_events(now=timezone.now())
-            next_refresh = time.monotonic() + settings.LIVE_REFRESH_SECONDS
-        stop.wait(max(0.0, min(next_sync, next_refresh) - time.monotonic()))
+            next_sweep = time.monotonic() + settings.LIVE_REFRESH_SECONDS
+        wake_at = min([next_sync, next_sweep, *next_refresh.values()])
+        stop.wait(max(0.0, wake_at - time.monotonic()))
     close_old_connections()
 
 
-def _each_source(sources: list[ConfiguredSource], kind: str, stop: threading.Event) -> None:
-    for source in sources:
-        if stop.is_set():
-            return
-        extra = {"should_stop": stop.is_set} if kind == "sync" else {}
-        try:
-            report = run_pass(source, kind, now=timezone.now(), **extra)
-        except UpstreamError as exc:
-            log.error("%s %s failed: %s", source.source, kind, exc)
-        except Exception:
-            # A bug must not stop the wall: log it, keep polling, and let /healthz show the stale sync.
-            log.exception("%s %s crashed; retrying at the next interval", source.source, kind)
-        else:
-            if report.created or report.updated or report.skipped:
-                log.info("%s %s: %s", source.source, kind, report)
+def _run(source: ConfiguredSource, kind: str, stop: threading.Event) -> None:
+    extra = {"should_stop": stop.is_set} if kind == "sync" else {}
+    try:
+        report = run_pass(source, kind, now=timezone.now(), **extra)
+    except UpstreamError as exc:
+        log.error("%s %s failed: %s", source.source, kind, exc)
+    except Exception:
+        # A bug must not stop the wall: log it, keep polling, and let /healthz show the stale sync.
+        log.exception("%s %s crashed; retrying at the next interval", source.source, kind)
+    else:
+        if report.created or report.updated or report.skipped:
+            log.info("%s %s: %s", source.source, kind, report)

@@ -1,7 +1,8 @@
 """Which upstreams are configured, and one pass of each, with its outcome kept for /healthz.
 
 A source whose URL is unset is skipped; one whose URL is set but whose keys are missing is a
-configuration error, said in one line before anything is fetched.
+configuration error, said in one line before anything is fetched. Each source has a full `sync`
+and a frequent `refresh`: Helix TeamHub re-reads unfinished events, OneUptime delivers admin edits.
 """
 
 import logging
@@ -13,12 +14,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from dashboard import sync
+from dashboard import note_sync, sync, writeback
 from dashboard.hth import HthClient
 from dashboard.models import Source, SyncState
+from dashboard.oneuptime import OneUptimeClient
 from dashboard.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
+
+OUTBOX_EVERY_SECONDS = 1.0  # an admin's save should reach OneUptime in about a second
 
 
 @dataclass
@@ -26,6 +30,7 @@ class ConfiguredSource:
     source: str
     sync: Callable[..., sync.SyncReport]
     refresh: Callable[..., sync.SyncReport]
+    refresh_every: float
 
 
 def configured_sources() -> list[ConfiguredSource]:
@@ -33,14 +38,25 @@ def configured_sources() -> list[ConfiguredSource]:
     if settings.HTH_API_URL:
         if not (settings.HTH_COMPANY_KEY and settings.HTH_ACCOUNT_KEY):
             raise ImproperlyConfigured("HTH_COMPANY_KEY and HTH_ACCOUNT_KEY are required when HTH_API_URL is set")
-        client = HthClient(
-            base_url=settings.HTH_API_URL, company_key=settings.HTH_COMPANY_KEY, account_key=settings.HTH_ACCOUNT_KEY
-        )
+        hth = HthClient(base_url=settings.HTH_API_URL, company_key=settings.HTH_COMPANY_KEY, account_key=settings.HTH_ACCOUNT_KEY)
         sources.append(
             ConfiguredSource(
                 source=Source.HTH,
-                sync=lambda **kwargs: sync.sync_events(client=client, **kwargs),
-                refresh=lambda **kwargs: sync.refresh_unfinished_events(client=client, **kwargs),
+                sync=lambda **kwargs: sync.sync_events(client=hth, **kwargs),
+                refresh=lambda **kwargs: sync.refresh_unfinished_events(client=hth, **kwargs),
+                refresh_every=settings.LIVE_REFRESH_SECONDS,
+            )
+        )
+    if settings.ONEUPTIME_API_URL:
+        if not settings.ONEUPTIME_API_KEY:
+            raise ImproperlyConfigured("ONEUPTIME_API_KEY is required when ONEUPTIME_API_URL is set")
+        oneuptime = OneUptimeClient.from_settings()
+        sources.append(
+            ConfiguredSource(
+                source=Source.ONEUPTIME,
+                sync=lambda now, on_progress=None, **kwargs: note_sync.sync_notes(client=oneuptime, now=now, **kwargs),
+                refresh=lambda **kwargs: writeback.deliver_due(client=oneuptime, **kwargs),
+                refresh_every=OUTBOX_EVERY_SECONDS,
             )
         )
     return sources

@@ -1,0 +1,371 @@
+"""The OneUptime client for incident public notes (list, count, get, create, update, delete) and incidents (reads).
+
+Reference: ../shared/upstream-docs/oneuptime-incident-public-note.txt, and oneuptime-api-notes.md beside it,
+which says where the real API differs from that page: ids and dates come back wrapped, nothing but `_id`
+comes back without a `select`, a missing permission is a 422, and an unknown id gets 200 `{}`. Every
+answer is normalized into plain dicts with aware datetimes. It never touches models, and it never retries
+a create: OneUptime has no idempotency key, so a retried create would post the note twice.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+
+from dashboard import upstream
+
+PAGE_SIZE = 100
+ID_PAGE_SIZE = 10_000  # the most OneUptime serves in one page
+# Full scans go oldest first, with `_id` to break ties, so notes created mid-scan land on later pages
+# instead of shifting the ones already read.
+SCAN_ORDER = {"createdAt": "ASC", "_id": "ASC"}
+# Columns that hold dates, so that a plain string there (rather than a DateTime wrapper) is parsed too.
+DATE_FIELDS = frozenset({"createdAt", "updatedAt", "deletedAt", "postedAt", "declaredAt", "impactStartedAt", "postmortemPostedAt"})
+# A proxy or server that will not take PUT or DELETE says so with one of these.
+BLOCKED_METHOD_STATUSES = (405, 501)
+MAX_MESSAGE_LENGTH = 300
+
+# Every attribute the vendor page lists, plus `version` (for spotting concurrent edits) and the author.
+NOTE_SELECT: dict[str, Any] = {
+    "_id": True,
+    "createdAt": True,
+    "updatedAt": True,
+    "version": True,
+    "project": True,
+    "projectId": True,
+    # Title and number travel with the note, so it can be shown even when its incident is private to this key.
+    "incident": {"title": True, "incidentNumber": True, "incidentNumberWithPrefix": True},
+    "incidentId": True,
+    "createdByUser": {"name": True, "email": True},
+    "createdByUserId": True,
+    "note": True,
+    "attachments": {"name": True, "fileType": True, "slug": True, "isPublic": True},  # not `file`: that is the bytes
+    "subscriberNotificationStatusMessage": True,
+    "shouldStatusPageSubscribersBeNotifiedOnNoteCreated": True,
+    "postedAt": True,
+    "postedFromSlackMessageId": True,
+}
+INCIDENT_SELECT: dict[str, Any] = {
+    "_id": True,
+    "createdAt": True,
+    "updatedAt": True,
+    "version": True,
+    "projectId": True,
+    "title": True,
+    "description": True,
+    "declaredAt": True,
+    "impactStartedAt": True,
+    "incidentNumber": True,
+    "incidentNumberWithPrefix": True,
+    "currentIncidentStateId": True,
+    "currentIncidentState": {
+        "name": True,
+        "color": True,
+        "isCreatedState": True,
+        "isAcknowledgedState": True,
+        "isResolvedState": True,
+        "order": True,
+    },
+    "incidentSeverityId": True,
+    "incidentSeverity": {"name": True, "color": True, "order": True},
+    "rootCause": True,
+    "postmortemNote": True,
+    "postmortemPostedAt": True,
+    "isVisibleOnStatusPage": True,
+    "isPrivate": True,
+    "isCreatedAutomatically": True,
+    "createdByUserId": True,
+}
+
+
+@dataclass(frozen=True)
+class Resource:
+    path: str
+    noun: str
+    plural: str
+    select: dict[str, Any]
+    permissions: dict[str, str]  # operation -> the permission to grant, as OneUptime's settings name it
+
+
+NOTES = Resource(
+    path="incident-public-note",
+    noun="incident public note",
+    plural="incident public notes",
+    select=NOTE_SELECT,
+    permissions={
+        "read": "Read Incident Status Page Note",
+        "create": "Create Incident Status Page Note",
+        "update": "Edit Incident Status Page Note",
+        "delete": "Delete Incident Status Page Note",
+    },
+)
+INCIDENTS = Resource(path="incident", noun="incident", plural="incidents", select=INCIDENT_SELECT, permissions={"read": "Read Incident"})
+
+
+class PermissionMissing(upstream.UpstreamError):
+    """The key lacks a permission for this operation: nothing changes until someone grants it."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message, permanent=True, status=status)
+
+
+class RecordNotFound(upstream.UpstreamError):
+    """An update named a record OneUptime does not have, or one this key may not see; retrying cannot help."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message, permanent=True, status=status)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    count: int  # every record matching the query, not just this page
+    skip: int
+    limit: int
+
+
+class OneUptimeClient:
+    def __init__(self, base_url: str, api_key: str, *, use_post_alternatives: bool = False):
+        self.base_url = base_url.rstrip("/")
+        self.use_post_alternatives = use_post_alternatives
+        headers = {"ApiKey": api_key, "Content-Type": "application/json", "Accept": "application/json"}
+        # Reads (POSTs too), updates and deletes can be repeated safely, so they are retried on 429/5xx.
+        self._session = upstream.make_session(headers=headers, retried_methods=frozenset({"GET", "POST", "PUT", "DELETE"}))
+        # Creates go through the default retry policy, which leaves out POST. (An empty set would not:
+        # urllib3 2 reads that as "retry every method".)
+        self._create_session = upstream.make_session(headers=headers)
+
+    @classmethod
+    def from_settings(cls) -> "OneUptimeClient":
+        return cls(
+            settings.ONEUPTIME_API_URL,
+            settings.ONEUPTIME_API_KEY,
+            use_post_alternatives=settings.ONEUPTIME_USE_POST_ALTERNATIVES,
+        )
+
+    def list_notes(
+        self, *, query: dict[str, Any] | None = None, sort: dict[str, Any] | None = None, skip: int = 0, limit: int = PAGE_SIZE
+    ) -> Page:
+        """POST /incident-public-note/get-list: one page, newest first unless `sort` says otherwise."""
+        return self._list(NOTES, query=query, sort=sort, skip=skip, limit=limit)
+
+    def iter_notes(
+        self, *, query: dict[str, Any] | None = None, sort: dict[str, Any] | None = None, page_size: int = PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        return self._iterate(NOTES, query=query, sort=sort, page_size=page_size)
+
+    def list_note_ids(self, *, query: dict[str, Any] | None = None) -> list[str]:
+        """Every matching note id: OneUptime deletes hard, so comparing ids is the only way to notice deletions."""
+        items = self._iterate(NOTES, query=query, sort=None, page_size=ID_PAGE_SIZE, select={"_id": True})
+        return [item["_id"] for item in items]
+
+    def get_note(self, note_id: str) -> dict[str, Any] | None:
+        """POST /incident-public-note/:id/get-item; None when OneUptime has no such note (it answers 200 `{}`)."""
+        return self._get(NOTES, note_id)
+
+    def count_notes(self, query: dict[str, Any] | None = None) -> int:
+        return self._count(NOTES, query)
+
+    def create_note(self, data: dict[str, Any]) -> dict[str, Any]:
+        """POST /incident-public-note, never retried. Send `shouldStatusPageSubscribersBeNotifiedOnNoteCreated:
+        False` in `data` unless status-page subscribers should be emailed about the note."""
+        body = {"data": _jsonable(data, wrap_dates=True)}
+        response = upstream.send(self._create_session, "POST", f"{self.base_url}/{NOTES.path}", json=body)
+        return normalize(self._answer(NOTES, "create", response))
+
+    def update_note(self, note_id: str, data: dict[str, Any]) -> None:
+        """PUT /incident-public-note/:id (last write wins: OneUptime has no If-Match)."""
+        self._write(NOTES, "update", note_id, {"data": _jsonable(data, wrap_dates=True)})
+
+    def delete_note(self, note_id: str) -> None:
+        """DELETE /incident-public-note/:id; deleting a note that is already gone succeeds too."""
+        self._write(NOTES, "delete", note_id, None)
+
+    def list_incidents(
+        self, *, query: dict[str, Any] | None = None, sort: dict[str, Any] | None = None, skip: int = 0, limit: int = PAGE_SIZE
+    ) -> Page:
+        """POST /incident/get-list. Private incidents are left out unless the key is a project owner's or admin's."""
+        return self._list(INCIDENTS, query=query, sort=sort, skip=skip, limit=limit)
+
+    def iter_incidents(
+        self, *, query: dict[str, Any] | None = None, sort: dict[str, Any] | None = None, page_size: int = PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        return self._iterate(INCIDENTS, query=query, sort=sort, page_size=page_size)
+
+    def get_incident(self, incident_id: str) -> dict[str, Any] | None:
+        return self._get(INCIDENTS, incident_id)
+
+    def count_incidents(self, query: dict[str, Any] | None = None) -> int:
+        return self._count(INCIDENTS, query)
+
+    def _list(
+        self,
+        resource: Resource,
+        *,
+        query: dict[str, Any] | None,
+        sort: dict[str, Any] | None,
+        skip: int,
+        limit: int,
+        select: dict[str, Any] | None = None,
+    ) -> Page:
+        body: dict[str, Any] = {"select": select or resource.select, "query": _jsonable(query or {}, wrap_dates=False)}
+        if sort:
+            body["sort"] = sort
+        # skip and limit go in the query string: OneUptime echoes only those, and reads them first.
+        answer = self._call(resource, "read", "POST", f"/{resource.path}/get-list", params={"skip": skip, "limit": limit}, json=body)
+        data, count = answer.get("data"), answer.get("count")
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data) or not _is_count(count):
+            raise upstream.UpstreamError(f"OneUptime sent a list of {resource.plural} without a data list and a count")
+        echoed_skip, echoed_limit = answer.get("skip"), answer.get("limit")
+        return Page(
+            items=[normalize(item) for item in data],
+            count=count,
+            skip=echoed_skip if _is_count(echoed_skip) else skip,
+            limit=echoed_limit if _is_count(echoed_limit) else limit,
+        )
+
+    def _iterate(
+        self,
+        resource: Resource,
+        *,
+        query: dict[str, Any] | None,
+        sort: dict[str, Any] | None,
+        page_size: int,
+        select: dict[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching record, page by page. Offset pages shift when rows are deleted mid-scan, so a
+        record met twice is yielded once; the scan stops at an empty page or at the reported count."""
+        seen: set[str] = set()
+        skip = 0
+        while True:
+            page = self._list(resource, query=query, sort=sort or SCAN_ORDER, skip=skip, limit=page_size, select=select)
+            for item in page.items:
+                if item.get("_id") not in seen:
+                    seen.add(item.get("_id"))
+                    yield item
+            skip += len(page.items)
+            if not page.items or skip >= page.count:
+                return
+
+    def _get(self, resource: Resource, item_id: str) -> dict[str, Any] | None:
+        path = f"/{resource.path}/{quote(item_id, safe='')}/get-item"
+        answer = self._call(resource, "read", "POST", path, json={"select": resource.select})
+        return normalize(answer) if answer.get("_id") else None
+
+    def _count(self, resource: Resource, query: dict[str, Any] | None) -> int:
+        body = {"query": _jsonable(query or {}, wrap_dates=False)}
+        count = self._call(resource, "read", "POST", f"/{resource.path}/count", json=body).get("count")
+        if not _is_count(count):
+            raise upstream.UpstreamError(f"OneUptime sent a count of {resource.plural} that is not a number: {count!r}")
+        return count
+
+    def _write(self, resource: Resource, operation: str, item_id: str, body: dict[str, Any] | None) -> None:
+        """PUT or DELETE, else POST to `/:id/update-item` or `/:id/delete-item`, which OneUptime offers for
+        clients and proxies that cannot send those methods. Once refused, the client uses the POST form from then on."""
+        path = f"/{resource.path}/{quote(item_id, safe='')}"
+        if not self.use_post_alternatives:
+            method = "PUT" if operation == "update" else "DELETE"
+            response = upstream.send(self._session, method, self.base_url + path, json=body)
+            if response.status_code not in BLOCKED_METHOD_STATUSES:
+                self._answer(resource, operation, response, item_id)
+                return
+            self.use_post_alternatives = True
+        self._call(resource, operation, "POST", f"{path}/{operation}-item", item_id=item_id, json=body)
+
+    def _call(self, resource: Resource, operation: str, method: str, path: str, *, item_id: str = "", **kwargs: Any) -> dict[str, Any]:
+        response = upstream.send(self._session, method, self.base_url + path, **kwargs)
+        return self._answer(resource, operation, response, item_id)
+
+    @staticmethod
+    def _answer(resource: Resource, operation: str, response: requests.Response, item_id: str = "") -> dict[str, Any]:
+        if not response.ok:
+            raise error_for(response, resource=resource, operation=operation, item_id=item_id)
+        try:
+            answer = response.json()
+        except ValueError:
+            raise upstream.UpstreamError(
+                f"OneUptime sent invalid JSON when asked to {operation} {resource.plural} "
+                f"({response.status_code}, {len(response.content)} bytes)"
+            ) from None
+        if not isinstance(answer, dict):
+            raise upstream.UpstreamError(f"OneUptime sent {type(answer).__name__} instead of an object for {resource.plural}")
+        return answer
+
+
+def error_for(response: requests.Response, *, resource: Resource, operation: str, item_id: str = "") -> upstream.UpstreamError:
+    """One readable line for a failed call; permanent unless waiting could help (429, 5xx)."""
+    status = response.status_code
+    message = _error_message(response)
+    if status == 401 or (status == 400 and message.lower() == "invalid api key"):
+        return upstream.CredentialsRejected(f"OneUptime rejected the API key ({status} {message}): check ONEUPTIME_API_KEY", status=status)
+    if status == 422 and message.startswith("You do not have permission"):
+        return PermissionMissing(
+            f"OneUptime API key lacks permission to {operation} {resource.plural}: "
+            f'grant "{resource.permissions.get(operation, "Project Member")}" (or Project Member)',
+            status=status,
+        )
+    if status == 422 and message.startswith("Unable to update"):
+        return RecordNotFound(f"OneUptime has no {resource.noun} {item_id} to update: it was deleted, or this key cannot see it", status=status)
+    transient = status == 429 or status >= 500
+    return upstream.UpstreamError(
+        f"OneUptime could not {operation} {resource.plural} ({status} {message})", permanent=not transient, status=status
+    )
+
+
+def _error_message(response: requests.Response) -> str:
+    """OneUptime's CRUD errors say `{"error": …}`, its 404s and middleware `{"message": …}`; proxies send HTML."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = (body.get("error") or body.get("message")) if isinstance(body, dict) else None
+    text = " ".join(str(message or response.reason or "no details").split())
+    return text[:MAX_MESSAGE_LENGTH]
+
+
+def normalize(value: Any, field: str = "") -> Any:
+    """Plain values from OneUptime's wire form: `{"_type": …, "value": v}` becomes v, and dates become aware
+    datetimes. Plain strings where wrappers are expected work too; an unreadable date stays a string."""
+    if isinstance(value, dict):
+        if "_type" in value and "value" in value:
+            if value["_type"] == "DateTime":
+                return _date(value["value"])
+            return normalize(value["value"], field)
+        return {key: normalize(item, key) for key, item in value.items()}
+    if isinstance(value, list):
+        return [normalize(item, field) for item in value]
+    if field in DATE_FIELDS and isinstance(value, str):
+        return _date(value)
+    return value
+
+
+def _date(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _jsonable(value: Any, *, wrap_dates: bool) -> Any:
+    """Datetimes as OneUptime reads them: wrapped in `data`, but plain ISO strings in a query, where an
+    operator's value is bound as it is and a wrapper would become "[object Object]"."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        text = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return {"_type": "DateTime", "value": text} if wrap_dates else text
+    if isinstance(value, dict):
+        return {key: _jsonable(item, wrap_dates=wrap_dates) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item, wrap_dates=wrap_dates) for item in value]
+    return value
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -1,0 +1,154 @@
+"""The OneUptime mirror over real HTTP: incidents and notes arrive, change, and disappear."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import call_command
+
+from dashboard import note_sync
+from dashboard.models import Incident, IncidentNote, SyncState, Transition, TransitionKind
+from dashboard.oneuptime import OneUptimeClient
+from dashboard.simulators import oneuptime
+from dashboard.upstream import UpstreamError
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sim(settings):
+    with oneuptime.serve(port=0, seed=1, notification_delay=60) as sim:
+        sim.clock = lambda: sim.now
+        sim.now = T0
+        settings.ONEUPTIME_API_URL = sim.url
+        settings.ONEUPTIME_API_KEY = sim.api_key
+        yield sim
+
+
+@pytest.fixture
+def client(sim):
+    return OneUptimeClient.from_settings()
+
+
+def sync(client, sim):
+    return note_sync.sync_notes(client=client, now=sim.now)
+
+
+def kinds():
+    return list(Transition.objects.values_list("kind", flat=True))
+
+
+def test_it_mirrors_every_note_and_incident_across_many_pages(client, sim):
+    sim.generate(incidents=12, notes=250)
+    report = sync(client, sim)
+    assert IncidentNote.objects.count() == len(sim.notes) == 250
+    assert report.skipped == 0
+    pages = [path for method, path, _ in sim.requests if "incident-public-note/get-list" in path]
+    assert len(pages) >= 3, "more than one page of 100"
+    referenced = {note["incidentId"] for note in sim.notes.values()}
+    assert set(Incident.objects.values_list("upstream_id", flat=True)) >= referenced
+
+
+def test_every_attribute_is_mirrored_because_the_client_selects_them(client, sim):
+    incident = sim.add_incident("API latency", state="Acknowledged", severity="Critical")
+    upstream = sim.add_note(incident["_id"], "## Investigating\n\nLatency is up.", postedFromSlackMessageId="C1:1.2")
+    sync(client, sim)
+    note = IncidentNote.objects.get(upstream_id=upstream["_id"])
+    assert note.note == "## Investigating\n\nLatency is up." and note.incident.upstream_id == incident["_id"]
+    assert note.posted_at is not None and note.created_at is not None and note.updated_at is not None
+    assert note.project_id == sim.project_id and note.created_by_user_id and note.created_by_name
+    assert note.posted_from_slack_message_id == "C1:1.2" and note.version is not None
+    assert note.raw["_id"] == upstream["_id"]
+    mirrored = note.incident
+    assert (mirrored.title, mirrored.state, mirrored.severity, mirrored.is_resolved) == ("API latency", "Acknowledged", "Critical", False)
+    assert mirrored.state_color.startswith("#") and mirrored.incident_number_with_prefix.startswith("INC-")
+
+
+def test_an_upstream_edit_and_an_upstream_delete_reach_the_mirror(client, sim):
+    incident = sim.add_incident("Disk full")
+    keep, drop = sim.add_note(incident["_id"], "first"), sim.add_note(incident["_id"], "second")
+    sync(client, sim)
+    Transition.objects.all().delete()
+
+    sim.now += timedelta(seconds=5)
+    sim.edit_note(keep["_id"], note="first, corrected")
+    sim.delete_note(drop["_id"])
+    report = sync(client, sim)
+
+    assert IncidentNote.objects.get(upstream_id=keep["_id"]).note == "first, corrected"
+    assert not IncidentNote.objects.filter(upstream_id=drop["_id"]).exists()
+    assert sorted(kinds()) == ["note_deleted", "note_updated"]
+    assert report.finished
+
+
+def test_an_incremental_sync_reads_only_what_changed(client, sim):
+    sim.generate(incidents=5, notes=150)
+    sync(client, sim)
+    Transition.objects.all().delete()
+    before = len(sim.requests)
+    sim.now += timedelta(minutes=5)
+    incident = next(iter(sim.incidents.values()))
+    sim.add_note(incident["_id"], "one more")
+    report = sync(client, sim)
+    assert (report.created, kinds()) == (1, ["note_created"])
+    note_pages = [path for _, path, _ in sim.requests[before:] if "incident-public-note/get-list" in path]
+    assert len(note_pages) == 1
+
+
+def test_the_notification_workers_touch_is_not_shown_as_an_edit(client, sim):
+    incident = sim.add_incident("Queue backlog")
+    upstream = sim.add_note(incident["_id"], "We are looking into it.")
+    sync(client, sim)
+    Transition.objects.all().delete()
+    sim.now += timedelta(seconds=90)  # OneUptime rewrites the subscriber status about a minute later
+    sync(client, sim)
+    note = IncidentNote.objects.get(upstream_id=upstream["_id"])
+    assert note.subscriber_notification_status_message
+    assert TransitionKind.NOTE_UPDATED not in kinds()
+
+
+def test_an_incident_state_change_is_a_transition(client, sim):
+    incident = sim.add_incident("Login errors", state="Created")
+    sync(client, sim)
+    Transition.objects.all().delete()
+    sim.now += timedelta(seconds=5)
+    sim.set_incident_state(incident["_id"], "Resolved")
+    sync(client, sim)
+    assert Incident.objects.get(upstream_id=incident["_id"]).is_resolved
+    assert kinds() == ["incident_changed"]
+
+
+def test_notes_of_a_private_incident_keep_its_name(client, sim):
+    """A Project Member key cannot read private incidents, but their notes still list."""
+    incident = sim.add_incident("Security review", isPrivate=True)
+    sim.add_note(incident["_id"], "Handled privately.")
+    sync(client, sim)
+    mirrored = Incident.objects.get(upstream_id=incident["_id"])
+    assert mirrored.title == "Security review" and mirrored.notes.count() == 1
+
+
+def test_a_broken_answer_keeps_the_watermark_and_the_next_pass_recovers(client, sim):
+    sim.generate(incidents=3, notes=30)
+    sim.corrupt_next(1)
+    with pytest.raises(UpstreamError):
+        sync(client, sim)
+    assert SyncState.objects.get(source="oneuptime").cursor.get("notes") is None
+    sync(client, sim)
+    assert IncidentNote.objects.count() == 30
+
+
+def test_an_upstream_outage_is_retried(client, sim):
+    sim.generate(incidents=3, notes=30)
+    sim.fail_next(2, status=503)
+    sync(client, sim)
+    assert IncidentNote.objects.count() == 30
+
+
+def test_sync_once_runs_both_sources(sim, hth_sim, capsys):
+    sim.generate(incidents=3, notes=20)
+    hth_sim.generate(10)
+    call_command("sync", "--once")
+    out = capsys.readouterr().out
+    assert "hth: 10 seen" in out and "oneuptime:" in out
+    assert IncidentNote.objects.count() == 20
