@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class DashboardConfig(AppConfig):
     name = "dashboard"
     verbose_name = "Pulseboard"
+
+    def ready(self):
+        from dashboard import push, transitions
+
+        transitions.subscribe(push.publish)

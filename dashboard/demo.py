@@ -14,8 +14,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from dashboard.models import Event, SyncState, Transition
-from dashboard.simulators import hth
+from dashboard.models import Event, Incident, SyncState, Transition
+from dashboard.simulators import hth, oneuptime
 
 DEMO_USER = "admin"
 
@@ -38,6 +38,12 @@ def run(*, host: str, port: int, history: int, write) -> None:
         settings.HTH_COMPANY_KEY = hth_sim.company_key
         settings.HTH_ACCOUNT_KEY = hth_sim.account_key
         settings.HTH_PROJECTS = []
+        oneuptime_sim = stack.enter_context(oneuptime.serve(port=0, seed=7))
+        oneuptime_sim.generate(incidents=40, notes=400)
+        oneuptime_sim.start_activity(interval=5.0)
+        settings.ONEUPTIME_API_URL = oneuptime_sim.url
+        settings.ONEUPTIME_API_KEY = oneuptime_sim.api_key
+        settings.ONEUPTIME_PROJECT_ID = oneuptime_sim.project_id
 
         sources = configured_sources()
         stop = threading.Event()
@@ -48,6 +54,7 @@ def run(*, host: str, port: int, history: int, write) -> None:
 
         url = f"http://{host}:{port}"
         write(f"Helix TeamHub simulator: {hth_sim.url}")
+        write(f"OneUptime simulator:     {oneuptime_sim.url}")
         write(f"Pulseboard:  {url}/   wall: {url}/wall/   health: {url}/healthz")
         write(f"Log in at {url}/admin/ as {DEMO_USER!r} with password {password!r} (kept in data/demo_admin_password).")
         write("Ctrl-C stops everything.")
@@ -69,6 +76,7 @@ def prepare_database() -> None:
         call_command("collectstatic", interactive=False, verbosity=0)
     Transition.objects.all().delete()
     Event.objects.all().delete()
+    Incident.objects.all().delete()  # and their notes
     SyncState.objects.all().delete()
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.conf import settings
 
 from dashboard.models import Event, EventStatus, Source, SyncState
+from dashboard.version import server_version
 
 
 def health_report(*, now: datetime) -> dict:
@@ -34,6 +35,7 @@ def health_report(*, now: datetime) -> dict:
     enabled = [report for report in sources.values() if report["configured"]]
     return {
         "status": "ok" if all(report["ok"] for report in enabled) else "degraded",
+        "version": server_version(),
         "now": _iso(now),
         "poll_interval_seconds": settings.POLL_INTERVAL_SECONDS,
         "live_count": counts[Source.HTH]["live"],

@@ -1,3 +1,5 @@
-"""WebSocket URL table (the live consumer arrives with the live UI)."""
+from django.urls import path
 
-websocket_urlpatterns = []
+from dashboard.consumers import LiveConsumer
+
+websocket_urlpatterns = [path("ws/live/", LiveConsumer.as_asgi())]

@@ -71,7 +71,8 @@ def _sync_stream(*, client, project, now, on_progress, should_stop) -> SyncRepor
     stream = _cursor().get(key, {})
     head = stream.get("head")
     resume = stream.get("run")
-    bound = None if head else settings.HTH_BACKFILL_EVENTS
+    backfilled = stream.get("backfilled", False)  # after the first full pass, every new event is news
+    bound = None if backfilled else settings.HTH_BACKFILL_EVENTS
     offset, top = 0, None
     while True:
         if should_stop():
@@ -98,10 +99,13 @@ def _sync_stream(*, client, project, now, on_progress, should_stop) -> SyncRepor
             if bound is not None and page.offsets[event.id] + 1 >= bound:
                 finished = True
                 break
-        cursor = {"head": top or head, "run": None} if finished else {"head": head, "run": {"top": top, "offset": next_offset}}
-        report.add(store_events(batch, now=now, announce_new=head is not None, cursor=(key, cursor)))
-        if on_progress:
-            on_progress(next_offset, bound)
+        if finished:
+            cursor = {"head": top or head, "run": None, "backfilled": True}
+        else:
+            cursor = {"head": head, "run": {"top": top, "offset": next_offset}, "backfilled": backfilled}
+        report.add(store_events(batch, now=now, announce_new=backfilled, cursor=(key, cursor)))
+        if on_progress and bound is not None:
+            on_progress(next_offset, next_offset if finished else bound)
         if finished:
             return report
         offset = next_offset

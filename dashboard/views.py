@@ -1,18 +1,40 @@
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from dashboard import feeds
+from dashboard import feeds, pages
+from dashboard.filters import EventFilter
 from dashboard.health import health_report
+from dashboard.models import Incident
 
 
+@login_required
 def dashboard(request):
-    return render(
-        request,
-        "dashboard/dashboard.html",
-        {"events": feeds.recent_events(), "live_events": feeds.live_events()},
-    )
+    context = pages.dashboard_context(event_filter=EventFilter.from_query(request.GET), before=request.GET.get("before", ""))
+    if request.htmx and request.GET.get("before"):
+        return render(request, f"{pages.DASHBOARD}#feed-page", context)
+    return render(request, pages.DASHBOARD, context)
+
+
+@login_required
+def incident(request, upstream_id):
+    incident = get_object_or_404(Incident, upstream_id=upstream_id)
+    return render(request, pages.INCIDENT, pages.incident_context(incident=incident))
+
+
+@never_cache
+def wall(request):
+    """A kiosk link (?key=…) opens one screen without a login; people logged in may look too."""
+    key = request.GET.get("key", "")
+    screen = feeds.screen_for(key)
+    if key and (screen is None or screen.is_revoked):
+        return render(request, "dashboard/screen_revoked.html", status=403)
+    if screen is None and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    return render(request, pages.WALL, pages.wall_context(screen=screen, now=timezone.now()))
 
 
 @never_cache

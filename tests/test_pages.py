@@ -1,23 +1,122 @@
-"""The minimal feed page and /healthz, rendered from what the sync stored."""
+"""The pages people look at, rendered from what the sync stored."""
+
+from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.urls import reverse
+from django.utils import timezone
 
-from dashboard.models import Event, EventStatus
+from dashboard import screens
+from dashboard.models import Event, EventStatus, Incident, IncidentNote
 
 pytestmark = pytest.mark.django_db
 
 
-def test_the_feed_marks_every_event_and_the_live_ones(client, hth_sim):
+@pytest.fixture
+def person(client):
+    user = get_user_model().objects.create_user("oncall", password="x")
+    client.force_login(user)
+    return user
+
+
+def make_event(upstream_id, *, minutes_ago=0, **fields):
+    now = timezone.now()
+    values = {
+        "timestamp": now - timedelta(minutes=minutes_ago),
+        "operation": "created",
+        "target": "push",
+        "project": "luotsi",
+        "subject_id": "assimov",
+        "raw": {},
+        "first_seen_at": now,
+        "synced_at": now,
+        "progress_changed_at": now,
+        "status": EventStatus.COMPLETED,
+    } | fields
+    return Event.objects.create(upstream_id=upstream_id, **values)
+
+
+def test_pages_need_a_login(client):
+    assert client.get("/").status_code == 302
+    assert client.get("/wall/").status_code == 302
+    assert client.get("/login/").status_code == 404 and client.get("/accounts/login/").status_code == 200
+
+
+def test_the_feed_marks_every_event_and_the_live_ones(client, person, hth_sim):
     hth_sim.generate(20)
     build = hth_sim.start_build(project="luotsi", repository="chef", name="Development")
     call_command("sync", "--once")
-    html = client.get(reverse("dashboard")).content.decode()
+    html = client.get("/").content.decode()
     assert Event.objects.get(upstream_id=build).status == EventStatus.LIVE
     assert html.count("data-event-id=") >= 21
-    assert f'data-event-id="{build}" data-live' in html
-    assert html.count(" data-live") == 2, "once in the live panel, once in the feed"
+    assert html.count(f'data-event-id="{build}" data-live') == 2, "in the feed and in the running-now panel"
+
+
+def test_filters_live_in_the_url_and_narrow_the_feed(client, person):
+    make_event("a", project="luotsi", target="push")
+    make_event("b", project="chef", target="push")
+    make_event("c", project="luotsi", target="build", name="Release 7")
+    assert 'data-event-id="b"' not in client.get("/?project=luotsi").content.decode()
+    html = client.get("/?project=luotsi&target=build").content.decode()
+    assert 'data-event-id="c"' in html and 'data-event-id="a"' not in html
+    assert 'data-event-id="c"' in client.get("/?q=release").content.decode()
+    assert 'data-event-id="a"' not in client.get("/?person=someone-else").content.decode()
+    since = (timezone.now() + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+    assert "data-event-id=" not in client.get(f"/?since={since}").content.decode().split('id="feed"')[1]
+
+
+def test_the_feed_pages_by_cursor_without_gaps_or_repeats(client, person):
+    for index in range(120):
+        make_event(f"e{index:03}", minutes_ago=index // 2)  # pairs share a timestamp
+    seen, url = [], "/"
+    while url:
+        response = client.get(url, headers={"HX-Request": "true"} if seen else {})
+        html = response.content.decode()
+        seen += [part.split('"')[0] for part in html.split('id="event-')[1:]]
+        marker = 'hx-get="'
+        url = html.split(marker)[1].split('"')[0].replace("&amp;", "&") if marker in html else ""
+        url = "/" + url if url.startswith("?") else url
+    assert len(seen) == 120 and len(set(seen)) == 120
+
+
+def test_a_javascript_link_from_upstream_is_never_clickable(client, person):
+    make_event("x", resources=["javascript:alert(1)", "https://ci.example/1"], name='<img src=x onerror="alert(1)">')
+    html = client.get("/").content.decode()
+    assert 'href="javascript:' not in html and 'href="https://ci.example/1"' in html
+    assert "<img src=x" not in html and "&lt;img src=x" in html
+
+
+def test_the_timeline_is_chronological_and_sanitized(client, person):
+    now = timezone.now()
+    incident = Incident.objects.create(upstream_id="inc-1", title="API latency", state="Investigating", state_color="#F59E0B", synced_at=now)
+    IncidentNote.objects.create(upstream_id="n2", incident=incident, note="second", posted_at=now - timedelta(minutes=5))
+    IncidentNote.objects.create(upstream_id="n1", incident=incident, note="first <script>alert(1)</script>", posted_at=now - timedelta(hours=1))
+    IncidentNote.objects.create(upstream_id="n3", incident=incident, note="gone", posted_at=now, deleted=True)
+    html = client.get("/incidents/inc-1/").content.decode()
+    assert html.index('data-note-id="n1"') < html.index('data-note-id="n2"')
+    assert 'data-note-id="n3"' not in html
+    assert "<script>alert" not in html
+    assert 'data-color="#F59E0B"' in html
+
+
+def test_a_kiosk_link_opens_its_screen_without_a_login_until_revoked(client):
+    screen = screens.screen_named("Office TV", project="luotsi", time_zone="Europe/Helsinki")
+    response = client.get(f"/wall/?key={screen.token}")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-time-zone="Europe/Helsinki"' in html and f"screen={screen.token}" in html
+    screens.revoke(screen)
+    revoked = client.get(f"/wall/?key={screen.token}")
+    assert revoked.status_code == 403 and "revoked" in revoked.content.decode()
+    assert client.get("/wall/?key=not-a-key").status_code == 403
+
+
+def test_wall_link_prints_the_url_last(capsys):
+    call_command("wall_link", "Lobby", "--base-url", "https://pulse.example")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    screen = screens.screen_named("Lobby")
+    assert last == f"https://pulse.example/wall/?key={screen.token}"
 
 
 def test_healthz_reports_each_source(client, hth_sim):
@@ -26,7 +125,7 @@ def test_healthz_reports_each_source(client, hth_sim):
     call_command("sync", "--once")
     health = client.get("/healthz").json()
     hth = health["sources"]["hth"]
-    assert health["status"] == "ok" and health["live_count"] == 1
+    assert health["status"] == "ok" and health["live_count"] == 1 and health["version"]
     assert hth["configured"] and hth["ok"] and hth["last_success_at"] and hth["last_error"] == ""
     assert hth["counts"] == {"events": 13, "live": 1}
     assert health["sources"]["oneuptime"]["configured"] is False

@@ -1,11 +1,80 @@
+import re
+
 from django import template
 
 from dashboard.markdown import render_markdown
+from dashboard.models import Event
 
 register = template.Library()
+
+# What people say for the common operation-target pairs; anything else reads as "<operation> <target>".
+PHRASES = {
+    ("created", "push"): "pushed",
+    ("created", "code_review"): "opened a code review",
+    ("updated", "code_review_state"): "changed a code review's state",
+    ("created", "task"): "created a task",
+    ("updated", "task_state"): "changed a task's state",
+    ("updated", "task_title"): "renamed a task",
+    ("created", "branch"): "created branch",
+    ("deleted", "branch"): "deleted branch",
+    ("created", "tag"): "tagged",
+    ("added", "project_user"): "added a project member",
+    ("created", "project"): "created project",
+    ("created", "comment_reply"): "replied to a comment",
+    ("completed", "build"): "build",
+    ("failed", "build"): "build",
+}
+HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 
 
 @register.filter
 def markdown(text: str):
     """Markdown rendered and sanitized in dashboard/markdown.py, the only place that does it."""
     return render_markdown(text)
+
+
+@register.filter
+def describe(event: Event) -> str:
+    """Who did what to what, in words: "pushed 3 commits", "build Development"."""
+    phrase = PHRASES.get((event.operation, event.target)) or f"{event.operation} {event.target.replace('_', ' ')}"
+    if event.target == "push" and event.commit_count is not None:
+        phrase += f" {event.commit_count} commit{'s' if event.commit_count != 1 else ''}"
+    return phrase
+
+
+@register.filter
+def person(event: Event) -> str:
+    subject = event.subject or {}
+    full_name = " ".join(part for part in (subject.get("first_name"), subject.get("last_name")) if isinstance(part, str) and part)
+    return full_name or event.subject_id or "someone"
+
+
+@register.filter
+def web_links(urls) -> list[str]:
+    """Only http(s) links from upstream data become hrefs: a javascript: URL must never be clickable."""
+    return [url for url in (urls or []) if isinstance(url, str) and url.lower().startswith(("https://", "http://"))]
+
+
+@register.filter
+def commit_ids(commits) -> list[str]:
+    ids = [commit.get("id") if isinstance(commit, dict) else commit for commit in (commits or [])]
+    return [str(commit)[:10] for commit in ids if commit]
+
+
+@register.filter
+def review_ids(reviews) -> list[str]:
+    return [str(review.get("id") if isinstance(review, dict) else review) for review in (reviews or []) if review]
+
+
+@register.filter
+def color(value: str) -> str:
+    """Upstream colours reach CSS only as #hex."""
+    return value if isinstance(value, str) and HEX_COLOR.match(value) else ""
+
+
+@register.filter
+def first_line(text: str) -> str:
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip().lstrip("#").strip()
+    return ""

@@ -1,0 +1,61 @@
+"""Who may listen to what: a WebSocket's page, filters and groups, decided once when it connects.
+
+Logged-in people get the dashboard and timelines; a wall gets its screen's groups through its kiosk
+token. A revoked screen is told so with REVOKED, a code the page reads as "stop retrying".
+"""
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from django.utils import timezone
+
+from dashboard import push
+from dashboard.filters import EventFilter
+from dashboard.models import Incident, Screen
+
+LOGIN_REQUIRED = 4401
+REVOKED = 4403
+NOT_FOUND = 4404
+RELOAD = 4100  # the screen's settings changed: the page reloads itself
+
+
+@dataclass
+class SocketAccess:
+    page: str = ""
+    groups: list[str] = field(default_factory=list)
+    event_filter: EventFilter = field(default_factory=EventFilter)
+    screen: Screen | None = None
+    incident: Incident | None = None
+    refusal: int | None = None  # a close code, when the socket may not listen
+
+
+def socket_access(scope) -> SocketAccess:
+    """Runs in a worker thread (it reads the session and the database)."""
+    query = {name: values[-1] for name, values in parse_qs(scope.get("query_string", b"").decode()).items()}
+    page = query.get("page", "dashboard")
+    user = scope.get("user")
+    signed_in = bool(user and user.is_authenticated)
+    if page == "wall":
+        return _wall_access(query.get("screen", ""), signed_in=signed_in)
+    if not signed_in:
+        return SocketAccess(refusal=LOGIN_REQUIRED)
+    if page == "incident":
+        incident = Incident.objects.filter(upstream_id=query.get("incident", "")).first()
+        if incident is None:
+            return SocketAccess(refusal=NOT_FOUND)
+        return SocketAccess(page="incident", incident=incident, groups=[push.incident_group(incident.upstream_id)])
+    event_filter = EventFilter.from_query(query)
+    return SocketAccess(page="dashboard", event_filter=event_filter, groups=[push.events_group(event_filter.project), push.INCIDENTS])
+
+
+def _wall_access(token: str, *, signed_in: bool) -> SocketAccess:
+    if not token:
+        if not signed_in:
+            return SocketAccess(refusal=LOGIN_REQUIRED)
+        return SocketAccess(page="wall", groups=[push.wall_group("", 1.0), push.wall_incidents_group(1.0)])
+    screen = Screen.objects.filter(token=token).prefetch_related("panels").first()
+    if screen is None or screen.is_revoked:
+        return SocketAccess(refusal=REVOKED)
+    Screen.objects.filter(pk=screen.pk).update(last_seen_at=timezone.now())
+    groups = [push.wall_group(screen.project, screen.text_scale), push.wall_incidents_group(screen.text_scale), push.screen_group(screen.pk)]
+    return SocketAccess(page="wall", screen=screen, groups=groups)

@@ -1,0 +1,97 @@
+"""The feed's filters, defined once: the page's query and the live push both obey them.
+
+They live in the URL (so a filtered view can be shared) and in the WebSocket's query string (so a
+pushed event only reaches sockets whose filters it matches, checked without touching the database).
+"""
+
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+
+from django.db.models import Q, QuerySet
+from django.http import QueryDict
+from django.utils.dateparse import parse_datetime
+from django.utils.http import urlencode
+
+from dashboard.models import Event
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    project: str = ""
+    repository: str = ""
+    target: str = ""
+    operation: str = ""
+    person: str = ""
+    q: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def from_query(cls, query: QueryDict | dict) -> "EventFilter":
+        text = {name: str(query.get(name, "")).strip()[:200] for name in ("project", "repository", "target", "operation", "person", "q")}
+        return cls(**text, since=_moment(query.get("since")), until=_moment(query.get("until")))
+
+    def is_empty(self) -> bool:
+        return self == EventFilter()
+
+    def as_query(self) -> str:
+        values = {name: value.isoformat() if isinstance(value, datetime) else value for name, value in asdict(self).items() if value}
+        return urlencode(values)
+
+    def apply(self, events: QuerySet[Event]) -> QuerySet[Event]:
+        exact = {name: getattr(self, name) for name in ("project", "repository", "target", "operation") if getattr(self, name)}
+        events = events.filter(**exact)
+        if self.person:
+            events = events.filter(subject_id=self.person)
+        if self.since:
+            events = events.filter(timestamp__gte=self.since)
+        if self.until:
+            events = events.filter(timestamp__lte=self.until)
+        if self.q:
+            events = events.filter(
+                Q(name__icontains=self.q)
+                | Q(title__icontains=self.q)
+                | Q(ref__icontains=self.q)
+                | Q(description__icontains=self.q)
+                | Q(repository__icontains=self.q)
+                | Q(subject_id__icontains=self.q)
+            )
+        return events
+
+    def matches(self, meta: dict) -> bool:
+        """The same rules as apply(), on the facts a pushed event carries."""
+        for name in ("project", "repository", "target", "operation"):
+            if getattr(self, name) and meta.get(name) != getattr(self, name):
+                return False
+        if self.person and meta.get("person") != self.person:
+            return False
+        timestamp = parse_datetime(meta.get("timestamp") or "")
+        if (self.since and (not timestamp or timestamp < self.since)) or (self.until and (not timestamp or timestamp > self.until)):
+            return False
+        return not self.q or self.q.lower() in meta.get("text", "").lower()
+
+
+def event_meta(event: Event) -> dict:
+    """What a pushed event tells the sockets about itself, so they can filter without a query."""
+    return {
+        "project": event.project,
+        "repository": event.repository,
+        "target": event.target,
+        "operation": event.operation,
+        "person": event.subject_id,
+        "timestamp": event.timestamp.isoformat(),
+        "text": " ".join((event.name, event.title, event.ref, event.description, event.repository, event.subject_id)),
+    }
+
+
+def _moment(value) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parse_datetime(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)  # the form says UTC
+
+
+FILTER_NAMES = [field.name for field in fields(EventFilter)]

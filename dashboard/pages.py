@@ -1,0 +1,71 @@
+"""What each page shows, as template context and as the fragments a socket receives.
+
+The view renders a whole page from these contexts; a socket that (re)connects gets `snapshot()`,
+the same partials with fresh data, so nothing missed while it was away stays missing.
+"""
+
+from datetime import datetime
+
+from django.template.loader import render_to_string
+
+from dashboard import feeds
+from dashboard.filters import EventFilter
+from dashboard.models import Event, Incident, Screen
+
+DASHBOARD = "dashboard/dashboard.html"
+INCIDENT = "dashboard/incident.html"
+WALL = "dashboard/wall.html"
+
+
+def dashboard_context(*, event_filter: EventFilter, before: str = "") -> dict:
+    return {
+        "event_filter": event_filter,
+        "page": feeds.event_feed(event_filter=event_filter, before=before),
+        "live": feeds.live_events(event_filter=event_filter),
+        "incidents": feeds.open_incidents(),
+        "choices": filter_choices(),
+    }
+
+
+def incident_context(*, incident: Incident) -> dict:
+    incident.recent_notes = feeds.timeline(incident)[::-1]
+    return {"incident": incident, "notes": incident.recent_notes[::-1]}
+
+
+def wall_context(*, screen: Screen | None, now: datetime) -> dict:
+    project = screen.project if screen else ""
+    rows = feeds.wall_rows(screen)
+    incidents = feeds.open_incidents()
+    return {
+        "screen": screen,
+        "panels": feeds.screen_panels(screen),
+        "builds": feeds.wall_builds(project=project, now=now, rows=rows),
+        "incidents": incidents,
+        "incident_rows": f":{rows['incidents']}",
+        "incidents_more": max(0, len(incidents) - rows["incidents"]),
+        "activity": feeds.wall_activity(project=project, limit=rows["activity"]),
+        "now": now,
+    }
+
+
+def filter_choices() -> dict[str, list[str]]:
+    def distinct(field: str) -> list[str]:
+        return list(Event.objects.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct()[:200])
+
+    return {"projects": distinct("project"), "targets": distinct("target"), "operations": distinct("operation"), "people": distinct("subject_id")}
+
+
+def snapshot(*, page: str, event_filter: EventFilter | None = None, screen: Screen | None = None, incident: Incident | None = None, now: datetime) -> str:
+    """Every live region of a page, freshly rendered, as out-of-band swaps."""
+    if page == "dashboard":
+        context = dashboard_context(event_filter=event_filter or EventFilter())
+        return render_parts(DASHBOARD, ["live-list", "feed", "open-incidents"], context)
+    if page == "incident":
+        return render_parts(INCIDENT, ["incident-header", "timeline"], incident_context(incident=incident))
+    context = wall_context(screen=screen, now=now)
+    shown = {panel["panel"] for panel in context["panels"]}
+    return render_parts(WALL, [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown] + ["wall-status"], context)
+
+
+def render_parts(template: str, partials: list[str], context: dict) -> str:
+    return "".join(render_to_string(f"{template}#{name}", context) for name in partials)
