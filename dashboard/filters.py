@@ -34,9 +34,9 @@ class EventFilter:
     def is_empty(self) -> bool:
         return self == EventFilter()
 
-    def as_query(self) -> str:
+    def as_query(self, **extra: str) -> str:
         values = {name: value.isoformat() if isinstance(value, datetime) else value for name, value in asdict(self).items() if value}
-        return urlencode(values)
+        return urlencode(values | extra)
 
     def apply(self, events: QuerySet[Event]) -> QuerySet[Event]:
         exact = {name: getattr(self, name) for name in ("project", "repository", "target", "operation") if getattr(self, name)}

@@ -7,14 +7,23 @@ from datetime import datetime
 
 from django.conf import settings
 
-from dashboard.models import Event, EventStatus, Source, SyncState
+from dashboard.models import Event, EventStatus, Incident, IncidentNote, NoteWrite, Source, SyncState
 from dashboard.version import server_version
 
 
 def health_report(*, now: datetime) -> dict:
     states = {state.source: state for state in SyncState.objects.all()}
     configured = {Source.HTH: bool(settings.HTH_API_URL), Source.ONEUPTIME: bool(settings.ONEUPTIME_API_URL)}
-    counts = {Source.HTH: {"events": Event.objects.count(), "live": Event.objects.filter(status=EventStatus.LIVE).count()}}
+    counts = {
+        Source.HTH: {"events": Event.objects.count(), "live": Event.objects.filter(status=EventStatus.LIVE).count()},
+        Source.ONEUPTIME: {
+            "incidents": Incident.objects.count(),
+            "open_incidents": Incident.objects.filter(is_resolved=False).count(),
+            "notes": IncidentNote.objects.filter(deleted=False).count(),
+            "writes_pending": NoteWrite.objects.filter(state=NoteWrite.State.PENDING).count(),
+            "writes_failed": NoteWrite.objects.filter(state__in=[NoteWrite.State.FAILED, NoteWrite.State.CONFLICT]).count(),
+        },
+    }
     sources = {}
     for source in Source:
         state = states.get(source)
@@ -30,7 +39,7 @@ def health_report(*, now: datetime) -> dict:
             "last_refresh_at": _iso(state.last_refresh_at if state else None),
             "last_error": state.last_error if state else "",
             "last_error_at": _iso(last_error_at),
-            "counts": counts.get(source, {}),
+            "counts": counts[source],
         }
     enabled = [report for report in sources.values() if report["configured"]]
     return {

@@ -18,9 +18,11 @@ WALL = "dashboard/wall.html"
 
 
 def dashboard_context(*, event_filter: EventFilter, before: str = "") -> dict:
+    page = feeds.event_feed(event_filter=event_filter, before=before)
     return {
         "event_filter": event_filter,
-        "page": feeds.event_feed(event_filter=event_filter, before=before),
+        "page": page,
+        "older_query": event_filter.as_query(before=page.next_cursor) if page.next_cursor else "",
         "live": feeds.live_events(event_filter=event_filter),
         "incidents": feeds.open_incidents(),
         "choices": filter_choices(),

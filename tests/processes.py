@@ -24,7 +24,7 @@ def database_url() -> str:
 
 def base_env(**overrides: str) -> dict[str, str]:
     env = os.environ | {"DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url()}
-    for name in ("HTH_API_URL", "ONEUPTIME_API_URL"):
+    for name in ("HTH_API_URL", "ONEUPTIME_API_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"):
         env.pop(name, None)
     return env | overrides
 

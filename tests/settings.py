@@ -17,3 +17,4 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # Pages render without a collectstatic manifest; test_deployment checks the real (manifest) storage.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+WHITENOISE_USE_FINDERS = True  # servers started by the tests serve static files without collectstatic

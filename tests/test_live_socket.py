@@ -70,13 +70,14 @@ async def receive_until(communicator, needle: str, timeout: float = 5) -> str:
 
 def test_a_dashboard_socket_gets_a_snapshot_then_live_changes(session_cookie, hth_sim, hth_client):
     async def scenario():
-        hth_sim.generate(5)
+        hth_sim.generate(60)  # more than a page: the snapshot carries the "older events" link too
         await sync_events(hth_client)
         communicator = socket("/ws/live/?page=dashboard", (b"cookie", session_cookie))
         connected, _ = await communicator.connect()
         assert connected
         snapshot = await communicator.receive_from()
         assert 'id="live-list"' in snapshot and 'id="feed"' in snapshot and 'id="open-incidents"' in snapshot
+        assert 'id="feed-more"' in snapshot
 
         build = hth_sim.start_build(project="luotsi", repository="chef", name="Development")
         await sync_events(hth_client)

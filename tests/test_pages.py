@@ -129,6 +129,7 @@ def test_healthz_reports_each_source(client, hth_sim):
     assert hth["configured"] and hth["ok"] and hth["last_success_at"] and hth["last_error"] == ""
     assert hth["counts"] == {"events": 13, "live": 1}
     assert health["sources"]["oneuptime"]["configured"] is False
+    assert health["sources"]["oneuptime"]["counts"]["notes"] == 0
 
 
 def test_healthz_shows_the_last_error_and_degrades(client, hth_sim, settings):
