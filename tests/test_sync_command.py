@@ -92,3 +92,15 @@ def test_sigterm_stops_cleanly_between_pages_and_the_next_run_finishes(hth_sim):
     hth_sim.delay = 0
     assert manage("sync", "--once", env=command_env(hth_sim)).returncode == 0
     assert Event.objects.count() == 2000
+
+
+def test_poll_syncs_and_stops_cleanly_on_sigterm(hth_sim):
+    hth_sim.generate(150)
+    process = start_manage("poll", env=command_env(hth_sim, POLL_INTERVAL_SECONDS="1", LIVE_REFRESH_SECONDS="0.5"))
+    wait_for_rows(150)
+    hth_sim.add_event(target="push", operation="created", project=hth_sim.projects[0])
+    wait_for_rows(151, timeout=15)
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert stdout.strip().splitlines()[-1] == "Stopped."
