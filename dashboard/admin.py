@@ -1,6 +1,19 @@
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Prefetch
+from django.http import HttpResponse
+from django.template.loader import render_to_string
+from django.templatetags.static import static
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
-from dashboard.models import Event, SyncState
+from dashboard import screens, writeback
+from dashboard.markdown import render_markdown
+from dashboard.models import Event, Incident, IncidentNote, NoteWrite, Screen, ScreenPanel, SyncState
+from dashboard.note_sync import UNDELIVERED
 
 
 @admin.register(Event)
@@ -27,3 +40,274 @@ class EventAdmin(admin.ModelAdmin):
 class SyncStateAdmin(admin.ModelAdmin):
     list_display = ["source", "last_success_at", "last_error_at", "last_error"]
     readonly_fields = ["last_attempt_at", "last_success_at", "last_error", "last_error_at", "last_refresh_at"]
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    """Read-only: incidents belong to OneUptime. It is here so notes can be found by their incident."""
+
+    list_display = ["__str__", "state", "severity", "is_resolved", "declared_at"]
+    list_filter = ["is_resolved", "state", "severity"]
+    search_fields = ["title", "incident_number_with_prefix", "upstream_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(NoteWrite)
+class NoteWriteAdmin(admin.ModelAdmin):
+    """Read-only: the outbox moves on by itself, or through the actions on the notes' list."""
+
+    list_display = ["id", "note", "action", "state", "attempts", "last_error", "next_attempt_at", "delivered_at"]
+    list_filter = ["state", "action"]
+    list_select_related = ["note"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class WriteBackFilter(admin.SimpleListFilter):
+    title = "write-back"
+    parameter_name = "write_back"
+
+    def lookups(self, request, model_admin):
+        states = [writeback.SYNCED, NoteWrite.State.PENDING, writeback.DELETING, NoteWrite.State.FAILED, NoteWrite.State.CONFLICT]
+        return [(state, state) for state in states]
+
+    def queryset(self, request, queryset):
+        return writeback.filter_by_state(queryset, self.value()) if self.value() else queryset
+
+
+class MarkdownField(forms.CharField):
+    """Browsers send a textarea's line breaks as CRLF and OneUptime keeps LF: normalized, an untouched note
+    does not look edited, and the text the admin loaded compares equal to OneUptime's. Never stripped, for the same reason."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{"strip": False, **kwargs})
+
+    def to_python(self, value):
+        return super().to_python(value).replace("\r\n", "\n")
+
+
+class IncidentNoteForm(forms.ModelForm):
+    base_text = MarkdownField(widget=forms.HiddenInput, required=False, help_text="The note's text as this form loaded it.")
+
+    class Meta:
+        model = IncidentNote
+        fields = ["incident", "note", "posted_at", "should_status_page_subscribers_be_notified_on_note_created"]
+        field_classes = {"note": MarkdownField}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["base_text"].initial = self.instance.note
+        if "posted_at" in self.fields:
+            self.fields["posted_at"].help_text = "Empty means now. OneUptime shows notes in this order."
+
+    def clean_posted_at(self):
+        """The time widget drops milliseconds: an untouched time keeps OneUptime's exact one."""
+        if "posted_at" not in self.changed_data:
+            return self.instance.posted_at
+        return self.cleaned_data["posted_at"]
+
+
+STATE_ICONS = {
+    writeback.SYNCED: "admin/img/icon-yes.svg",
+    NoteWrite.State.PENDING: "admin/img/icon-clock.svg",
+    writeback.DELETING: "admin/img/icon-clock.svg",
+    NoteWrite.State.FAILED: "admin/img/icon-no.svg",
+    NoteWrite.State.CONFLICT: "admin/img/icon-alert.svg",
+}
+CONFLICT_REASON = "OneUptime's text changed since the note was loaded here; choose a version"
+NOTE_FIELDS = ["incident", "note", "preview", "posted_at"]
+MIRRORED_FIELDS = [
+    "author",
+    "created_at",
+    "updated_at",
+    "version",
+    "should_status_page_subscribers_be_notified_on_note_created",
+    "subscriber_notification_status_message",
+    "upstream_id",
+]
+
+
+@admin.register(IncidentNote)
+class IncidentNoteAdmin(admin.ModelAdmin):
+    """Notes are written here and sent to OneUptime by the poller, through the outbox in writeback.py.
+
+    The row and its outbox entry commit together: Django runs save_model and delete_model inside the
+    admin's transaction, and delete_queryset (the "delete selected" action, which skips delete_model)
+    opens its own. A deleted note stays, labelled deleting, until OneUptime has deleted it too.
+    """
+
+    form = IncidentNoteForm
+    list_display = ["incident", "posted_at", "author", "first_line", "write_back"]
+    list_filter = [("incident", admin.RelatedOnlyFieldListFilter), "incident__state", "incident__is_resolved", WriteBackFilter]
+    search_fields = ["note", "created_by_name", "created_by_email", "incident__title", "incident__incident_number_with_prefix"]
+    ordering = ["-posted_at", "-id"]
+    actions = ["retry_write_back", "overwrite_upstream", "use_upstream"]
+
+    class Media:
+        js = ["dashboard/admin-preview.js"]
+
+    def get_queryset(self, request):
+        # The list's write-back column reads each note's undelivered writes: one query for the page.
+        undelivered = NoteWrite.objects.filter(state__in=UNDELIVERED)
+        return super().get_queryset(request).select_related("incident").prefetch_related(Prefetch("writes", queryset=undelivered))
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": [*NOTE_FIELDS, "should_status_page_subscribers_be_notified_on_note_created"]})]
+        editable = ["base_text"] if self.has_change_permission(request, obj) else []
+        in_conflict = writeback.state_of(obj) == NoteWrite.State.CONFLICT
+        return [
+            (None, {"fields": [*NOTE_FIELDS, *editable]}),
+            ("Write-back to OneUptime", {"fields": ["write_back", *(["conflict"] if in_conflict else [])]}),
+            ("Mirrored from OneUptime", {"fields": MIRRORED_FIELDS}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ["preview"]
+        return ["incident", "preview", "write_back", "conflict", *MIRRORED_FIELDS]
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and not (obj and obj.deleted)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj and obj.deleted)
+
+    def get_urls(self):
+        preview = path("preview/", self.admin_site.admin_view(require_POST(self.preview_view)), name="dashboard_incidentnote_preview")
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request):
+        """The change form's live preview: the same sanitized HTML the pages show."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        return HttpResponse(render_markdown(request.POST.get("note", "")))
+
+    def save_model(self, request, obj, form, change):
+        # Only what the form edits: the poller may have stored the note's `_id` since this request read it.
+        obj.save(update_fields=["note", "posted_at"] if change else None)
+        if not change or form.has_changed():  # saving an untouched form must not post an edit to OneUptime
+            writeback.enqueue(note=obj, action="update" if change else "create", base_text=form.cleaned_data["base_text"])
+
+    def delete_model(self, request, obj):
+        writeback.enqueue(note=obj, action="delete")
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for note in queryset:
+                writeback.enqueue(note=note, action="delete")
+
+    def get_deleted_objects(self, objs, request):
+        """Only the notes themselves: their outbox rows go once OneUptime has the delete."""
+        return [str(note) for note in objs], {IncidentNote._meta.verbose_name_plural: len(objs)}, set(), []
+
+    @admin.display(description="author", empty_value="—")
+    def author(self, note):
+        return note.created_by_name or note.created_by_email or note.created_by_user_id or None
+
+    @admin.display(description="note")
+    def first_line(self, note):
+        return str(note)
+
+    @admin.display(description="write-back")
+    def write_back(self, note):
+        write = writeback.outstanding_write(note)
+        state = writeback.state_of(note)
+        if state == NoteWrite.State.CONFLICT:
+            reason = CONFLICT_REASON
+        else:
+            reason = write.last_error if write else ""
+        return format_html('<img src="{}" alt=""> {}{}{}', static(STATE_ICONS[state]), state, ": " if reason else "", reason)
+
+    @admin.display(description="preview")
+    def preview(self, note):
+        url = reverse("admin:dashboard_incidentnote_preview")
+        return format_html('<div id="note-preview" data-url="{}">{}</div>', url, render_markdown(note.note))
+
+    @admin.display(description="both versions")
+    def conflict(self, note):
+        write = writeback.outstanding_write(note)
+        context = {
+            "yours": render_markdown(write.data["note"]),
+            "theirs": render_markdown(write.upstream_copy.get("note") or ""),
+            "upstream": write.upstream_copy,
+        }
+        return render_to_string("admin/dashboard/incidentnote/conflict.html", context)
+
+    @admin.action(description="Retry write-back", permissions=["change"])
+    def retry_write_back(self, request, queryset):
+        writes = list(NoteWrite.objects.filter(note__in=queryset, state=NoteWrite.State.FAILED))
+        for write in writes:
+            writeback.retry(write)
+        self.message_user(request, f"{len(writes)} failed write(s) queued again.")
+
+    @admin.action(description="Overwrite OneUptime with this version", permissions=["change"])
+    def overwrite_upstream(self, request, queryset):
+        writes = list(NoteWrite.objects.filter(note__in=queryset, state=NoteWrite.State.CONFLICT))
+        for write in writes:
+            writeback.overwrite(write)
+        self.message_user(request, f"{len(writes)} conflicting write(s) will overwrite OneUptime's text.")
+
+    @admin.action(description="Use OneUptime's version", permissions=["change"])
+    def use_upstream(self, request, queryset):
+        writes = list(NoteWrite.objects.filter(note__in=queryset, state=NoteWrite.State.CONFLICT))
+        for write in writes:
+            writeback.use_upstream(write)
+        self.message_user(request, f"{len(writes)} note(s) now show OneUptime's text.")
+
+
+class ScreenPanelInline(admin.TabularInline):
+    model = ScreenPanel
+    extra = 0
+    fields = ["panel", "position", "dwell_seconds"]
+
+
+@admin.register(Screen)
+class ScreenAdmin(admin.ModelAdmin):
+    """Wall displays: their kiosk links and settings. Saving reloads the TV; revoking stops it for good."""
+
+    list_display = ["name", "project", "time_zone", "text_scale", "rotate", "last_seen_at", "link_state"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "project"]
+    readonly_fields = ["kiosk_link", "created_at", "last_seen_at", "revoked_at"]
+    fields = ["name", "kiosk_link", "project", "time_zone", "text_scale", "rotate", "created_at", "last_seen_at", "revoked_at"]
+    inlines = [ScreenPanelInline]
+    actions = ["revoke_screens"]
+
+    @admin.display(description="kiosk link")
+    def kiosk_link(self, screen):
+        if not screen.pk:
+            return "Made when you save."
+        if screen.is_revoked:
+            return "Revoked. Run `manage.py wall_link NAME` for a new link."
+        return format_html('<a href="{}">{}</a>', screens.kiosk_url(screen, base_url=""), "/wall/?key=…  (open it on the TV)")
+
+    @admin.display(description="link")
+    def link_state(self, screen):
+        return "revoked" if screen.is_revoked else "active"
+
+    @admin.action(description="Revoke the kiosk links of the selected screens")
+    def revoke_screens(self, request, queryset):
+        for screen in queryset:
+            screens.revoke(screen)
+        self.message_user(request, f"{queryset.count()} screen(s) revoked: their walls stop now.")
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if change:
+            screens.settings_changed(form.instance)

@@ -6,8 +6,11 @@ payload is kept beside them (so nothing an upstream adds later is lost before we
 
 import secrets
 import uuid
+import zoneinfo
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -267,7 +270,11 @@ class Screen(models.Model):
     token = models.CharField(max_length=64, unique=True, default=new_screen_token, editable=False)
     project = models.CharField(max_length=200, blank=True, help_text="Show only this project's events; empty shows all.")
     time_zone = models.CharField(max_length=64, default="UTC", help_text="An IANA zone, e.g. Europe/Helsinki.")
-    text_scale = models.FloatField(default=1.0, help_text="1.0 suits a 55-inch TV at three metres.")
+    text_scale = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.5), MaxValueValidator(3.0)],
+        help_text="1.0 suits a 55-inch TV at three metres; bigger text shows fewer rows, never smaller text.",
+    )
     rotate = models.BooleanField(default=False, help_text="Show one panel at a time, each for its dwell time.")
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
@@ -275,6 +282,12 @@ class Screen(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValidationError({"time_zone": f"{self.time_zone!r} is not a time zone; try Europe/Helsinki or UTC."}) from None
 
     @property
     def is_revoked(self) -> bool:

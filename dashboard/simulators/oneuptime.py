@@ -397,6 +397,12 @@ def _proxy_page(status: int) -> bytes:
     return f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n".encode()
 
 
+def _is_write(method: str, target: str) -> bool:
+    """A create, update or delete by any of its routes; reads are POSTs too, to get-list, count and get-item."""
+    path = urlsplit(target).path.rstrip("/")
+    return method in ("PUT", "DELETE") or (method == "POST" and not path.endswith(("/get-list", "/count", "/get-item")))
+
+
 class Simulator:
     """The fake OneUptime's state and behaviour; the HTTP handler only turns requests into `respond()` calls.
 
@@ -411,6 +417,8 @@ class Simulator:
         self.clock: Callable[[], datetime] = _utc_now
         self.notification_delay = notification_delay
         self.delay = 0.0
+        # Seconds to wait after applying a create, update or delete before answering: a crash between send and commit.
+        self.hold_after_write = 0.0
         self.refuse_methods: set[str] = set()
         # (method, path with query, parsed JSON body or None); appended under the lock.
         self.requests: list[tuple[str, str, Any]] = []
@@ -1013,6 +1021,8 @@ class _Handler(BaseHTTPRequestHandler):
         if simulator.delay:
             time.sleep(simulator.delay)
         response = simulator.respond(self.command, self.path, self.headers, body)
+        if simulator.hold_after_write and response.status == 200 and _is_write(self.command, self.path):
+            time.sleep(simulator.hold_after_write)  # outside the lock: other clients are served meanwhile
         self.send_response(response.status)
         headers = {"Content-Type": "application/json; charset=utf-8"} | response.headers
         for name, value in headers.items():

@@ -1,5 +1,7 @@
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
+from dashboard.models import Screen
 from dashboard.screens import kiosk_url, screen_named
 
 
@@ -13,6 +15,10 @@ class Command(BaseCommand):
         parser.add_argument("--time-zone", default="UTC", help="an IANA zone, e.g. Europe/Helsinki")
 
     def handle(self, *args, name, base_url, project, time_zone, **options):
+        try:
+            Screen(name=name, project=project, time_zone=time_zone).clean()
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
         screen = screen_named(name, project=project, time_zone=time_zone)
         self.stdout.write(f"Kiosk link for screen {screen.name!r} (revoke it in the admin under Screens):")
         self.stdout.write(kiosk_url(screen, base_url=base_url))

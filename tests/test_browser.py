@@ -1,0 +1,270 @@
+"""What people see, in a real browser: Debian's chromium driven by Playwright, against a real server.
+
+The server is `manage.py serve` (daphne with the poller inside) in its own process, pointed at
+simulators this test controls, so a test can move a build, edit a note, or kill daphne.
+"""
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from dashboard import screens
+from dashboard.simulators import oneuptime
+from tests.processes import BASE_DIR, base_env, free_port, start_manage, wait_for_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = BASE_DIR / "static" / "screenshots"
+XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 1"> [x](javascript:window.__xss=1)'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the tests' own queries are still sync.
+    # (Servers started by the tests do not inherit this: tests/processes.py strips it.)
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--host-resolver-rules=MAP foreign.test 127.0.0.1",
+            ],
+        )
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def ou_sim():
+    with oneuptime.serve(port=0, seed=3, notification_delay=3600) as sim:
+        yield sim
+
+
+class Server:
+    """`manage.py serve` in a process of its own, which a test may kill and start again."""
+
+    def __init__(self, env):
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self):
+        self.process = start_manage("serve", "--port", str(self.port), env=self.env)
+        wait_for_port(self.port, self.process)
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+
+
+@pytest.fixture
+def server(hth_sim, ou_sim):
+    hth_sim.generate(80)
+    ou_sim.generate(incidents=6, notes=30)
+    env = base_env(
+        HTH_API_URL=hth_sim.url,
+        HTH_COMPANY_KEY=hth_sim.company_key,
+        HTH_ACCOUNT_KEY=hth_sim.account_key,
+        ONEUPTIME_API_URL=ou_sim.url,
+        ONEUPTIME_API_KEY=ou_sim.api_key,
+        POLL_INTERVAL_SECONDS="1",
+        LIVE_REFRESH_SECONDS="0.5",
+        UPSTREAM_RETRIES="1",
+        UPSTREAM_BACKOFF_SECONDS="0.05",
+    )
+    server = Server(env)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def staff():
+    return get_user_model().objects.create_superuser("admin", "admin@example.com", "a long pass phrase")
+
+
+def log_in(page, server):
+    page.goto(server.url + "/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "a long pass phrase")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#feed")
+
+
+def new_page(browser, **viewport):
+    context = browser.new_context(viewport=viewport or {"width": 1440, "height": 900})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    return page
+
+
+def wait_live(page):
+    page.wait_for_selector('#connection[data-state="live"]', timeout=15000)
+
+
+def keep_screenshot(page, name):
+    path = Path(os.environ.get("SCREENSHOT_DIR", "/tmp")) / f"pulseboard-{name}.png"
+    page.screenshot(path=str(path))
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(exist_ok=True)
+        shutil.copy(path, SCREENSHOTS / f"{name}.png")
+
+
+def test_the_dashboard_renders_and_goes_live(browser, server, staff, hth_sim):
+    page = new_page(browser)
+    log_in(page, server)
+    page.wait_for_function("() => document.querySelectorAll('#feed [data-event-id]').length >= 50", timeout=15000)
+    wait_live(page)
+    build = hth_sim.start_build(project="luotsi", repository="chef", name="Development")
+    page.wait_for_selector(f'#live-list [data-event-id="{build}"][data-live]', timeout=15000)
+    page.wait_for_selector(f'#feed [data-event-id="{build}"]')
+    assert page.is_hidden("#stale-banner")
+    assert page.console_errors == []
+    keep_screenshot(page, "dashboard")
+
+
+def test_a_progress_bump_moves_the_open_wall_without_a_reload(browser, server, hth_sim):
+    screen = screens.screen_named("Office TV")
+    page = new_page(browser, width=1920, height=1080)
+    page.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(page)
+    page.evaluate("window.__sameDocument = true")
+    build = hth_sim.start_build(project="luotsi", repository="chef", name="Release")
+    page.wait_for_selector(f'#wall-builds [data-event-id="{build}"]', timeout=15000)
+    hth_sim.set_progress(build, 55)
+    page.wait_for_selector(f'#wall-builds [data-event-id="{build}"] progress[value="55"]', timeout=15000)
+    hth_sim.set_progress(build, 100)
+    page.wait_for_selector(f'#wall-builds .result[data-event-id="{build}"]', timeout=15000)
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.console_errors == []
+    keep_screenshot(page, "wall")
+
+
+def test_a_note_edited_upstream_appears_on_the_open_timeline(browser, server, staff, ou_sim):
+    incident = ou_sim.add_incident("Checkout errors", state="Acknowledged", severity="Critical")
+    note = ou_sim.add_note(incident["_id"], "Investigating elevated **checkout** errors.")
+    page = new_page(browser)
+    log_in(page, server)
+    page.goto(f"{server.url}/incidents/{incident['_id']}/")
+    wait_live(page)
+    page.wait_for_selector(f'[data-note-id="{note["_id"]}"]', timeout=15000)
+    ou_sim.edit_note(note["_id"], note="Rolled back the **payment** service; errors are falling.")
+    page.wait_for_selector(f'[data-note-id="{note["_id"]}"] strong:text("payment")', timeout=15000)
+    keep_screenshot(page, "timeline")
+
+
+def test_the_wall_says_it_is_stale_while_daphne_is_down_and_recovers(browser, server, hth_sim):
+    screen = screens.screen_named("Office TV")
+    page = new_page(browser, width=1920, height=1080)
+    page.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(page)
+    server.kill()
+    page.wait_for_selector("#stale-banner:not([hidden])", timeout=20000)
+    started_while_down = hth_sim.start_build(project="atlas", repository="atlas", name="Nightly")
+    server.start()
+    page.wait_for_selector(f'#wall-builds [data-event-id="{started_while_down}"]', timeout=60000)
+    page.wait_for_selector("#stale-banner[hidden]", state="attached", timeout=20000)
+
+
+def test_script_in_a_note_or_an_event_never_runs(browser, server, staff, hth_sim, ou_sim):
+    incident = ou_sim.add_incident("XSS drill")
+    ou_sim.add_note(incident["_id"], XSS)
+    hth_sim.add_event(target="build", operation="completed", project="luotsi", name=XSS, resources=["javascript:window.__xss=1"])
+    page = new_page(browser)
+    log_in(page, server)
+    page.goto(f"{server.url}/incidents/{incident['_id']}/")
+    wait_live(page)
+    ou_sim.add_note(incident["_id"], "pushed live: " + XSS)  # through the socket too
+    page.wait_for_selector("text=pushed live", timeout=15000)
+    page.goto(server.url + "/")
+    wait_live(page)
+    for link in page.query_selector_all("a"):
+        assert not (link.get_attribute("href") or "").lower().startswith("javascript:")
+    assert page.evaluate("window.__xss") is None
+
+
+def test_sockets_without_credentials_or_from_a_foreign_origin_are_refused(browser, server):
+    screen = screens.screen_named("Office TV")
+    page = new_page(browser)
+    page.goto(server.url + "/accounts/login/")
+    probe = """url => new Promise(done => {
+        const socket = new WebSocket(url);
+        socket.onopen = () => done("open");
+        socket.onclose = event => done("closed " + event.code);
+    })"""
+    ws = server.url.replace("http", "ws")
+    assert page.evaluate(probe, f"{ws}/ws/live/?page=dashboard").startswith("closed")
+    assert page.evaluate(probe, f"{ws}/ws/live/?page=wall").startswith("closed")
+    assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.token}") == "open", "the same origin with a kiosk token"
+    page.goto(f"http://foreign.test:{server.port}/healthz")  # another site, served from this machine
+    assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.token}").startswith("closed")
+
+
+def test_a_revoked_kiosk_link_stops_the_wall(browser, server, staff):
+    screen = screens.screen_named("Office TV")
+    wall = new_page(browser, width=1920, height=1080)
+    sockets = []
+    wall.on("websocket", lambda socket: sockets.append(socket))
+    wall.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(wall)
+
+    admin = new_page(browser)
+    log_in(admin, server)
+    admin.goto(f"{server.url}/admin/dashboard/screen/")
+    admin.check(f'input[name="_selected_action"][value="{screen.pk}"]')
+    admin.select_option('select[name="action"]', "revoke_screens")
+    admin.click('button[name="index"]')
+    admin.wait_for_selector("text=revoked")
+
+    wall.wait_for_selector("#revoked:not([hidden])", timeout=15000)
+    opened = len(sockets)
+    wall.wait_for_timeout(4000)
+    assert len(sockets) == opened, "a revoked screen stops retrying"
+    assert wall.is_hidden("#stale-banner")
+
+
+def test_the_wall_reloads_itself_when_the_server_version_changes(browser, server):
+    screen = screens.screen_named("Office TV")
+    page = new_page(browser, width=1920, height=1080)
+    page.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(page)
+    page.evaluate("window.__before = true; document.body.dataset.version = 'yesterday'")  # as if rendered by the old code
+    page.wait_for_function("() => window.__before === undefined", timeout=30000)
+    wait_live(page)
+
+
+def test_the_wall_says_so_when_an_upstream_keeps_failing(browser, server, hth_sim):
+    screen = screens.screen_named("Office TV")
+    page = new_page(browser, width=1920, height=1080)
+    page.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(page)
+    hth_sim.fail_next(100_000, status=503)
+    page.wait_for_selector("#stale-banner:not([hidden]) >> text=Helix TeamHub", timeout=40000)
+    assert "503" in page.inner_text("#stale-banner")
