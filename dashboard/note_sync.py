@@ -29,6 +29,11 @@ TOKEN_PREFIX = "pulseboard:"
 UNDELIVERED = (NoteWrite.State.PENDING, NoteWrite.State.FAILED, NoteWrite.State.CONFLICT)
 # What note_values() says about the note's incident, beside the note's own columns.
 INCIDENT_KEYS = ("incident_upstream_id", "incident_summary")
+NOTE_FIELDS = [
+    "upstream_id", "incident", "project_id", "created_by_user_id", "created_by_name", "created_by_email", "note",
+    "attachments", "subscriber_notification_status_message", "should_status_page_subscribers_be_notified_on_note_created",
+    "posted_at", "posted_from_slack_message_id", "created_at", "updated_at", "version", "raw", "synced_at",
+]  # fmt: skip
 SHOWN_INCIDENT_FIELDS = ("title", "description", "state", "state_color", "is_resolved", "severity", "severity_color", "declared_at")
 
 
@@ -38,17 +43,21 @@ class MalformedRecord(ValueError):
 
 def sync_notes(*, client: OneUptimeClient, now: datetime, should_stop: Callable[[], bool] = lambda: False) -> SyncReport:
     report = SyncReport()
-    report.add(_walk("incidents", client.list_incidents, lambda items: _store_incidents(items, now=now), should_stop))
+    report.add(_walk("incidents", client.list_incidents, lambda items, announce: _store_incidents(items, now=now, announce=announce), should_stop))
     if report.finished:
-        report.add(_walk("notes", client.list_notes, lambda items: _store_notes(items, client=client, now=now), should_stop))
+        report.add(
+            _walk("notes", client.list_notes, lambda items, announce: _store_notes(items, client=client, now=now, announce=announce), should_stop)
+        )
     if report.finished:
         report.add(reconcile_deleted_notes(client=client, now=now))
     return report
 
 
-def _walk(key: str, fetch: Callable[..., Page], store: Callable[[list[dict]], SyncReport], should_stop) -> SyncReport:
+def _walk(key: str, fetch: Callable[..., Page], store: Callable[..., SyncReport], should_stop) -> SyncReport:
+    """Read `key` from its watermark on. The first pass of an empty mirror announces nothing: it is history, not news."""
     report = SyncReport()
     cursor = _cursor().get(key, {"updated_at": None, "skip": 0})
+    announce = cursor["updated_at"] is not None
     while True:
         if should_stop():
             report.finished = False
@@ -63,13 +72,13 @@ def _walk(key: str, fetch: Callable[..., Page], store: Callable[[list[dict]], Sy
         # Move the watermark to the page's last change; only a page wholly at the watermark needs `skip`.
         cursor = {"updated_at": last, "skip": cursor["skip"] + len(page.items) if last == watermark else 0}
         with transaction.atomic():
-            report.add(store(page.items))
+            report.add(store(page.items, announce))
             _save_cursor(key, cursor)
         if len(page.items) < PAGE_SIZE:
             return report
 
 
-def _store_incidents(items: list[dict], *, now: datetime) -> SyncReport:
+def _store_incidents(items: list[dict], *, now: datetime, announce: bool) -> SyncReport:
     report = SyncReport(seen=len(items))
     changes = []
     for item in items:
@@ -84,8 +93,8 @@ def _store_incidents(items: list[dict], *, now: datetime) -> SyncReport:
         if incident is not None:
             report.updated += not created
             changes.append(Transition(kind=TransitionKind.INCIDENT_CHANGED, upstream_id=incident.upstream_id, incident=incident, at=now))
-    transitions.record(changes)
-    report.transitions = len(changes)
+    transitions.record(changes if announce else [])
+    report.transitions = len(changes) if announce else 0
     return report
 
 
@@ -102,7 +111,7 @@ def upsert_incident(values: dict, *, now: datetime) -> tuple[Incident | None, bo
     return (incident if shown_before != [getattr(incident, name) for name in SHOWN_INCIDENT_FIELDS] else None), False
 
 
-def _store_notes(items: list[dict], *, client: OneUptimeClient, now: datetime) -> SyncReport:
+def _store_notes(items: list[dict], *, client: OneUptimeClient, now: datetime, announce: bool) -> SyncReport:
     report = SyncReport(seen=len(items))
     notes = []
     for item in items:
@@ -113,47 +122,67 @@ def _store_notes(items: list[dict], *, client: OneUptimeClient, now: datetime) -
             report.skipped += 1
     incidents = _incidents_for(notes, client=client, now=now, report=report)
     held = set(IncidentNote.objects.filter(writes__state__in=UNDELIVERED).values_list("upstream_id", flat=True))
-    changes = []
+    batch = []
     for values in notes:
         incident = incidents.get(values["incident_upstream_id"])
         if incident is None:
             report.skipped += 1  # an orphan whose incident nobody can name
-            continue
-        if values["upstream_id"] in held:
-            continue  # an admin's edit is on its way up; the next change after it will bring this note
-        note, kind = apply_note(values, incident=incident, now=now)
+        elif values["upstream_id"] not in held:  # an admin's edit is on its way up; it wins
+            batch.append((values, incident))
+    changes = []
+    for note, kind in store_notes(batch, now=now):
         if kind:
             report.created += kind == TransitionKind.NOTE_CREATED
             report.updated += kind == TransitionKind.NOTE_UPDATED
-            changes.append(Transition(kind=kind, upstream_id=note.upstream_id, note=note, incident=incident, at=now))
-    transitions.record(changes)
-    report.transitions = len(changes)
+            changes.append(Transition(kind=kind, upstream_id=note.upstream_id, note=note, incident=note.incident, at=now))
+    transitions.record(changes if announce else [])
+    report.transitions = len(changes) if announce else 0
     return report
 
 
 def apply_note(values: dict, *, incident: Incident, now: datetime) -> tuple[IncidentNote, str | None]:
-    """Store one upstream note on its mirror row, and say what a timeline viewer would notice.
+    """Store one upstream note on its mirror row, and say what a timeline viewer would notice."""
+    return store_notes([(values, incident)], now=now)[0]
+
+
+def store_notes(batch: list[tuple[dict, Incident]], *, now: datetime) -> list[tuple[IncidentNote, str | None]]:
+    """Store upstream notes on their mirror rows in a few queries, saying for each what changed on screen.
 
     A note created from our admin comes back carrying its write-back token: it belongs to the row the
     admin created, which may not know its `_id` yet if we crashed between sending and recording it.
     """
-    note = IncidentNote.objects.filter(upstream_id=values["upstream_id"]).first()
-    token = values["posted_from_slack_message_id"]
-    if note is None and token.startswith(TOKEN_PREFIX):
-        write = NoteWrite.objects.filter(token=_uuid(token.removeprefix(TOKEN_PREFIX))).select_related("note").first()
-        note = write.note if write and write.note.upstream_id is None else None
-    created = note is None
-    note = note or IncidentNote(incident=incident)
-    shown_before = (note.note, note.posted_at, note.incident_id)
-    for name, value in values.items():
-        if name not in INCIDENT_KEYS:
+    rows = {note.upstream_id: note for note in IncidentNote.objects.filter(upstream_id__in=[values["upstream_id"] for values, _ in batch])}
+    tokens = {
+        _uuid(values["posted_from_slack_message_id"].removeprefix(TOKEN_PREFIX)): values["upstream_id"]
+        for values, _ in batch
+        if values["upstream_id"] not in rows and values["posted_from_slack_message_id"].startswith(TOKEN_PREFIX)
+    }
+    for write in NoteWrite.objects.filter(token__in=[token for token in tokens if token]).select_related("note"):
+        if write.note.upstream_id is None:
+            rows[tokens[write.token]] = write.note
+    results, created, changed = [], [], []
+    for values, incident in batch:
+        note = rows.get(values["upstream_id"])
+        mirrored = {name: value for name, value in values.items() if name not in INCIDENT_KEYS}
+        if note is not None and note.incident_id == incident.pk and all(
+            getattr(note, name) == value for name, value in mirrored.items() if name != "raw"
+        ):
+            results.append((note, None))
+            continue
+        shown_before = (note.note, note.posted_at, note.incident_id) if note else None
+        note = note or IncidentNote()
+        for name, value in mirrored.items():
             setattr(note, name, value)
-    note.incident = incident
-    note.synced_at = now
-    note.save()
-    if created:
-        return note, TransitionKind.NOTE_CREATED
-    return note, (TransitionKind.NOTE_UPDATED if shown_before != (note.note, note.posted_at, note.incident_id) else None)
+        note.incident = incident
+        note.synced_at = now
+        (changed if note.pk else created).append(note)
+        if shown_before is None:
+            results.append((note, TransitionKind.NOTE_CREATED))
+        else:
+            results.append((note, TransitionKind.NOTE_UPDATED if shown_before != (note.note, note.posted_at, note.incident_id) else None))
+    IncidentNote.objects.bulk_create(created)
+    IncidentNote.objects.bulk_update(changed, NOTE_FIELDS)
+    return results
 
 
 def reconcile_deleted_notes(*, client: OneUptimeClient, now: datetime) -> SyncReport:

@@ -22,7 +22,7 @@ from dashboard.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 
-OUTBOX_EVERY_SECONDS = 1.0  # an admin's save should reach OneUptime in about a second
+OUTBOX_EVERY_SECONDS = 0.5  # an admin's save should reach OneUptime within a second
 
 
 @dataclass

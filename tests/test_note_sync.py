@@ -44,6 +44,7 @@ def test_it_mirrors_every_note_and_incident_across_many_pages(client, sim):
     report = sync(client, sim)
     assert IncidentNote.objects.count() == len(sim.notes) == 250
     assert report.skipped == 0
+    assert not Transition.objects.exists(), "the first pass of an empty mirror is history, not news"
     pages = [path for method, path, _ in sim.requests if "incident-public-note/get-list" in path]
     assert len(pages) >= 3, "more than one page of 100"
     referenced = {note["incidentId"] for note in sim.notes.values()}
