@@ -268,3 +268,47 @@ def test_the_wall_says_so_when_an_upstream_keeps_failing(browser, server, hth_si
     hth_sim.fail_next(100_000, status=503)
     page.wait_for_selector("#stale-banner:not([hidden]) >> text=Helix TeamHub", timeout=40000)
     assert "503" in page.inner_text("#stale-banner")
+
+
+def test_the_demo_runs_and_its_pages_are_what_the_readme_shows(browser):
+    """`manage.py demo` end to end; with UPDATE_SCREENSHOTS=1 its pages become the README's screenshots."""
+    import re
+    import time
+
+    port = free_port()
+    demo = start_manage("demo", "--port", str(port), env=base_env())
+    try:
+        wait_for_port(port, demo, timeout=60)
+        printed = ""
+        while "Ctrl-C stops everything" not in printed:
+            printed += demo.stdout.readline()
+        password = re.search(r"with password '([^']+)'", printed).group(1)
+        kiosk = re.search(r"kiosk link\): (\S+)", printed).group(1)
+        url = f"http://127.0.0.1:{port}"
+
+        page = new_page(browser)
+        page.goto(url + "/")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        wait_live(page)
+        deadline = time.monotonic() + 90
+        while not page.query_selector("#live-list [data-live]") and time.monotonic() < deadline:
+            page.wait_for_timeout(1000)  # the simulator starts builds every few ticks
+        assert page.query_selector("#feed [data-event-id]") and page.query_selector("#open-incidents .incident-card")
+        keep_screenshot(page, "demo-dashboard")
+
+        page.click("#open-incidents .incident-card a")
+        page.wait_for_selector("#timeline [data-note-id]")
+        wait_live(page)
+        keep_screenshot(page, "demo-timeline")
+
+        wall = new_page(browser, width=1920, height=1080)
+        wall.goto(kiosk)
+        wait_live(wall)
+        wall.wait_for_timeout(1500)
+        keep_screenshot(wall, "demo-wall")
+        assert page.console_errors == [] and wall.console_errors == []
+    finally:
+        demo.terminate()
+        demo.wait(timeout=20)
