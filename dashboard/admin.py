@@ -251,24 +251,22 @@ class IncidentNoteAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry write-back", permissions=["change"])
     def retry_write_back(self, request, queryset):
-        writes = list(NoteWrite.objects.filter(note__in=queryset, state=NoteWrite.State.FAILED))
-        for write in writes:
-            writeback.retry(write)
-        self.message_user(request, f"{len(writes)} failed write(s) queued again.")
+        self._act_on_writes(request, queryset, NoteWrite.State.FAILED, writeback.retry, "{} failed write(s) queued again.")
 
     @admin.action(description="Overwrite OneUptime with this version", permissions=["change"])
     def overwrite_upstream(self, request, queryset):
-        writes = list(NoteWrite.objects.filter(note__in=queryset, state=NoteWrite.State.CONFLICT))
-        for write in writes:
-            writeback.overwrite(write)
-        self.message_user(request, f"{len(writes)} conflicting write(s) will overwrite OneUptime's text.")
+        message = "{} conflicting write(s) will overwrite OneUptime's text."
+        self._act_on_writes(request, queryset, NoteWrite.State.CONFLICT, writeback.overwrite, message)
 
     @admin.action(description="Use OneUptime's version", permissions=["change"])
     def use_upstream(self, request, queryset):
-        writes = list(NoteWrite.objects.filter(note__in=queryset, state=NoteWrite.State.CONFLICT))
+        self._act_on_writes(request, queryset, NoteWrite.State.CONFLICT, writeback.use_upstream, "{} note(s) now show OneUptime's text.")
+
+    def _act_on_writes(self, request, notes, state, act, message):
+        writes = list(NoteWrite.objects.filter(note__in=notes, state=state))
         for write in writes:
-            writeback.use_upstream(write)
-        self.message_user(request, f"{len(writes)} note(s) now show OneUptime's text.")
+            act(write)
+        self.message_user(request, message.format(len(writes)))
 
 
 class ScreenPanelInline(admin.TabularInline):

@@ -16,17 +16,18 @@ import json
 import random
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from dashboard.simulators import loopback
+from dashboard.simulators.loopback import Response
 
 Event = dict[str, Any]
 
@@ -113,12 +114,6 @@ MAX_LIMIT = 100
 
 AUTHORIZATION = re.compile(r"""\s*hth\.company_key=(['"])(?P<company>.*?)\1\s*,\s*account_key=(['"])(?P<account>.*?)\3\s*""")
 EVENT_PATH = re.compile(r"/api/events/([^/]+)")
-
-
-class Response(NamedTuple):
-    status: int
-    body: bytes
-    headers: dict[str, str]
 
 
 class _ApiError(Exception):
@@ -232,21 +227,21 @@ def _string_list_problem(value: object, most: int | None = None) -> str | None:
     return None
 
 
-class Simulator:
+class Simulator(loopback.LoopbackSimulator):
     """The fake TeamHub's state and behaviour; the HTTP handler only turns requests into `respond()` calls.
 
     Events are kept in a list sorted by (timestamp, id) so that a page deep into 10,000 events is cheap,
     and every method takes one lock because the HTTP threads and the activity thread write concurrently.
     """
 
-    url: str
+    ACTIVITY_INTERVAL = 2.0
 
     def __init__(self, *, seed: int | None, company_key: str, account_key: str, bot_account_key: str):
+        super().__init__()
         self.company_key = company_key
         self.account_key = account_key
         self.bot_account_key = bot_account_key
         self.clock: Callable[[], datetime] = _utc_now
-        self.delay = 0.0
         self.projects = list(PROJECTS)
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.RLock()
@@ -259,8 +254,6 @@ class Simulator:
         self._build_plans: dict[str, int | None] = {}
         self._malformed: set[str] = set()
         self._faults: deque[tuple[int, int | None]] = deque()
-        self._activity: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     @property
     def events(self) -> list[Any]:
@@ -333,13 +326,6 @@ class Simulator:
                     )
             elif roll < 0.4 and len(self._build_plans) < MAX_RUNNING_BUILDS:
                 self._start_build(now)
-
-    def start_activity(self, interval: float = 2.0) -> None:
-        """Call `step()` every `interval` seconds in a daemon thread until the server stops."""
-        if self._activity is not None:
-            raise RuntimeError("activity is already running")
-        self._activity = threading.Thread(target=self._run_activity, args=(interval,), name="hth-activity", daemon=True)
-        self._activity.start()
 
     def fail_next(self, count: int, status: int = 503) -> None:
         with self._lock:
@@ -651,43 +637,6 @@ class Simulator:
         if self._rng.random() < FAILED_BUILD_SHARE:
             item["operation"] = "failed"
 
-    def _run_activity(self, interval: float) -> None:
-        while not self._stopping.wait(interval):
-            self.step()
-
-    def _stop_activity(self) -> None:
-        self._stopping.set()
-        if self._activity is not None:
-            self._activity.join()
-
-
-class _Server(ThreadingHTTPServer):
-    def __init__(self, address: tuple[str, int], simulator: Simulator):
-        super().__init__(address, _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def _handle(self) -> None:
-        simulator = self.server.simulator
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        response = simulator.respond(self.command, self.path, self.headers, body)
-        if simulator.delay:
-            time.sleep(simulator.delay)
-        self.send_response(response.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(response.body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read `Simulator.requests` instead of stderr."""
 
 
 @contextmanager
@@ -701,18 +650,8 @@ def serve(
 ) -> Iterator[Simulator]:
     """Run a simulator on 127.0.0.1 (port 0 picks a free one) and stop every thread it started on exit."""
     simulator = Simulator(seed=seed, company_key=company_key, account_key=account_key, bot_account_key=bot_account_key)
-    server = _Server(("127.0.0.1", port), simulator)
-    simulator.url = f"http://127.0.0.1:{server.server_address[1]}/api"
-    # A short poll interval keeps shutdown quick; the test suite starts one server per test.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="hth-simulator", daemon=True)
-    thread.start()
-    try:
+    with loopback.serve(simulator, port=port):
         yield simulator
-    finally:
-        simulator._stop_activity()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def main() -> None:
@@ -731,11 +670,7 @@ def main() -> None:
             f"company_key={simulator.company_key} account_key={simulator.account_key} bot_account_key={simulator.bot_account_key}",
             flush=True,
         )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        loopback.wait_for_ctrl_c()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import json
 import random
 import re
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -24,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from dashboard.simulators import loopback
+from dashboard.simulators.loopback import Response
 
 Row = dict[str, Any]
 
@@ -275,12 +276,6 @@ RESOLVED_NOTES = (
 )
 
 
-class Response(NamedTuple):
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-
 class _ApiError(Exception):
     """Becomes OneUptime's error body: `{"error": …}` on the CRUD path, `{"message": …}` for unknown routes."""
 
@@ -403,7 +398,7 @@ def _is_write(method: str, target: str) -> bool:
     return method in ("PUT", "DELETE") or (method == "POST" and not path.endswith(("/get-list", "/count", "/get-item")))
 
 
-class Simulator:
+class Simulator(loopback.LoopbackSimulator):
     """The fake OneUptime's state and behaviour; the HTTP handler only turns requests into `respond()` calls.
 
     Records are plain dicts holding plain values (ids as strings, dates as aware datetimes); the wire
@@ -411,12 +406,12 @@ class Simulator:
     threads, the notification worker and the activity thread all write.
     """
 
-    url: str
+    ACTIVITY_INTERVAL = 3.0
 
     def __init__(self, *, seed: int | None, notification_delay: float):
+        super().__init__()
         self.clock: Callable[[], datetime] = _utc_now
         self.notification_delay = notification_delay
-        self.delay = 0.0
         # Seconds to wait after applying a create, update or delete before answering: a crash between send and commit.
         self.hold_after_write = 0.0
         self.refuse_methods: set[str] = set()
@@ -427,8 +422,6 @@ class Simulator:
         self._canned: deque[Response] = deque()
         self._keys: dict[str, frozenset[str]] = {}
         self._rows: dict[str, dict[str, Row]] = {name: {} for name in TABLES}
-        self._activity: threading.Thread | None = None
-        self._stopping = threading.Event()
         created = self.clock() - timedelta(days=400)
         self.project_id = self._insert("Project", created, name="Acme Status")
         self._users = [self._insert("User", created, name=name, email=email, twoFactorAuthEnabled=False) for name, email in USERS]
@@ -549,12 +542,8 @@ class Simulator:
                 newest = max(self.notes.values(), key=lambda row: row["createdAt"])
                 self._touch(newest, {"note": newest["note"] + "\n\n_Edited to add: next update in 15 minutes._"}, now)
 
-    def start_activity(self, interval: float = 3.0) -> None:
-        """Call `step()` every `interval` seconds in a daemon thread until the server stops."""
-        if self._activity is not None:
-            raise RuntimeError("activity is already running")
-        self._activity = threading.Thread(target=self._run_activity, args=(interval,), name="oneuptime-activity", daemon=True)
-        self._activity.start()
+    def hold_after(self, method: str, path: str, response: Response) -> float:
+        return self.hold_after_write if response.status == 200 and _is_write(method, path) else 0.0
 
     def fail_next(self, count: int, status: int = 503) -> None:
         with self._lock:
@@ -996,63 +985,14 @@ class Simulator:
     def _post(self, incident: Row, templates: tuple[str, ...], now: datetime) -> None:
         self._new_note(now, incidentId=incident["_id"], note=self._story_note(incident, templates), createdByUserId=self._rng.choice(self._users))
 
-    def _run_activity(self, interval: float) -> None:
-        while not self._stopping.wait(interval):
-            self.step()
-
-    def _stop_activity(self) -> None:
-        self._stopping.set()
-        if self._activity is not None:
-            self._activity.join()
-
-
-class _Server(ThreadingHTTPServer):
-    def __init__(self, address: tuple[str, int], simulator: Simulator):
-        super().__init__(address, _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def _handle(self) -> None:
-        simulator = self.server.simulator
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if simulator.delay:
-            time.sleep(simulator.delay)
-        response = simulator.respond(self.command, self.path, self.headers, body)
-        if simulator.hold_after_write and response.status == 200 and _is_write(self.command, self.path):
-            time.sleep(simulator.hold_after_write)  # outside the lock: other clients are served meanwhile
-        self.send_response(response.status)
-        headers = {"Content-Type": "application/json; charset=utf-8"} | response.headers
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read `Simulator.requests` instead of stderr."""
 
 
 @contextmanager
 def serve(port: int = 0, *, seed: int | None = None, notification_delay: float = 60.0) -> Iterator[Simulator]:
     """Run a simulator on 127.0.0.1 (port 0 picks a free one) and stop every thread it started on exit."""
     simulator = Simulator(seed=seed, notification_delay=notification_delay)
-    server = _Server(("127.0.0.1", port), simulator)
-    simulator.url = f"http://127.0.0.1:{server.server_address[1]}/api"
-    # A short poll interval keeps shutdown quick; the test suite starts one server per test.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="oneuptime-simulator", daemon=True)
-    thread.start()
-    try:
+    with loopback.serve(simulator, port=port):
         yield simulator
-    finally:
-        simulator._stop_activity()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def main() -> None:
@@ -1071,11 +1011,7 @@ def main() -> None:
         print(f"project id: {simulator.project_id}", flush=True)
         print(f"api key (Project Member): {simulator.api_key}", flush=True)
         print(f"read-only key (read notes and incidents): {simulator.read_only_key}", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        loopback.wait_for_ctrl_c()
 
 
 if __name__ == "__main__":

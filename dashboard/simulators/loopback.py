@@ -1,0 +1,114 @@
+"""What both simulators share: an HTTP server on 127.0.0.1 that hands every request to a simulator's
+`respond()`, a background thread that calls its `step()`, and slow answers on demand.
+
+No Django here: the simulators stand in for servers on other machines, reached only over HTTP.
+"""
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+
+
+class Response(NamedTuple):
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+class LoopbackSimulator:
+    """The base of both simulators: activity in a thread, and `delay` (seconds) before every answer."""
+
+    ACTIVITY_INTERVAL = 2.0
+
+    def __init__(self):
+        self.url = ""
+        self.delay = 0.0
+        self._activity: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def respond(self, method: str, path: str, headers: Message, body: bytes) -> Response:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def hold_after(self, method: str, path: str, response: Response) -> float:
+        """Seconds to wait after the work is done and before answering (none by default)."""
+        return 0.0
+
+    def start_activity(self, interval: float | None = None) -> None:
+        """Call `step()` every `interval` seconds in a daemon thread until the server stops."""
+        if self._activity is not None:
+            raise RuntimeError("activity is already running")
+        self._activity = threading.Thread(
+            target=self._run_activity, args=(interval or self.ACTIVITY_INTERVAL,), name=f"{type(self).__name__}-activity", daemon=True
+        )
+        self._activity.start()
+
+    def _run_activity(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            self.step()
+
+    def stop_activity(self) -> None:
+        self._stopping.set()
+        if self._activity is not None:
+            self._activity.join()
+
+
+class _Server(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], simulator: LoopbackSimulator):
+        super().__init__(address, _Handler)
+        self.simulator = simulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def _handle(self) -> None:
+        simulator = self.server.simulator
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if simulator.delay:
+            time.sleep(simulator.delay)
+        response = simulator.respond(self.command, self.path, self.headers, body)
+        if hold := simulator.hold_after(self.command, self.path, response):
+            time.sleep(hold)  # outside the simulator's lock: other clients are served meanwhile
+        self.send_response(response.status)
+        for name, value in ({"Content-Type": "application/json; charset=utf-8"} | response.headers).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests read the simulator's `requests` instead of stderr."""
+
+
+@contextmanager
+def serve(simulator: LoopbackSimulator, *, port: int) -> Iterator[LoopbackSimulator]:
+    """Run `simulator` on 127.0.0.1 (port 0 picks a free one) and stop every thread it started on exit."""
+    server = _Server(("127.0.0.1", port), simulator)
+    simulator.url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    # A short poll interval keeps shutdown quick; the test suite starts one server per test.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{type(simulator).__name__}-http", daemon=True)
+    thread.start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop_activity()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def wait_for_ctrl_c() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
