@@ -156,10 +156,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 if REDIS_URL:
+    # redis-py 8 reads with a 5 s timeout by default, exactly as long as channels_redis blocks waiting
+    # for a message, so an idle layer would time out and close sockets with 1011; and its default pool
+    # of 100 connections refuses bursts of connecting walls (after a deploy) with HTTP 500.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}]},
         }
     }
 else:

@@ -3,7 +3,8 @@
 Each resource is read oldest-change first (`updatedAt` ASC, `_id` ASC) from a watermark saved in the
 same transaction as the page it covers. The query is `updatedAt >= watermark` (OneUptime serves
 milliseconds but stores microseconds), so the last change is read again next time, harmlessly; only
-when a whole page shares one timestamp does `skip` step past it. OneUptime deletes hard and
+when a whole page shares one timestamp does `skip` step past it, and it is reset at the end of a pass,
+because a row at the watermark that is edited moves to the end and a stale `skip` would jump it. OneUptime deletes hard and
 `updatedAt` cannot show a deletion, so `count` is compared with the mirror and, when they disagree,
 every id is listed. Notes with an admin edit not yet written back are never overwritten or deleted.
 """
@@ -66,11 +67,16 @@ def _walk(key: str, fetch: Callable[..., Page], store: Callable[..., SyncReport]
         query = {"updatedAt": {"_type": "GreaterThanOrEqual", "value": watermark}} if watermark else {}
         page = fetch(query=query, sort=ORDER, skip=cursor["skip"], limit=PAGE_SIZE)
         if not page.items:
+            if cursor["skip"]:  # the end: next time re-read from the watermark, in case a row there moved
+                with transaction.atomic():
+                    _save_cursor(key, {"updated_at": watermark, "skip": 0})
             return report
         last = page.items[-1].get("updatedAt")
         last = last.isoformat() if isinstance(last, datetime) else watermark
-        # Move the watermark to the page's last change; only a page wholly at the watermark needs `skip`.
-        cursor = {"updated_at": last, "skip": cursor["skip"] + len(page.items) if last == watermark else 0}
+        # Move the watermark to the page's last change. Only a full page wholly at the watermark needs
+        # `skip` to get past it; anything shorter is simply read again next time (upserts are idempotent).
+        stuck = last == watermark and len(page.items) == PAGE_SIZE
+        cursor = {"updated_at": last, "skip": cursor["skip"] + len(page.items) if stuck else 0}
         with transaction.atomic():
             report.add(store(page.items, announce))
             _save_cursor(key, cursor)

@@ -1,7 +1,8 @@
 """`make bench`: the figures the issues ask for, printed (never asserted: timing is not a test).
 
 Each figure runs the real command in a fresh process against a fresh database and the simulator
-over loopback, so it includes Django's start-up (about half a second).
+over loopback, so it includes Django's start-up (about half a second). The live figures (latency,
+fan-out, the wall's memory) are in tests/bench_live.py.
 """
 
 import os
@@ -13,17 +14,30 @@ import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-POSTGRES = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "database": "pulseboard_bench"}
+POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only")
+    import django
+
+    django.setup()
+    from tests import bench_live, bench_notes
+
+    print("== Helix TeamHub events ==")
+    bench_events()
+    print("\n== OneUptime notes ==")
+    bench_notes.bench_notes(dict(os.environ))
+    bench_live.main()
+
+
+def bench_events() -> None:
     from dashboard.simulators import hth
 
     with hth.serve(port=0, seed=3) as sim:
         sim.generate(10_000)
-        for name, database_url in databases():
+        for name, database_url in databases("events"):
             if database_url is None:
                 print(f"backfill 10,000 events, {name}: skipped (PostgreSQL is not running on 127.0.0.1:5432)")
                 continue
@@ -41,15 +55,16 @@ def main() -> None:
             print(f"backfill 10,000 events, {name}: {elapsed:.1f} s for sync --once, {10_000 / elapsed:,.0f} events/s")
 
 
-def databases():
+def databases(label: str):
+    """A fresh SQLite file, then a fresh PostgreSQL database (None when PostgreSQL is not running)."""
     scratch = Path(tempfile.mkdtemp(prefix="pulseboard-bench-"))
-    yield "SQLite", f"sqlite:///{scratch / 'bench.sqlite3'}"
+    yield "SQLite", f"sqlite:///{scratch / f'{label}.sqlite3'}"
     shutil.rmtree(scratch, ignore_errors=True)
-    if shutil.which("pg_isready") and subprocess.run(["pg_isready", "-q", "-h", POSTGRES["host"]]).returncode == 0:
-        connection = ["-h", POSTGRES["host"], "-p", POSTGRES["port"], "-U", POSTGRES["user"]]
-        subprocess.run(["dropdb", "--if-exists", *connection, POSTGRES["database"]], check=True)
-        subprocess.run(["createdb", *connection, POSTGRES["database"]], check=True)
-        yield "PostgreSQL", "postgres://{user}@{host}:{port}/{database}".format(**POSTGRES)
+    if shutil.which("pg_isready") and subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0:
+        database = f"pulseboard_bench_{label}"
+        subprocess.run(["dropdb", "--if-exists", *POSTGRES, database], check=True, capture_output=True)
+        subprocess.run(["createdb", *POSTGRES, database], check=True)
+        yield "PostgreSQL", f"postgres://postgres@127.0.0.1:5432/{database}"
     else:
         yield "PostgreSQL", None
 

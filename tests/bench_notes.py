@@ -16,8 +16,10 @@ from pathlib import Path
 
 import requests
 
+from tests.bench import databases, run
+from tests.processes import free_port
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 
 
 def bench_notes(base_env: dict[str, str]) -> None:
@@ -129,33 +131,6 @@ def local_pk(env: dict[str, str], upstream_id: str) -> str:
     script = f"from dashboard.models import IncidentNote; print(IncidentNote.objects.get(upstream_id='{upstream_id}').pk)"
     result = subprocess.run([sys.executable, "manage.py", "shell", "-v", "0", "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True, check=True)
     return result.stdout.strip()
-
-
-def databases(label: str):
-    scratch = Path(tempfile.mkdtemp(prefix="pulseboard-bench-"))
-    yield "SQLite", f"sqlite:///{scratch / f'{label}.sqlite3'}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    if shutil.which("pg_isready") and subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0:
-        database = f"pulseboard_bench_{label}"
-        subprocess.run(["dropdb", "--if-exists", *POSTGRES, database], check=True, capture_output=True)
-        subprocess.run(["createdb", *POSTGRES, database], check=True)
-        yield "PostgreSQL", f"postgres://postgres@127.0.0.1:5432/{database}"
-    else:
-        yield "PostgreSQL", None
-
-
-def run(args: list[str], env: dict[str, str]) -> None:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"manage.py {' '.join(args)} failed: {result.stderr.strip()}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":

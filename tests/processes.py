@@ -35,13 +35,15 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def start_manage(*args: str, env: dict[str, str]) -> subprocess.Popen:
+def start_manage(*args: str, env: dict[str, str], log=None) -> subprocess.Popen:
+    """A manage.py command in the background; with `log` (a file) its output goes there, not to pipes
+    that nobody reads and that would block a long-running server once they fill up."""
     return subprocess.Popen(
         [sys.executable, "manage.py", *args],
         cwd=BASE_DIR,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=log or subprocess.PIPE,
+        stderr=subprocess.STDOUT if log else subprocess.PIPE,
         text=True,
     )
 

@@ -60,14 +60,15 @@ def ou_sim():
 class Server:
     """`manage.py serve` in a process of its own, which a test may kill and start again."""
 
-    def __init__(self, env):
+    def __init__(self, env, log):
         self.env = env
+        self.log = log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
 
     def start(self):
-        self.process = start_manage("serve", "--port", str(self.port), env=self.env)
+        self.process = start_manage("serve", "--port", str(self.port), env=self.env, log=self.log)
         wait_for_port(self.port, self.process)
 
     def kill(self):
@@ -84,7 +85,7 @@ class Server:
 
 
 @pytest.fixture
-def server(hth_sim, ou_sim):
+def server(hth_sim, ou_sim, tmp_path):
     hth_sim.generate(80)
     ou_sim.generate(incidents=6, notes=30)
     env = base_env(
@@ -98,10 +99,12 @@ def server(hth_sim, ou_sim):
         UPSTREAM_RETRIES="1",
         UPSTREAM_BACKOFF_SECONDS="0.05",
     )
-    server = Server(env)
-    server.start()
-    yield server
-    server.stop()
+    with open(tmp_path / "server.log", "w") as log:
+        server = Server(env, log)
+        server.start()
+        yield server
+        server.stop()
+    print((tmp_path / "server.log").read_text()[-5000:])  # shown when a test fails
 
 
 @pytest.fixture

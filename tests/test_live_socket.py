@@ -191,3 +191,31 @@ def test_a_change_is_rendered_once_however_many_sockets_listen(session_cookie, h
     run(scenario)
     rows = [name for name in rendered if name == "event-row"]
     assert len(rows) == 1, f"rendered {len(rows)} times for 5 sockets"
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the in-memory layer has no read timeout to outlast")
+def test_an_idle_socket_on_redis_is_not_closed(session_cookie):
+    """redis-py's default 5 s read timeout used to close sockets whose layer had been idle that long."""
+
+    async def scenario():
+        communicator = socket("/ws/live/?page=dashboard", (b"cookie", session_cookie))
+        assert (await communicator.connect())[0]
+        await communicator.receive_from()
+        assert await communicator.receive_nothing(timeout=8), "the server closed or sent something while idle"
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the in-memory layer has no connection pool")
+def test_a_burst_of_walls_reconnecting_at_once_is_served():
+    """After a deploy every wall reconnects at once; redis-py's default pool of 100 refused the rest."""
+    screen = screens.screen_named("Office TV")
+
+    async def scenario():
+        walls = [socket(f"/ws/live/?page=wall&screen={screen.token}") for _ in range(150)]
+        results = await asyncio.gather(*(wall.connect(timeout=60) for wall in walls))
+        assert all(connected for connected, _ in results)
+        await asyncio.gather(*(wall.disconnect() for wall in walls))
+
+    run(scenario)

@@ -153,3 +153,26 @@ def test_sync_once_runs_both_sources(sim, hth_sim, capsys):
     out = capsys.readouterr().out
     assert "hth: 10 seen" in out and "oneuptime:" in out
     assert IncidentNote.objects.count() == 20
+
+
+def test_an_edit_after_a_quiet_pass_still_arrives(client, sim):
+    """A quiet pass re-reads only the newest change; that must not make the next pass skip it."""
+    incident = sim.add_incident("Cache misses")
+    note = sim.add_note(incident["_id"], "first")
+    sync(client, sim)
+    sync(client, sim)  # nothing changed
+    sim.now += timedelta(seconds=5)
+    sim.edit_note(note["_id"], note="second")
+    sync(client, sim)
+    assert IncidentNote.objects.get(upstream_id=note["_id"]).note == "second"
+
+
+def test_more_than_a_page_of_changes_at_one_instant_are_all_read(client, sim):
+    incident = sim.add_incident("Bulk import")
+    notes = [sim.add_note(incident["_id"], f"note {index}") for index in range(230)]  # all at sim.now
+    sync(client, sim)
+    assert IncidentNote.objects.count() == 230
+    sim.now += timedelta(seconds=5)
+    sim.edit_note(notes[7]["_id"], note="edited later")
+    sync(client, sim)
+    assert IncidentNote.objects.get(upstream_id=notes[7]["_id"]).note == "edited later"
