@@ -10,9 +10,11 @@ import signal
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from dashboard import screens
+from dashboard.models import ScreenPanel
 from dashboard.simulators import oneuptime
 from tests.processes import BASE_DIR, base_env, free_port, start_manage, wait_for_port
 
@@ -60,15 +62,16 @@ def ou_sim():
 class Server:
     """`manage.py serve` in a process of its own, which a test may kill and start again."""
 
-    def __init__(self, env, log):
+    def __init__(self, env, log, *options):
         self.env = env
         self.log = log
+        self.options = options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
 
     def start(self):
-        self.process = start_manage("serve", "--port", str(self.port), env=self.env, log=self.log)
+        self.process = start_manage("serve", "--port", str(self.port), *self.options, env=self.env, log=self.log)
         wait_for_port(self.port, self.process)
 
     def kill(self):
@@ -84,11 +87,8 @@ class Server:
                 self.process.kill()
 
 
-@pytest.fixture
-def server(hth_sim, ou_sim, tmp_path):
-    hth_sim.generate(80)
-    ou_sim.generate(incidents=6, notes=30)
-    env = base_env(
+def server_env(hth_sim, ou_sim):
+    return base_env(
         HTH_API_URL=hth_sim.url,
         HTH_COMPANY_KEY=hth_sim.company_key,
         HTH_ACCOUNT_KEY=hth_sim.account_key,
@@ -99,6 +99,13 @@ def server(hth_sim, ou_sim, tmp_path):
         UPSTREAM_RETRIES="1",
         UPSTREAM_BACKOFF_SECONDS="0.05",
     )
+
+
+@pytest.fixture
+def server(hth_sim, ou_sim, tmp_path):
+    hth_sim.generate(80)
+    ou_sim.generate(incidents=6, notes=30)
+    env = server_env(hth_sim, ou_sim)
     with open(tmp_path / "server.log", "w") as log:
         server = Server(env, log)
         server.start()
@@ -315,3 +322,58 @@ def test_the_demo_runs_and_its_pages_are_what_the_readme_shows(browser):
     finally:
         demo.terminate()
         demo.wait(timeout=20)
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="pushes cross processes only through Redis")
+def test_with_redis_a_separate_poller_reaches_walls_on_every_daphne(browser, hth_sim, ou_sim, tmp_path):
+    hth_sim.generate(20)
+    env = server_env(hth_sim, ou_sim)
+    screen = screens.screen_named("Office TV")
+    with open(tmp_path / "processes.log", "w") as log:
+        poller = start_manage("poll", env=env, log=log)
+        servers = [Server(env, log, "--no-poll"), Server(env, log, "--no-poll")]
+        try:
+            for server in servers:
+                server.start()
+            walls = []
+            for server in servers:
+                wall = new_page(browser, width=1920, height=1080)
+                wall.goto(f"{server.url}/wall/?key={screen.token}")
+                wait_live(wall)
+                walls.append(wall)
+            build = hth_sim.start_build(project="luotsi", repository="chef", name="Release")
+            hth_sim.set_progress(build, 35)
+            for wall in walls:
+                wall.wait_for_selector(f'#wall-builds [data-event-id="{build}"] progress[value="35"]', timeout=20000)
+        finally:
+            for server in servers:
+                server.stop()
+            poller.terminate()
+            poller.wait(timeout=20)
+
+
+def test_a_rotating_wall_shows_one_panel_at_a_time_for_its_dwell(browser, server):
+    screen = screens.screen_named("Lobby")
+    screen.rotate = True
+    screen.save()
+    screen.panels.all().delete()
+    ScreenPanel.objects.create(screen=screen, panel="builds", position=0, dwell_seconds=3)
+    ScreenPanel.objects.create(screen=screen, panel="incidents", position=1, dwell_seconds=3)
+    page = new_page(browser, width=1920, height=1080)
+    page.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(page)
+    assert page.is_visible("#wall-builds") and page.is_hidden("#wall-incidents")
+    page.wait_for_selector("#wall-incidents", state="visible", timeout=6000)
+    assert page.is_hidden("#wall-builds")
+    assert not page.query_selector("#wall-activity"), "panels the screen does not show are not rendered"
+
+
+def test_the_note_form_previews_markdown_as_the_pages_render_it(browser, server, staff):
+    page = new_page(browser)
+    log_in(page, server)
+    page.goto(f"{server.url}/admin/dashboard/incidentnote/add/")
+    page.fill("#id_note", "## Update\n\n**Mitigated**; see [status](https://status.example.com) " + XSS)
+    page.wait_for_selector("#note-preview strong:text('Mitigated')", timeout=10000)
+    assert page.inner_html("#note-preview").count("<h2>Update</h2>") == 1
+    assert page.evaluate("window.__xss") is None
+    assert page.console_errors == []
