@@ -16,15 +16,8 @@ from dashboard.models import Event, Incident, IncidentNote, NoteWrite, Screen, S
 from dashboard.note_sync import UNDELIVERED
 
 
-@admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    """Read-only: events belong to Helix TeamHub; the mirror only reflects them."""
-
-    list_display = ["timestamp", "subject_id", "operation", "target", "project", "repository", "progress", "status"]
-    list_filter = ["status", "target", "operation", "project"]
-    search_fields = ["upstream_id", "subject_id", "project", "repository", "ref", "name", "title"]
-    date_hierarchy = "timestamp"
-    show_full_result_count = False
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For mirrored rows: they belong upstream, and the sync (or the outbox) changes them, not people."""
 
     def has_add_permission(self, request):
         return False
@@ -34,6 +27,17 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    """Read-only: events belong to Helix TeamHub; the mirror only reflects them."""
+
+    list_display = ["timestamp", "subject_id", "operation", "target", "project", "repository", "progress", "status"]
+    list_filter = ["status", "target", "operation", "project"]
+    search_fields = ["upstream_id", "subject_id", "project", "repository", "ref", "name", "title"]
+    date_hierarchy = "timestamp"
+    show_full_result_count = False
 
 
 @admin.register(SyncState)
@@ -43,39 +47,21 @@ class SyncStateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(ReadOnlyAdmin):
     """Read-only: incidents belong to OneUptime. It is here so notes can be found by their incident."""
 
     list_display = ["__str__", "state", "severity", "is_resolved", "declared_at"]
     list_filter = ["is_resolved", "state", "severity"]
     search_fields = ["title", "incident_number_with_prefix", "upstream_id"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(NoteWrite)
-class NoteWriteAdmin(admin.ModelAdmin):
+class NoteWriteAdmin(ReadOnlyAdmin):
     """Read-only: the outbox moves on by itself, or through the actions on the notes' list."""
 
     list_display = ["id", "note", "action", "state", "attempts", "last_error", "next_attempt_at", "delivered_at"]
     list_filter = ["state", "action"]
     list_select_related = ["note"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class WriteBackFilter(admin.SimpleListFilter):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from dashboard.simulators import hth
+from dashboard.oneuptime import OneUptimeClient
+from dashboard.simulators import hth, oneuptime
 
 
 @pytest.fixture
@@ -12,6 +13,19 @@ def hth_sim(settings):
         settings.HTH_COMPANY_KEY = sim.company_key
         settings.HTH_ACCOUNT_KEY = sim.account_key
         yield sim
+
+
+@pytest.fixture
+def oneuptime_sim(settings):
+    with oneuptime.serve(port=0, seed=1, notification_delay=60) as sim:
+        settings.ONEUPTIME_API_URL = sim.url
+        settings.ONEUPTIME_API_KEY = sim.api_key
+        yield sim
+
+
+@pytest.fixture
+def oneuptime_client(oneuptime_sim):
+    return OneUptimeClient.from_settings()
 
 
 @pytest.fixture(autouse=True)

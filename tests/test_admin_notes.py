@@ -21,16 +21,13 @@ XSS = '<script>alert("x")</script> **bold** [link](javascript:alert(1)) <img src
 
 
 @pytest.fixture
-def sim(settings):
-    with oneuptime.serve(port=0, seed=1, notification_delay=60) as sim:
-        settings.ONEUPTIME_API_URL = sim.url
-        settings.ONEUPTIME_API_KEY = sim.api_key
-        yield sim
+def sim(oneuptime_sim):
+    return oneuptime_sim
 
 
 @pytest.fixture
-def upstream(sim):
-    return OneUptimeClient.from_settings()
+def upstream(oneuptime_client):
+    return oneuptime_client
 
 
 def mirrored_note(sim, upstream, text="## Investigating\n\nLatency is up.") -> IncidentNote:

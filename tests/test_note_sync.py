@@ -7,8 +7,6 @@ from django.core.management import call_command
 
 from dashboard import note_sync
 from dashboard.models import Incident, IncidentNote, SyncState, Transition, TransitionKind
-from dashboard.oneuptime import OneUptimeClient
-from dashboard.simulators import oneuptime
 from dashboard.upstream import UpstreamError
 
 pytestmark = pytest.mark.django_db
@@ -17,18 +15,16 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def sim(settings):
-    with oneuptime.serve(port=0, seed=1, notification_delay=60) as sim:
-        sim.clock = lambda: sim.now
-        sim.now = T0
-        settings.ONEUPTIME_API_URL = sim.url
-        settings.ONEUPTIME_API_KEY = sim.api_key
-        yield sim
+def sim(oneuptime_sim):
+    """The simulator on a clock the test moves by hand."""
+    oneuptime_sim.now = T0
+    oneuptime_sim.clock = lambda: oneuptime_sim.now
+    return oneuptime_sim
 
 
 @pytest.fixture
-def client(sim):
-    return OneUptimeClient.from_settings()
+def client(sim, oneuptime_client):
+    return oneuptime_client
 
 
 def sync(client, sim):

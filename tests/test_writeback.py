@@ -14,7 +14,6 @@ from dashboard import note_sync, writeback
 from dashboard.models import Incident, IncidentNote, NoteWrite
 from dashboard.note_sync import TOKEN_PREFIX
 from dashboard.oneuptime import OneUptimeClient
-from dashboard.simulators import oneuptime
 from tests.processes import base_env, free_port, start_manage
 
 pytestmark = pytest.mark.django_db
@@ -23,16 +22,13 @@ CREATE = ("POST", "/api/incident-public-note")
 
 
 @pytest.fixture
-def sim(settings):
-    with oneuptime.serve(port=0, seed=1, notification_delay=60) as sim:
-        settings.ONEUPTIME_API_URL = sim.url
-        settings.ONEUPTIME_API_KEY = sim.api_key
-        yield sim
+def sim(oneuptime_sim):
+    return oneuptime_sim
 
 
 @pytest.fixture
-def upstream(sim):
-    return OneUptimeClient.from_settings()
+def upstream(oneuptime_client):
+    return oneuptime_client
 
 
 @pytest.fixture
