@@ -20,9 +20,6 @@ POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only")
-    import django
-
-    django.setup()
     from tests import bench_live, bench_notes
 
     print("== Helix TeamHub events ==")

@@ -127,6 +127,7 @@
   function retryLater() {
     var delay = Math.min(60000, 1000 * Math.pow(2, Math.min(state.failures, 6))) * (0.5 + Math.random() / 2);
     setTimeout(function () {
+      if (state.open) return; // htmx's own retry got there first
       checkHealth().then(function (health) {
         // Refused again and again while the server answers: the login or the kiosk link is no longer
         // good. Reloading shows the login page or the "revoked" page instead of retrying forever.
