@@ -4,7 +4,7 @@ They live in the URL (so a filtered view can be shared) and in the WebSocket's q
 pushed event only reaches sockets whose filters it matches, checked without touching the database).
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from django.db.models import Q, QuerySet
@@ -93,5 +93,3 @@ def _moment(value) -> datetime | None:
         return None
     return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)  # the form says UTC
 
-
-FILTER_NAMES = [field.name for field in fields(EventFilter)]

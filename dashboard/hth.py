@@ -5,7 +5,6 @@ The page and its examples disagree on where target-specific attributes live and 
 the parser accepts every documented form. It never touches models: sync.py decides what to store.
 """
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,8 +12,6 @@ from typing import Any
 import requests
 
 from dashboard import upstream
-
-log = logging.getLogger(__name__)
 
 ACCEPT = "application/vnd.hth.v1"
 PAGE_SIZE = 100

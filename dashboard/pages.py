@@ -30,8 +30,7 @@ def dashboard_context(*, event_filter: EventFilter, before: str = "") -> dict:
 
 
 def incident_context(*, incident: Incident) -> dict:
-    incident.recent_notes = feeds.timeline(incident)[::-1]
-    return {"incident": incident, "notes": incident.recent_notes[::-1]}
+    return {"incident": incident, "notes": feeds.timeline(incident)}
 
 
 def wall_context(*, screen: Screen | None, now: datetime) -> dict:

@@ -5,7 +5,6 @@ configuration error, said in one line before anything is fetched. Each source ha
 and a frequent `refresh`: Helix TeamHub re-reads unfinished events, OneUptime delivers admin edits.
 """
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +18,6 @@ from dashboard.hth import HthClient
 from dashboard.models import Source, SyncState
 from dashboard.oneuptime import OneUptimeClient
 from dashboard.upstream import UpstreamError
-
-log = logging.getLogger(__name__)
 
 OUTBOX_EVERY_SECONDS = 0.5  # an admin's save should reach OneUptime within a second
 

@@ -23,11 +23,6 @@ def subscribe(subscriber: Subscriber) -> None:
         _subscribers.append(subscriber)
 
 
-def unsubscribe(subscriber: Subscriber) -> None:
-    if subscriber in _subscribers:
-        _subscribers.remove(subscriber)
-
-
 def record(changes: list[Transition]) -> None:
     """Store `changes`; must run inside the transaction that wrote the rows they describe."""
     if not changes:
