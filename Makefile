@@ -6,7 +6,7 @@ SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-services bench clean
+.PHONY: demo test test-services lint bench clean
 
 demo: $(VENV)/installed
 	$(PY) manage.py demo
@@ -17,6 +17,12 @@ test: $(VENV)/installed
 # The same suite against PostgreSQL and channels_redis (both must be running on loopback).
 test-services: $(VENV)/installed
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (lint, security rules, formatting) and the import contracts that keep the layers apart.
+lint: $(VENV)/installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/installed
 	$(PY) -m tests.bench

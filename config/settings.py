@@ -70,10 +70,9 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off "
-            "(make demo generates one in data/secret_key)"
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off (make demo generates one in data/secret_key)"
         )
-    SECRET_KEY = "insecure-debug-only-key"
+    SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 -- only with DJANGO_DEBUG on
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS") or ["localhost", "127.0.0.1", "[::1]"]
 

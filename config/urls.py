@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard import views
+from dashboard.web import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

@@ -1,0 +1,12 @@
+"""Pulseboard's one Django app, laid out in the order the data flows:
+
+    upstreams/   the APIs: a client and a sync per upstream (hth, oneuptime), the outbox's writeback
+    models.py    the mirror, the sync's own state, and the transitions it commits
+    live/        what counts as live, the transitions seam, pushes, and the /ws/live/ socket
+    web/         the pages, /healthz, and markdown
+    poller.py    when each source syncs (sources.py: which are configured); server.py runs it in daphne
+
+Imports point down this list and never up (see the contracts in pyproject.toml): a page never calls an
+upstream, and a sync reaches the pages only through `live.transitions`. `simulators/` (both APIs on
+loopback), `demo.py`, `admin.py` and `management/` sit outside the flow and may use any of it.
+"""

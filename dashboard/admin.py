@@ -10,10 +10,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from dashboard import screens, writeback
-from dashboard.markdown import render_markdown
+from dashboard.live import screens
 from dashboard.models import Event, Incident, IncidentNote, NoteWrite, Screen, ScreenPanel, SyncState
-from dashboard.note_sync import UNDELIVERED
+from dashboard.upstreams.oneuptime import writeback
+from dashboard.upstreams.oneuptime.sync import UNDELIVERED
+from dashboard.web.markdown import render_markdown
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -130,7 +131,7 @@ MIRRORED_FIELDS = [
 
 @admin.register(IncidentNote)
 class IncidentNoteAdmin(admin.ModelAdmin):
-    """Notes are written here and sent to OneUptime by the poller, through the outbox in writeback.py.
+    """Notes are written here and sent to OneUptime by the poller, through the outbox in upstreams/oneuptime/writeback.py.
 
     The row and its outbox entry commit together: Django runs save_model and delete_model inside the
     admin's transaction, and delete_queryset (the "delete selected" action, which skips delete_model)
@@ -175,7 +176,9 @@ class IncidentNoteAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj) and not (obj and obj.deleted)
 
     def get_urls(self):
-        preview = path("preview/", self.admin_site.admin_view(require_POST(self.preview_view)), name="dashboard_incidentnote_preview")
+        preview = path(
+            "preview/", self.admin_site.admin_view(require_POST(self.preview_view)), name="dashboard_incidentnote_preview"
+        )
         return [preview, *super().get_urls()]
 
     def preview_view(self, request):
@@ -246,7 +249,9 @@ class IncidentNoteAdmin(admin.ModelAdmin):
 
     @admin.action(description="Use OneUptime's version", permissions=["change"])
     def use_upstream(self, request, queryset):
-        self._act_on_writes(request, queryset, NoteWrite.State.CONFLICT, writeback.use_upstream, "{} note(s) now show OneUptime's text.")
+        self._act_on_writes(
+            request, queryset, NoteWrite.State.CONFLICT, writeback.use_upstream, "{} note(s) now show OneUptime's text."
+        )
 
     def _act_on_writes(self, request, notes, state, act, message):
         writes = list(NoteWrite.objects.filter(note__in=notes, state=state))

@@ -6,6 +6,6 @@ class DashboardConfig(AppConfig):
     verbose_name = "Pulseboard"
 
     def ready(self):
-        from dashboard import push, transitions
+        from dashboard.live import push, transitions
 
         transitions.subscribe(push.publish)

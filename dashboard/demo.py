@@ -7,8 +7,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from dashboard.live.screens import kiosk_url, screen_named
 from dashboard.models import Event, Incident, SyncState, Transition
-from dashboard.screens import kiosk_url, screen_named
 from dashboard.server import serve
 from dashboard.simulators import hth, oneuptime
 

@@ -236,7 +236,9 @@ class NoteWrite(models.Model):
     state = models.CharField(max_length=10, choices=State, default=State.PENDING)
     data = models.JSONField(default=dict, help_text="The fields to send.")
     base_text = models.TextField(blank=True)
-    upstream_copy = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder, help_text="OneUptime's version, when held as a conflict.")
+    upstream_copy = models.JSONField(
+        null=True, blank=True, encoder=DjangoJSONEncoder, help_text="OneUptime's version, when held as a conflict."
+    )
     token = models.UUIDField(default=uuid.uuid4, unique=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

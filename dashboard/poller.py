@@ -1,4 +1,4 @@
-"""The poller: when to sync, refresh unfinished events and sweep live ones. The work itself is in sync.py.
+"""The poller: when to sync, refresh unfinished events and sweep live ones. The work itself is in each upstream's sync module.
 
 Every LIVE_REFRESH_SECONDS it refreshes unfinished events and lets time turn silent live events
 stale; every POLL_INTERVAL_SECONDS it runs a full pass. An upstream that fails is recorded and
@@ -15,16 +15,18 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from dashboard import sync, transitions
+from dashboard.live import transitions
 from dashboard.sources import ConfiguredSource, configured_sources, run_pass
-from dashboard.upstream import UpstreamError
+from dashboard.upstreams.hth import sync as hth_sync
+from dashboard.upstreams.http import UpstreamError
+from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
 
 TRANSITIONS_KEPT = timedelta(days=1)
 
 
-def sync_once(*, sources: list[ConfiguredSource], on_progress=None, stop: threading.Event | None = None) -> dict[str, sync.SyncReport]:
+def sync_once(*, sources: list[ConfiguredSource], on_progress=None, stop: threading.Event | None = None) -> dict[str, SyncReport]:
     """One full pass of every source: list sync, then targeted refresh, then the live sweep."""
     reports = {}
     should_stop = stop.is_set if stop else (lambda: False)
@@ -33,7 +35,7 @@ def sync_once(*, sources: list[ConfiguredSource], on_progress=None, stop: thread
         if report.finished:
             report.add(run_pass(source, "refresh", now=timezone.now()))
         reports[source.source] = report
-    sync.sweep_live_events(now=timezone.now())
+    hth_sync.sweep_live_events(now=timezone.now())
     return reports
 
 
@@ -55,7 +57,7 @@ def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | Non
                 _run(source, "refresh", stop)
                 next_refresh[source.source] = time.monotonic() + source.refresh_every
         if time.monotonic() >= next_sweep:
-            sync.sweep_live_events(now=timezone.now())
+            hth_sync.sweep_live_events(now=timezone.now())
             next_sweep = time.monotonic() + settings.LIVE_REFRESH_SECONDS
         wake_at = min([next_sync, next_sweep, *next_refresh.values()])
         stop.wait(max(0.0, wake_at - time.monotonic()))

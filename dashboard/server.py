@@ -14,11 +14,10 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
     import daphne.server  # installs Twisted's asyncio reactor: before anything imports the reactor
     from asgiref.sync import sync_to_async
     from channels.routing import get_default_application
+    from twisted.internet import defer, reactor
 
     from dashboard.poller import poll_forever
     from dashboard.sources import configured_sources
-
-    from twisted.internet import defer, reactor
 
     sources = configured_sources()
     stop = threading.Event()
@@ -26,7 +25,9 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
     def start_poller():
         if not poll:
             return
-        poller = asyncio.get_event_loop().create_task(sync_to_async(poll_forever, thread_sensitive=False)(stop=stop, sources=sources))
+        poller = asyncio.get_event_loop().create_task(
+            sync_to_async(poll_forever, thread_sensitive=False)(stop=stop, sources=sources)
+        )
 
         def stop_poller():
             stop.set()  # sync stops between pages

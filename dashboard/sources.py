@@ -13,11 +13,14 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from dashboard import note_sync, sync, writeback
-from dashboard.hth import HthClient
 from dashboard.models import Source, SyncState
-from dashboard.oneuptime import OneUptimeClient
-from dashboard.upstream import UpstreamError
+from dashboard.upstreams.hth import sync as hth_sync
+from dashboard.upstreams.hth.client import HthClient
+from dashboard.upstreams.http import UpstreamError
+from dashboard.upstreams.oneuptime import sync as note_sync
+from dashboard.upstreams.oneuptime import writeback
+from dashboard.upstreams.oneuptime.client import OneUptimeClient
+from dashboard.upstreams.report import SyncReport
 
 OUTBOX_EVERY_SECONDS = 0.5  # an admin's save should reach OneUptime within a second
 
@@ -25,8 +28,8 @@ OUTBOX_EVERY_SECONDS = 0.5  # an admin's save should reach OneUptime within a se
 @dataclass
 class ConfiguredSource:
     source: str
-    sync: Callable[..., sync.SyncReport]
-    refresh: Callable[..., sync.SyncReport]
+    sync: Callable[..., SyncReport]
+    refresh: Callable[..., SyncReport]
     refresh_every: float
 
 
@@ -39,8 +42,8 @@ def configured_sources() -> list[ConfiguredSource]:
         sources.append(
             ConfiguredSource(
                 source=Source.HTH,
-                sync=lambda **kwargs: sync.sync_events(client=hth, **kwargs),
-                refresh=lambda **kwargs: sync.refresh_unfinished_events(client=hth, **kwargs),
+                sync=lambda **kwargs: hth_sync.sync_events(client=hth, **kwargs),
+                refresh=lambda **kwargs: hth_sync.refresh_unfinished_events(client=hth, **kwargs),
                 refresh_every=settings.LIVE_REFRESH_SECONDS,
             )
         )
@@ -59,7 +62,7 @@ def configured_sources() -> list[ConfiguredSource]:
     return sources
 
 
-def run_pass(source: ConfiguredSource, kind: str, *, now: datetime, **kwargs) -> sync.SyncReport:
+def run_pass(source: ConfiguredSource, kind: str, *, now: datetime, **kwargs) -> SyncReport:
     """Run one "sync" or "refresh" of a source and record its outcome for /healthz; errors are re-raised."""
     SyncState.objects.get_or_create(source=source.source)
     state = SyncState.objects.filter(source=source.source)

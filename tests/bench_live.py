@@ -97,7 +97,11 @@ def main() -> None:
 
 def server_env(sim, *, database_url: str) -> dict[str, str]:
     """The environment every server and command of this bench gets: the demo's defaults, our simulator."""
-    env = {name: value for name, value in os.environ.items() if name not in ("REDIS_URL", "LIVE_REFRESH_SECONDS", "POLL_INTERVAL_SECONDS")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("REDIS_URL", "LIVE_REFRESH_SECONDS", "POLL_INTERVAL_SECONDS")
+    }
     return env | {
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_SECRET_KEY": "bench",
@@ -119,7 +123,9 @@ def setup_django(env: dict[str, str]) -> None:
 
 
 def manage(args: list[str], env: dict[str, str]) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=300
+    )
     if result.returncode:
         sys.exit(f"manage.py {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -247,8 +253,10 @@ def bump_to_dom(sim, env: dict[str, str], scratch: Path) -> dict[str, list[float
                 page.close()
             sim.set_progress(build, 100)
             results[label] = latencies
-            print(f"{label:<26} median {statistics.median(latencies):6,.0f} ms   p95 {p95(latencies):6,.0f} ms   "
-                  f"min {min(latencies):,.0f}   max {max(latencies):,.0f}")
+            print(
+                f"{label:<26} median {statistics.median(latencies):6,.0f} ms   p95 {p95(latencies):6,.0f} ms   "
+                f"min {min(latencies):,.0f}   max {max(latencies):,.0f}"
+            )
     return results
 
 
@@ -289,7 +297,7 @@ class FanOut:
 
 
 def fan_out_side_by_side(env: dict[str, str], scratch: Path) -> dict[str, list[FanOut]]:
-    from dashboard import push
+    from dashboard.live import push
     from tests import bench_echo
 
     redis_env = env | {"REDIS_URL": REDIS_URL, "DJANGO_DEBUG": "false"}  # DEBUG keeps every query: it would grow RSS
@@ -350,7 +358,9 @@ async def fan_out(*, url: str, origin: str, group: str, snapshot: bool, server: 
             pass
 
     async def connect_one():
-        socket = await connect(url, origin=origin, proxy=None, compression=None, ping_interval=None, max_size=None, open_timeout=60)
+        socket = await connect(
+            url, origin=origin, proxy=None, compression=None, ping_interval=None, max_size=None, open_timeout=60
+        )
         if snapshot:
             await socket.recv()  # the wall's snapshot: read and dropped
         return socket
@@ -364,7 +374,9 @@ async def fan_out(*, url: str, origin: str, group: str, snapshot: bool, server: 
             sockets = still_open
             if len(sockets) >= size:
                 break
-            batch = await asyncio.gather(*(connect_one() for _ in range(min(CONNECT_BATCH, size - len(sockets)))), return_exceptions=True)
+            batch = await asyncio.gather(
+                *(connect_one() for _ in range(min(CONNECT_BATCH, size - len(sockets)))), return_exceptions=True
+            )
             for socket in batch:
                 if isinstance(socket, BaseException):
                     refused += 1
@@ -376,7 +388,9 @@ async def fan_out(*, url: str, origin: str, group: str, snapshot: bool, server: 
         rss_mb = memory.memory_info().rss / 2**20
         arrivals.clear()
         sent = time.perf_counter()
-        await layer.group_send(group, {"type": "fragment", "html": f'<span id="bench">to {len(sockets)} clients</span>', "meta": None})
+        await layer.group_send(
+            group, {"type": "fragment", "html": f'<span id="bench">to {len(sockets)} clients</span>', "meta": None}
+        )
         waiting = sockets
         while waiting and time.perf_counter() - sent < FAN_OUT_WAIT_SECONDS:
             await asyncio.sleep(0.01)  # arrival times are taken by the listeners, not here
@@ -400,7 +414,9 @@ def ms(value: float | None) -> str:
 
 
 def print_fan_out_table(results: dict[str, list[FanOut]]) -> None:
-    print(f"\n{'clients':>8} | {'pulseboard: to last':>19} {'< 1 s':>5} {'RSS':>7} | {'bare: to last':>13} {'< 1 s':>5} {'RSS':>7}")
+    print(
+        f"\n{'clients':>8} | {'pulseboard: to last':>19} {'< 1 s':>5} {'RSS':>7} | {'bare: to last':>13} {'< 1 s':>5} {'RSS':>7}"
+    )
     bare_rows = {row.size: row for row in results.get("bare", [])}
     for row in results.get("pulseboard", []):
         line = f"{row.size:>8,} | {ms(row.to_last_ms):>19} {under_a_second(row):>5} {row.rss_mb:>4,.0f} MB"
@@ -435,19 +451,25 @@ PAGE_SIZE = """() => {
 
 
 def wall_growth(sim, env: dict[str, str], scratch: Path) -> list[dict]:
-    from dashboard import push
+    from dashboard.live import push
 
     for progress in (20, 45, 70):  # running builds, so the pushed panels are the full kind
         sim.set_progress(sim.start_build(), progress)
     manage(["sync", "--once"], env)
     started = time.perf_counter()
     fragments = wall_fragments(WALL_PUSHES[-1])
-    print(f"rendered {len(fragments):,} wall fragments ({len(fragments[0]):,} bytes each) in {time.perf_counter() - started:.0f} s")
+    print(
+        f"rendered {len(fragments):,} wall fragments ({len(fragments[0]):,} bytes each) in {time.perf_counter() - started:.0f} s"
+    )
 
     flush_redis()
     rows = []
     redis_env = env | {"REDIS_URL": REDIS_URL}
-    with running(pulseboard("--no-poll"), env=redis_env, log=scratch / "serve-wall.log") as (_, port), chromium() as browser, PushLoop() as pusher:
+    with (
+        running(pulseboard("--no-poll"), env=redis_env, log=scratch / "serve-wall.log") as (_, port),
+        chromium() as browser,
+        PushLoop() as pusher,
+    ):
         page = open_wall(browser, kiosk_link(env, f"http://127.0.0.1:{port}"))
         page.evaluate(COUNT_WALL_PUSHES)
         cdp = page.context.new_cdp_session(page)
@@ -484,11 +506,14 @@ def wall_fragments(count: int) -> list[str]:
     """The wall's real pushed panels, one second apart, so each differs as a live wall's would."""
     from django.utils import timezone
 
-    from dashboard import pages
+    from dashboard.web import pages
 
     start = timezone.now()
     parts = ["wall-builds", "wall-activity", "wall-status"]
-    return [pages.render_parts(pages.WALL, parts, pages.wall_context(screen=None, now=start + timedelta(seconds=i))) for i in range(count)]
+    return [
+        pages.render_parts(pages.WALL, parts, pages.wall_context(screen=None, now=start + timedelta(seconds=i)))
+        for i in range(count)
+    ]
 
 
 class PushLoop:
@@ -526,7 +551,9 @@ class PushLoop:
 def print_summary(results: dict) -> None:
     print("\n-- Summary --")
     for label, latencies in results.get("latency", {}).items():
-        print(f"bump → DOM, {label}: median {statistics.median(latencies):,.0f} ms, p95 {p95(latencies):,.0f} ms ({len(latencies)} bumps)")
+        print(
+            f"bump → DOM, {label}: median {statistics.median(latencies):,.0f} ms, p95 {p95(latencies):,.0f} ms ({len(latencies)} bumps)"
+        )
     fan_out = results.get("fan_out", {})
     if fan_out:
         bare_rows = {row.size: row for row in fan_out.get("bare", [])}
@@ -541,7 +568,9 @@ def print_summary(results: dict) -> None:
         drops = ", ".join(f"{name} {sum(row.dropped + row.lost for row in rows)}" for name, rows in fan_out.items())
         print(f"sockets the server closed on its own during the run: {drops}")
     for row in results.get("wall", []):
-        print(f"wall after {row['pushes']:,} pushes: {row['elements']:,} elements, {row['nodes']:,} nodes, JS heap {row['heap_mb']:.1f} MB")
+        print(
+            f"wall after {row['pushes']:,} pushes: {row['elements']:,} elements, {row['nodes']:,} nodes, JS heap {row['heap_mb']:.1f} MB"
+        )
     if not results:
         print("nothing measured (see the skips above)")
 

@@ -47,7 +47,10 @@ def simulator_seconds(sim) -> float:
     session = requests.Session()
     session.headers["ApiKey"] = sim.api_key
     started = time.perf_counter()
-    for resource, select in (("incident", {"title": True, "updatedAt": True}), ("incident-public-note", {"note": True, "updatedAt": True})):
+    for resource, select in (
+        ("incident", {"title": True, "updatedAt": True}),
+        ("incident-public-note", {"note": True, "updatedAt": True}),
+    ):
         skip = 0
         while True:
             body = {"select": select, "sort": {"updatedAt": "ASC", "_id": "ASC"}}
@@ -66,7 +69,11 @@ def bench_admin_save(sim, env: dict[str, str], rounds: int = 20) -> None:
     run(["sync", "--once"], env)
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)], cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         site = f"http://127.0.0.1:{port}"
@@ -131,7 +138,14 @@ def admin_form(browser: requests.Session, url: str) -> dict[str, str]:
 
 def local_pk(env: dict[str, str], upstream_id: str) -> str:
     script = f"from dashboard.models import IncidentNote; print(IncidentNote.objects.get(upstream_id='{upstream_id}').pk)"
-    result = subprocess.run([sys.executable, "manage.py", "shell", "-v", "0", "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return result.stdout.strip()
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from dashboard.oneuptime import OneUptimeClient
 from dashboard.simulators import hth, oneuptime
+from dashboard.upstreams.oneuptime.client import OneUptimeClient
 
 
 @pytest.fixture

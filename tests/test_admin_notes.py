@@ -8,11 +8,12 @@ from django import forms
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import note_sync, writeback
 from dashboard.models import IncidentNote, NoteWrite, Transition, TransitionKind
-from dashboard.note_sync import TOKEN_PREFIX
-from dashboard.oneuptime import OneUptimeClient
 from dashboard.simulators import oneuptime
+from dashboard.upstreams.oneuptime import sync as note_sync
+from dashboard.upstreams.oneuptime import writeback
+from dashboard.upstreams.oneuptime.client import OneUptimeClient
+from dashboard.upstreams.oneuptime.sync import TOKEN_PREFIX
 from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -159,7 +160,9 @@ def test_the_post_alternatives_carry_edits_through_a_proxy_that_refuses_put_and_
     assert ("POST", f"/api/incident-public-note/{note.upstream_id}/delete-item") in paths
 
 
-def test_an_edit_made_while_oneuptime_is_down_stays_pending_and_is_delivered_when_it_returns(admin_client, sim, upstream, settings):
+def test_an_edit_made_while_oneuptime_is_down_stays_pending_and_is_delivered_when_it_returns(
+    admin_client, sim, upstream, settings
+):
     note = mirrored_note(sim, upstream)
     edit(admin_client, note, "Written during the outage.")
     settings.UPSTREAM_RETRIES = 0
@@ -217,7 +220,9 @@ def test_a_conflict_can_be_settled_with_oneuptimes_version(admin_client, sim, up
     admin_client.post(url, form_data(loaded, note="Ours."))
     deliver(upstream)
 
-    admin_client.post(reverse("admin:dashboard_incidentnote_changelist"), {"action": "use_upstream", "_selected_action": [note.pk]})
+    admin_client.post(
+        reverse("admin:dashboard_incidentnote_changelist"), {"action": "use_upstream", "_selected_action": [note.pk]}
+    )
 
     note.refresh_from_db()
     assert note.note == "Theirs." and writeback.state_of(note) == "synced"
@@ -263,7 +268,9 @@ def test_a_key_without_update_permission_leaves_the_edit_visible_as_failed(admin
     assert deliver(read_only).seen == 0, "a failed write is not retried by itself"
 
     settings.ONEUPTIME_API_KEY = sim.api_key  # someone fixed the key
-    admin_client.post(reverse("admin:dashboard_incidentnote_changelist"), {"action": "retry_write_back", "_selected_action": [note.pk]})
+    admin_client.post(
+        reverse("admin:dashboard_incidentnote_changelist"), {"action": "retry_write_back", "_selected_action": [note.pk]}
+    )
     deliver(OneUptimeClient.from_settings())
     assert sim.notes[note.upstream_id]["note"] == "An edit this key may not send."
 

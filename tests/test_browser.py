@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from dashboard import screens
+from dashboard.live import screens
 from dashboard.models import ScreenPanel
 from dashboard.simulators import oneuptime
 from tests.processes import BASE_DIR, base_env, free_port, start_manage, wait_for_port

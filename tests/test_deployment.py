@@ -44,8 +44,7 @@ def test_the_server_refuses_to_start_without_a_secret_key():
     result = manage("check", env=env)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "Configuration error: DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off "
-        "(make demo generates one in data/secret_key)"
+        "Configuration error: DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off (make demo generates one in data/secret_key)"
     )
 
 

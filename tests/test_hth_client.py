@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dashboard.hth import HthClient, MalformedEvent, parse_event
-from dashboard.upstream import CredentialsRejected, UpstreamError
+from dashboard.upstreams.hth.client import HthClient, MalformedEvent, parse_event
+from dashboard.upstreams.http import CredentialsRejected, UpstreamError
 
 # The first item of the vendor page's first GET /events example, as documented.
 DOCUMENTED_PUSH = {
@@ -109,7 +109,13 @@ def test_a_bot_starts_a_build_and_moves_its_progress(bot, hth_sim):
     build = bot.create_build_event(
         project="luotsi", repository="chef", name="Development", commits=["d847a7a2"], resources=["http://ci/2372"], progress=0
     )
-    assert (build.target, build.progress, build.project, build.repository, build.name) == ("build", 0, "luotsi", "chef", "Development")
+    assert (build.target, build.progress, build.project, build.repository, build.name) == (
+        "build",
+        0,
+        "luotsi",
+        "chef",
+        "Development",
+    )
     assert build.resources == ["http://ci/2372"] and build.commits == [{"id": "d847a7a2"}]
     moved = bot.update_build_event(build.id, progress=40)
     assert moved.progress == 40

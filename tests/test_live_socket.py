@@ -15,10 +15,12 @@ from django.test import Client
 from django.test.signals import template_rendered
 
 from config.asgi import application
-from dashboard import note_sync, screens, sync
-from dashboard.hth import HthClient
-from dashboard.oneuptime import OneUptimeClient
+from dashboard.live import screens
 from dashboard.simulators import oneuptime
+from dashboard.upstreams.hth import sync
+from dashboard.upstreams.hth.client import HthClient
+from dashboard.upstreams.oneuptime import sync as note_sync
+from dashboard.upstreams.oneuptime.client import OneUptimeClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,7 +116,9 @@ def test_a_socket_without_a_session_or_from_a_foreign_origin_is_refused(session_
     async def scenario():
         anonymous = socket("/ws/live/?page=dashboard")
         assert (await anonymous.connect())[0] is False
-        foreign = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"https://evil.example"), (b"cookie", session_cookie)])
+        foreign = WebsocketCommunicator(
+            application, "/ws/live/", headers=[(b"origin", b"https://evil.example"), (b"cookie", session_cookie)]
+        )
         assert (await foreign.connect())[0] is False
         no_key_wall = socket("/ws/live/?page=wall")
         assert (await no_key_wall.connect())[0] is False

@@ -4,7 +4,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dashboard.markdown import render_markdown
+from dashboard.web.markdown import render_markdown
 
 
 class DangerFinder(HTMLParser):

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from dashboard import note_sync
 from dashboard.models import Incident, IncidentNote, SyncState, Transition, TransitionKind
-from dashboard.upstream import UpstreamError
+from dashboard.upstreams.http import UpstreamError
+from dashboard.upstreams.oneuptime import sync as note_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +58,12 @@ def test_every_attribute_is_mirrored_because_the_client_selects_them(client, sim
     assert note.posted_from_slack_message_id == "C1:1.2" and note.version is not None
     assert note.raw["_id"] == upstream["_id"]
     mirrored = note.incident
-    assert (mirrored.title, mirrored.state, mirrored.severity, mirrored.is_resolved) == ("API latency", "Acknowledged", "Critical", False)
+    assert (mirrored.title, mirrored.state, mirrored.severity, mirrored.is_resolved) == (
+        "API latency",
+        "Acknowledged",
+        "Critical",
+        False,
+    )
     assert mirrored.state_color.startswith("#") and mirrored.incident_number_with_prefix.startswith("INC-")
 
 

@@ -5,16 +5,28 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboard import upstream
-from dashboard.oneuptime import OneUptimeClient, PermissionMissing, RecordNotFound, normalize
 from dashboard.simulators import oneuptime as simulator
+from dashboard.upstreams import http as upstream
+from dashboard.upstreams.oneuptime.client import OneUptimeClient, PermissionMissing, RecordNotFound, normalize
 
 NOW = datetime(2025, 6, 1, 10, 0, 0, 123456, tzinfo=UTC)
 NOW_IN_MILLISECONDS = NOW.replace(microsecond=123000)
 VENDOR_ATTRIBUTES = {
-    "_id", "createdAt", "updatedAt", "project", "projectId", "incident", "incidentId", "createdByUser", "createdByUserId",
-    "note", "attachments", "subscriberNotificationStatusMessage", "shouldStatusPageSubscribersBeNotifiedOnNoteCreated",
-    "postedAt", "postedFromSlackMessageId",
+    "_id",
+    "createdAt",
+    "updatedAt",
+    "project",
+    "projectId",
+    "incident",
+    "incidentId",
+    "createdByUser",
+    "createdByUserId",
+    "note",
+    "attachments",
+    "subscriberNotificationStatusMessage",
+    "shouldStatusPageSubscribersBeNotifiedOnNoteCreated",
+    "postedAt",
+    "postedFromSlackMessageId",
 }
 
 
@@ -97,7 +109,10 @@ def test_update_and_delete_use_put_and_delete(sim, client, incident):
     assert sim.notes[note["_id"]]["note"] == "after"
     client.delete_note(note["_id"])
     assert note["_id"] not in sim.notes
-    assert requests_to(sim, note["_id"]) == [("PUT", f"/api/incident-public-note/{note['_id']}"), ("DELETE", f"/api/incident-public-note/{note['_id']}")]
+    assert requests_to(sim, note["_id"]) == [
+        ("PUT", f"/api/incident-public-note/{note['_id']}"),
+        ("DELETE", f"/api/incident-public-note/{note['_id']}"),
+    ]
 
 
 def test_update_and_delete_fall_back_to_post_when_put_and_delete_are_refused(sim, client, incident):
@@ -187,7 +202,12 @@ def test_create_is_never_retried(sim, client, incident):
 
 def test_create_returns_the_saved_note_normalized(sim, client, incident):
     created = client.create_note(
-        {"incidentId": incident["_id"], "note": "## Resolved", "postedAt": NOW, "shouldStatusPageSubscribersBeNotifiedOnNoteCreated": False}
+        {
+            "incidentId": incident["_id"],
+            "note": "## Resolved",
+            "postedAt": NOW,
+            "shouldStatusPageSubscribersBeNotifiedOnNoteCreated": False,
+        }
     )
     assert created["incidentId"] == incident["_id"] and created["projectId"] == sim.project_id
     assert created["postedAt"] == NOW_IN_MILLISECONDS

@@ -54,7 +54,9 @@ def test_a_missing_permission_is_422_naming_the_permissions_the_vendor_page_list
     creator = sim.add_api_key(permissions={"read", "create"})
     assert call(sim, "POST", NOTES, {"data": {"incidentId": incident["_id"], "note": "x"}}, key=creator).status_code == 200
     note_id = next(iter(sim.notes))
-    assert "Edit Incident Status Page Note" in error(call(sim, "PUT", f"{NOTES}/{note_id}", {"data": {"note": "y"}}, key=creator), 422)
+    assert "Edit Incident Status Page Note" in error(
+        call(sim, "PUT", f"{NOTES}/{note_id}", {"data": {"note": "y"}}, key=creator), 422
+    )
 
 
 def test_without_select_only_the_id_comes_back(sim, incident):
@@ -72,24 +74,41 @@ def test_ids_dates_colours_and_user_names_come_back_wrapped(sim, incident):
     assert item["note"] == "x"
     assert item["createdByUser"]["_id"] == user
     assert item["createdByUser"]["name"]["_type"] == "Name" and item["createdByUser"]["email"]["_type"] == "Email"
-    select = {"currentIncidentState": {"name": True, "color": True, "isResolvedState": True}, "incidentSeverity": {"name": True, "color": True}}
+    select = {
+        "currentIncidentState": {"name": True, "color": True, "isResolvedState": True},
+        "incidentSeverity": {"name": True, "color": True},
+    }
     got = call(sim, "POST", f"{INCIDENTS}/{incident['_id']}/get-item", {"select": select}).json()
-    assert got["currentIncidentState"] | {"_id": None} == {"_id": None, "name": "Created", "color": {"_type": "Color", "value": "#EF4444"}, "isResolvedState": False}
+    assert got["currentIncidentState"] | {"_id": None} == {
+        "_id": None,
+        "name": "Created",
+        "color": {"_type": "Color", "value": "#EF4444"},
+        "isResolvedState": False,
+    }
     assert got["incidentSeverity"]["name"] == "Major"
 
 
 def test_bad_selects_are_refused(sim):
-    assert error(call(sim, "POST", NOTES + "/get-list", {"select": {"nope": True}}), 400).startswith('Invalid select clause. Cannot select on "nope"')
+    assert error(call(sim, "POST", NOTES + "/get-list", {"select": {"nope": True}}), 400).startswith(
+        'Invalid select clause. Cannot select on "nope"'
+    )
     deep = {"incident": {"currentIncidentState": {"name": True}}}
     assert error(call(sim, "POST", NOTES + "/get-list", {"select": deep}), 400).startswith("You cannot query deep relations")
     hidden = {"incident": {"description": True}}
-    assert error(call(sim, "POST", NOTES + "/get-list", {"select": hidden}), 400) == "Column description on Incident does not support read on relation query."
-    assert error(call(sim, "POST", NOTES + "/get-list", {"select": {"deletedByUserId": True}}), 422).startswith("You do not have permissions to select on")
+    assert (
+        error(call(sim, "POST", NOTES + "/get-list", {"select": hidden}), 400)
+        == "Column description on Incident does not support read on relation query."
+    )
+    assert error(call(sim, "POST", NOTES + "/get-list", {"select": {"deletedByUserId": True}}), 422).startswith(
+        "You do not have permissions to select on"
+    )
 
 
 def test_query_operators(sim, incident):
     other = sim.add_incident("Other")
-    early = sim.add_note(incident["_id"], "checking the **database**", createdAt=NOW - timedelta(hours=2), postedFromSlackMessageId="C1:1")
+    early = sim.add_note(
+        incident["_id"], "checking the **database**", createdAt=NOW - timedelta(hours=2), postedFromSlackMessageId="C1:1"
+    )
     middle = sim.add_note(incident["_id"], "still looking", createdAt=NOW - timedelta(hours=1))
     late = sim.add_note(other["_id"], "Resolved: Database failover done")
 
@@ -104,7 +123,10 @@ def test_query_operators(sim, incident):
     assert ids({"createdAt": {"_type": "GreaterThanOrEqual", "value": hour_ago}}) == [middle["_id"], late["_id"]]
     assert ids({"createdAt": {"_type": "GreaterThan", "value": hour_ago}}) == [late["_id"]]
     assert ids({"createdAt": {"_type": "LessThan", "value": hour_ago}}) == [early["_id"]]
-    assert ids({"createdAt": {"_type": "InBetween", "startValue": "2025-06-01T07:00:00Z", "endValue": hour_ago}}) == [early["_id"], middle["_id"]]
+    assert ids({"createdAt": {"_type": "InBetween", "startValue": "2025-06-01T07:00:00Z", "endValue": hour_ago}}) == [
+        early["_id"],
+        middle["_id"],
+    ]
     assert ids({"incidentId": {"_type": "Includes", "value": [other["_id"]]}}) == [late["_id"]]
     assert ids({"incidentId": [incident["_id"], other["_id"]]}) == [early["_id"], middle["_id"], late["_id"]]
     assert ids({"incidentId": {"_type": "Includes", "value": []}}) == []
@@ -114,10 +136,15 @@ def test_query_operators(sim, incident):
     assert ids({"note": {"_type": "Search", "value": " DATABASE "}}) == [early["_id"], late["_id"]]
     assert ids({"note": {"_type": "StartsWith", "value": "resolved"}}) == [late["_id"]]
     assert ids({"x": {"_type": "MultiSearch", "value": "c1:", "fields": ["note", "postedFromSlackMessageId"]}}) == [early["_id"]]
-    assert error(call(sim, "POST", NOTES + "/get-list", {"query": {"nope": 1}}), 400) == "Invalid column on Incident Public Note - nope. Column does not exist."
+    assert (
+        error(call(sim, "POST", NOTES + "/get-list", {"query": {"nope": 1}}), 400)
+        == "Invalid column on Incident Public Note - nope. Column does not exist."
+    )
     wrapped_date = {"_type": "GreaterThan", "value": {"_type": "DateTime", "value": hour_ago}}
     assert error(call(sim, "POST", NOTES + "/get-list", {"query": {"createdAt": wrapped_date}}), 500) == "Server Error"
-    assert error(call(sim, "POST", NOTES + "/count", {"query": {"note": {"_type": "Fuzzy", "value": "x"}}}), 500) == "Server Error"
+    assert (
+        error(call(sim, "POST", NOTES + "/count", {"query": {"note": {"_type": "Fuzzy", "value": "x"}}}), 500) == "Server Error"
+    )
 
 
 def test_sort_defaults_to_newest_first_and_unknown_directions_sort_ascending(sim, incident):
@@ -192,9 +219,14 @@ def test_create_returns_the_whole_entity_and_defaults_posted_at(sim, incident):
 def test_create_refuses_bad_data(sim, incident):
     assert error(call(sim, "POST", NOTES, {"data": {"note": "x"}}), 400) == "incidentId is required"
     nowhere = {"incidentId": "0b7c2f0e-0000-4000-8000-000000000000", "note": "x"}
-    assert error(call(sim, "POST", NOTES, {"data": nowhere}), 400).startswith("This request references Incident that does not exist.")
+    assert error(call(sim, "POST", NOTES, {"data": nowhere}), 400).startswith(
+        "This request references Incident that does not exist."
+    )
     owner_notified = {"incidentId": incident["_id"], "note": "x", "isOwnerNotified": True}
-    assert error(call(sim, "POST", NOTES, {"data": owner_notified}), 400) == "User is not allowed to create on isOwnerNotified column of Incident Public Note"
+    assert (
+        error(call(sim, "POST", NOTES, {"data": owner_notified}), 400)
+        == "User is not allowed to create on isOwnerNotified column of Incident Public Note"
+    )
     assert error(call(sim, "POST", NOTES, {"data": {"incidentId": incident["_id"]}}), 500) == "Server Error"
     assert sim.notes == {}
 
@@ -259,7 +291,12 @@ def test_a_note_that_must_not_notify_is_skipped_at_once(sim, incident):
 
 
 def test_malformed_json_is_a_server_error_and_unknown_routes_404(sim):
-    broken = requests.post(sim.url + NOTES + "/get-list", data=b"{nope", headers={"ApiKey": sim.api_key, "Content-Type": "application/json"}, timeout=5)
+    broken = requests.post(
+        sim.url + NOTES + "/get-list",
+        data=b"{nope",
+        headers={"ApiKey": sim.api_key, "Content-Type": "application/json"},
+        timeout=5,
+    )
     assert error(broken, 500) == "Server Error"
     missing = call(sim, "POST", "/incident-public-notes/get-list", {})
     assert missing.status_code == 404 and missing.json() == {"message": "Page not found - /api/incident-public-notes/get-list"}

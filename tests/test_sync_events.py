@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from dashboard import sync
-from dashboard.hth import HthClient
 from dashboard.models import Event, EventStatus, SyncState, Transition, TransitionKind
+from dashboard.upstreams.hth import sync
+from dashboard.upstreams.hth.client import HthClient
 
 pytestmark = pytest.mark.django_db
 
@@ -160,7 +160,9 @@ def test_live_builds_complete_fail_and_go_stale_on_a_controlled_clock(hth_sim, c
 
 def test_an_old_unfinished_event_is_never_live(hth_sim, client, clock, settings):
     settings.LIVE_MAX_AGE_SECONDS = 3600
-    old = hth_sim.add_event(target="build", operation="completed", project="luotsi", progress=30, timestamp=clock.now - timedelta(hours=2))
+    old = hth_sim.add_event(
+        target="build", operation="completed", project="luotsi", progress=30, timestamp=clock.now - timedelta(hours=2)
+    )
     sync.sync_events(client=client, now=clock.now)
     assert Event.objects.get(upstream_id=old["id"]).status == EventStatus.STALE
 

@@ -10,10 +10,11 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard import note_sync, writeback
 from dashboard.models import Incident, IncidentNote, NoteWrite
-from dashboard.note_sync import TOKEN_PREFIX
-from dashboard.oneuptime import OneUptimeClient
+from dashboard.upstreams.oneuptime import sync as note_sync
+from dashboard.upstreams.oneuptime import writeback
+from dashboard.upstreams.oneuptime.client import OneUptimeClient
+from dashboard.upstreams.oneuptime.sync import TOKEN_PREFIX
 from tests.processes import base_env, free_port, start_manage
 
 pytestmark = pytest.mark.django_db

@@ -119,7 +119,9 @@ EVENT_PATH = re.compile(r"/api/events/([^/]+)")
 class _ApiError(Exception):
     """Raised anywhere in request handling; becomes the documented error body."""
 
-    def __init__(self, status: int, message: str, *, errors: dict[str, list[str]] | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, message: str, *, errors: dict[str, list[str]] | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -261,12 +263,16 @@ class Simulator(loopback.LoopbackSimulator):
         with self._lock:
             return [item for _, item in self._newest_first()]
 
-    def add_event(self, *, target: str = "push", operation: str = "created", project: str | None = None, **overrides: Any) -> Event:
+    def add_event(
+        self, *, target: str = "push", operation: str = "created", project: str | None = None, **overrides: Any
+    ) -> Event:
         """Add one event; any attribute may be overridden, and unknown names go inside `objects`."""
         with self._lock:
             now = self.clock()
             when = _parse_time(overrides.get("timestamp")) or now
-            item = self._new_item(target=target, operation=operation, project=project or self._rng.choice(self.projects), when=when)
+            item = self._new_item(
+                target=target, operation=operation, project=project or self._rng.choice(self.projects), when=when
+            )
             _apply(item, overrides)
             self._store(item, now)
             return item
@@ -375,7 +381,9 @@ class Simulator(loopback.LoopbackSimulator):
             status, retry_after = self._faults.popleft()
             if retry_after is None:
                 raise _ApiError(status, f"{HTTPStatus(status).phrase} (simulated fault)")
-            raise _ApiError(429, f"Rate limit exceeded; retry after {retry_after} seconds", headers={"Retry-After": str(retry_after)})
+            raise _ApiError(
+                429, f"Rate limit exceeded; retry after {retry_after} seconds", headers={"Retry-After": str(retry_after)}
+            )
         account = self._account(headers.get("Authorization"))
         if account is None:
             raise _ApiError(401, "Authorization must carry a valid company_key and account_key")
@@ -445,7 +453,14 @@ class Simulator(loopback.LoopbackSimulator):
         now = self.clock()
         project = fields["project"]
         item = self._item(target="build", operation=fields["operation"], subject=f"{project}-ci-bot", objects={}, when=now)
-        _apply(item, {name: fields[name] for name in ("project", "repository", "commits", "resources", "name", "progress") if name in fields})
+        _apply(
+            item,
+            {
+                name: fields[name]
+                for name in ("project", "repository", "commits", "resources", "name", "progress")
+                if name in fields
+            },
+        )
         self._store(item, now)
         return self._render(item, 201, stamp, expand_subject=False)
 
@@ -528,7 +543,9 @@ class Simulator(loopback.LoopbackSimulator):
 
     def _new_item(self, *, target: str, operation: str, project: str, when: datetime) -> Event:
         subject = f"{project}-ci-bot" if target == "build" else self._rng.choice(list(PEOPLE))
-        return self._item(target=target, operation=operation, subject=subject, objects=self._objects_for(target, project), when=when)
+        return self._item(
+            target=target, operation=operation, subject=subject, objects=self._objects_for(target, project), when=when
+        )
 
     def _objects_for(self, target: str, project: str) -> dict[str, Any]:
         """Linked objects shaped like the examples for each kind of event."""
@@ -636,7 +653,6 @@ class Simulator(loopback.LoopbackSimulator):
         item["updated_at"] = _iso(finished)
         if self._rng.random() < FAILED_BUILD_SHARE:
             item["operation"] = "failed"
-
 
 
 @contextmanager

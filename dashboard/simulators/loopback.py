@@ -45,7 +45,10 @@ class LoopbackSimulator:
         if self._activity is not None:
             raise RuntimeError("activity is already running")
         self._activity = threading.Thread(
-            target=self._run_activity, args=(interval or self.ACTIVITY_INTERVAL,), name=f"{type(self).__name__}-activity", daemon=True
+            target=self._run_activity,
+            args=(interval or self.ACTIVITY_INTERVAL,),
+            name=f"{type(self).__name__}-activity",
+            daemon=True,
         )
         self._activity.start()
 
@@ -95,7 +98,9 @@ def serve(simulator: LoopbackSimulator, *, port: int) -> Iterator[LoopbackSimula
     server = _Server(("127.0.0.1", port), simulator)
     simulator.url = f"http://127.0.0.1:{server.server_address[1]}/api"
     # A short poll interval keeps shutdown quick; the test suite starts one server per test.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{type(simulator).__name__}-http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{type(simulator).__name__}-http", daemon=True
+    )
     thread.start()
     try:
         yield simulator

@@ -50,12 +50,9 @@ WRAPPED_TYPES = frozenset({"ObjectID", "DateTime", "Color", "Name", "Email"})
 WIRE_TYPES = {"objectid": "ObjectID", "date": "DateTime", "color": "Color", "name": "Name", "email": "Email"}
 STRIPPED_FROM_WRITES = frozenset({"_id", "createdAt", "updatedAt"})
 INVALID_UPDATE_BODY = (
-    "Invalid request body. The update payload should be an object of the form "
-    '{ "data": { ...fields to update... } }.'
+    'Invalid request body. The update payload should be an object of the form { "data": { ...fields to update... } }.'
 )
-INVALID_CREATE_BODY = (
-    "Invalid request body. The create payload should be an object of the form { \"data\": { ...fields... } }."
-)
+INVALID_CREATE_BODY = 'Invalid request body. The create payload should be an object of the form { "data": { ...fields... } }.'
 NOTIFIED_MESSAGE = "Successfully notified 1,234 subscribers via email and SMS"
 NOT_ON_STATUS_PAGE_MESSAGE = "Notification skipped: the incident is not visible on any status page."
 SKIPPED_MESSAGE = "Notification skipped: shouldStatusPageSubscribersBeNotifiedOnNoteCreated is false."
@@ -109,9 +106,19 @@ NOTES = Table(
     },
     creatable=frozenset(
         {
-            "incidentId", "incident", "projectId", "project", "note", "attachments", "postedAt", "createdByUserId",
-            "createdByUser", "shouldStatusPageSubscribersBeNotifiedOnNoteCreated", "subscriberNotificationStatusMessage",
-            "subscriberNotificationStatusOnNoteCreated", "postedFromSlackMessageId",
+            "incidentId",
+            "incident",
+            "projectId",
+            "project",
+            "note",
+            "attachments",
+            "postedAt",
+            "createdByUserId",
+            "createdByUser",
+            "shouldStatusPageSubscribersBeNotifiedOnNoteCreated",
+            "subscriberNotificationStatusMessage",
+            "subscriberNotificationStatusOnNoteCreated",
+            "postedFromSlackMessageId",
         }
     ),
     updatable=frozenset(
@@ -160,22 +167,51 @@ INCIDENTS = Table(
     ),
     creatable=frozenset(
         {
-            "projectId", "project", "title", "description", "declaredAt", "impactStartedAt", "currentIncidentStateId",
-            "currentIncidentState", "incidentSeverityId", "incidentSeverity", "rootCause", "postmortemNote",
-            "postmortemPostedAt", "isVisibleOnStatusPage", "isPrivate", "createdByUserId", "createdByUser",
+            "projectId",
+            "project",
+            "title",
+            "description",
+            "declaredAt",
+            "impactStartedAt",
+            "currentIncidentStateId",
+            "currentIncidentState",
+            "incidentSeverityId",
+            "incidentSeverity",
+            "rootCause",
+            "postmortemNote",
+            "postmortemPostedAt",
+            "isVisibleOnStatusPage",
+            "isPrivate",
+            "createdByUserId",
+            "createdByUser",
         }
     ),
     updatable=frozenset(
         {
-            "title", "description", "declaredAt", "impactStartedAt", "currentIncidentStateId", "currentIncidentState",
-            "incidentSeverityId", "incidentSeverity", "rootCause", "postmortemNote", "postmortemPostedAt",
-            "isVisibleOnStatusPage", "isPrivate",
+            "title",
+            "description",
+            "declaredAt",
+            "impactStartedAt",
+            "currentIncidentStateId",
+            "currentIncidentState",
+            "incidentSeverityId",
+            "incidentSeverity",
+            "rootCause",
+            "postmortemNote",
+            "postmortemPostedAt",
+            "isVisibleOnStatusPage",
+            "isPrivate",
         }
     ),
     required=("title", "incidentSeverityId"),
     permissions={
         "read": (
-            *ROLES, "Viewer", "Incident Admin", "Incident Member", "Incident Viewer", "Read Incident",
+            *ROLES,
+            "Viewer",
+            "Incident Admin",
+            "Incident Member",
+            "Incident Viewer",
+            "Read Incident",
             "Read All Operational Resources",
         ),
         "create": (*ROLES, "Incident Admin", "Incident Member", "Create Incident"),
@@ -383,13 +419,18 @@ def _object(body: Any, name: str) -> dict[str, Any]:
 
 def _check_id(item_id: str) -> None:
     if not UUID_PATTERN.fullmatch(item_id):
-        raise _ApiError(400, f'Invalid ID format: "{item_id}". Expected a valid UUID (e.g. 123e4567-e89b-12d3-a456-426614174000).')
+        raise _ApiError(
+            400, f'Invalid ID format: "{item_id}". Expected a valid UUID (e.g. 123e4567-e89b-12d3-a456-426614174000).'
+        )
 
 
 def _proxy_page(status: int) -> bytes:
     """The HTML a reverse proxy answers with: no JSON, so a client must not rely on an error body."""
     title = f"{status} {HTTPStatus(status).phrase}"
-    return f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n".encode()
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    ).encode()
 
 
 def _is_write(method: str, target: str) -> bool:
@@ -427,13 +468,18 @@ class Simulator(loopback.LoopbackSimulator):
         self._users = [self._insert("User", created, name=name, email=email, twoFactorAuthEnabled=False) for name, email in USERS]
         self._states = {
             name: self._insert(
-                "IncidentState", created, name=name, color=color, order=order,
+                "IncidentState",
+                created,
+                name=name,
+                color=color,
+                order=order,
                 **{flag: flag == own for flag in ("isCreatedState", "isAcknowledgedState", "isResolvedState")},
             )
             for name, color, order, own in STATES
         }
         self._severities = {
-            name: self._insert("IncidentSeverity", created, name=name, color=color, order=order) for name, color, order in SEVERITIES
+            name: self._insert("IncidentSeverity", created, name=name, color=color, order=order)
+            for name, color, order in SEVERITIES
         }
         self._incident_number = 0
         self.api_key = self.add_api_key({"Project Member"})
@@ -460,7 +506,11 @@ class Simulator(loopback.LoopbackSimulator):
         with self._lock:
             now = self.clock()
             story = self._rng.choice(INCIDENT_STORIES)
-            fields = {"title": title or story[0], "currentIncidentStateId": self._states[state], "incidentSeverityId": self._severities[severity]}
+            fields = {
+                "title": title or story[0],
+                "currentIncidentStateId": self._states[state],
+                "incidentSeverityId": self._severities[severity],
+            }
             return dict(self._new_incident(now, story, **(fields | self._checked(INCIDENTS, overrides))))
 
     def add_note(self, incident_id: str, note: str | None = None, **overrides: Any) -> Row:
@@ -822,10 +872,12 @@ class Simulator(loopback.LoopbackSimulator):
             relation = table.relations.get(column)
             if relation is None:
                 if column not in table.columns:
-                    raise _ApiError(400, f'Invalid select clause. Cannot select on "{column}": it is not a column of {table.name}.')
+                    raise _ApiError(
+                        400, f'Invalid select clause. Cannot select on "{column}": it is not a column of {table.name}.'
+                    )
                 continue
             related = TABLES[relation.table]
-            for inner, inner_wanted in (wanted.items() if isinstance(wanted, dict) else ()):
+            for inner, inner_wanted in wanted.items() if isinstance(wanted, dict) else ():
                 if isinstance(inner_wanted, dict):
                     raise _ApiError(400, "You cannot query deep relations. Only one level of relations can be selected.")
                 if inner not in related.on_relation | ALWAYS_ON_RELATION:
@@ -845,7 +897,9 @@ class Simulator(loopback.LoopbackSimulator):
             inner = wanted if isinstance(wanted, dict) else {}
             if relation.many:
                 ids = row.get(relation.column) or []
-                rendered[column] = [self._render(TABLES[relation.table], related_rows[i], inner) for i in ids if i in related_rows]
+                rendered[column] = [
+                    self._render(TABLES[relation.table], related_rows[i], inner) for i in ids if i in related_rows
+                ]
             else:
                 related = related_rows.get(row.get(relation.column))
                 rendered[column] = None if related is None else self._render(TABLES[relation.table], related, inner)
@@ -879,7 +933,9 @@ class Simulator(loopback.LoopbackSimulator):
                 continue
             ids = values[relation.column] if relation.many else [values[relation.column]]
             if any(related_id not in self._rows[relation.table] for related_id in ids):
-                raise _ApiError(400, f"This request references {relation.table} that does not exist. Please check the id and try again.")
+                raise _ApiError(
+                    400, f"This request references {relation.table} that does not exist. Please check the id and try again."
+                )
 
     @staticmethod
     def _checked(table: Table, overrides: dict[str, Any]) -> Row:
@@ -907,9 +963,15 @@ class Simulator(loopback.LoopbackSimulator):
             return
         incident = self.incidents.get(note["incidentId"])
         if incident is not None and incident["isVisibleOnStatusPage"]:
-            outcome = {"subscriberNotificationStatusOnNoteCreated": "Success", "subscriberNotificationStatusMessage": NOTIFIED_MESSAGE}
+            outcome = {
+                "subscriberNotificationStatusOnNoteCreated": "Success",
+                "subscriberNotificationStatusMessage": NOTIFIED_MESSAGE,
+            }
         else:
-            outcome = {"subscriberNotificationStatusOnNoteCreated": "Skipped", "subscriberNotificationStatusMessage": NOT_ON_STATUS_PAGE_MESSAGE}
+            outcome = {
+                "subscriberNotificationStatusOnNoteCreated": "Skipped",
+                "subscriberNotificationStatusMessage": NOT_ON_STATUS_PAGE_MESSAGE,
+            }
         self._touch(note, outcome, due)
 
     def _new_id(self) -> str:
@@ -969,8 +1031,14 @@ class Simulator(loopback.LoopbackSimulator):
 
     def _new_file(self, when: datetime) -> str:
         return self._insert(
-            "File", when, name="error-rate.png", fileType="image/png", slug=f"error-rate-{self._rng.randint(1000, 9999)}.png",
-            isPublic=True, imageAccessToken=self._new_id(), file=b"\x89PNG\r\n",
+            "File",
+            when,
+            name="error-rate.png",
+            fileType="image/png",
+            slug=f"error-rate-{self._rng.randint(1000, 9999)}.png",
+            isPublic=True,
+            imageAccessToken=self._new_id(),
+            file=b"\x89PNG\r\n",
         )
 
     def _state_of(self, incident: Row) -> Row:
@@ -983,8 +1051,12 @@ class Simulator(loopback.LoopbackSimulator):
         )
 
     def _post(self, incident: Row, templates: tuple[str, ...], now: datetime) -> None:
-        self._new_note(now, incidentId=incident["_id"], note=self._story_note(incident, templates), createdByUserId=self._rng.choice(self._users))
-
+        self._new_note(
+            now,
+            incidentId=incident["_id"],
+            note=self._story_note(incident, templates),
+            createdByUserId=self._rng.choice(self._users),
+        )
 
 
 @contextmanager

@@ -2,8 +2,8 @@ import re
 
 from django import template
 
-from dashboard.markdown import render_markdown
 from dashboard.models import Event
+from dashboard.web.markdown import render_markdown
 
 register = template.Library()
 
@@ -29,7 +29,7 @@ HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 
 @register.filter
 def markdown(text: str):
-    """Markdown rendered and sanitized in dashboard/markdown.py, the only place that does it."""
+    """Markdown rendered and sanitized in dashboard/web/markdown.py, the only place that does it."""
     return render_markdown(text)
 
 

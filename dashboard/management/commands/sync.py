@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dashboard import poller
 from dashboard.sources import configured_sources
-from dashboard.upstream import UpstreamError
+from dashboard.upstreams.http import UpstreamError
 
 
 class Command(BaseCommand):

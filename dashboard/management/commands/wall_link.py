@@ -1,8 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from dashboard.live.screens import kiosk_url, screen_named
 from dashboard.models import Screen
-from dashboard.screens import kiosk_url, screen_named
 
 
 class Command(BaseCommand):

@@ -17,16 +17,16 @@ from typing import Any
 
 from django.db import transaction
 
-from dashboard import transitions
+from dashboard.live import transitions
 from dashboard.models import Incident, IncidentNote, NoteWrite, Source, SyncState, Transition, TransitionKind
-from dashboard.oneuptime import PAGE_SIZE, OneUptimeClient, Page
-from dashboard.sync import SyncReport
+from dashboard.upstreams.oneuptime.client import PAGE_SIZE, OneUptimeClient, Page
+from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
 
 ORDER = {"updatedAt": "ASC", "_id": "ASC"}
 # Where write-back puts its idempotency token, so a created note is recognised when it comes back.
-TOKEN_PREFIX = "pulseboard:"
+TOKEN_PREFIX = "pulseboard:"  # noqa: S105 -- an idempotency marker, not a secret
 UNDELIVERED = (NoteWrite.State.PENDING, NoteWrite.State.FAILED, NoteWrite.State.CONFLICT)
 # What note_values() says about the note's incident, beside the note's own columns.
 INCIDENT_KEYS = ("incident_upstream_id", "incident_summary")
@@ -35,7 +35,16 @@ NOTE_FIELDS = [
     "attachments", "subscriber_notification_status_message", "should_status_page_subscribers_be_notified_on_note_created",
     "posted_at", "posted_from_slack_message_id", "created_at", "updated_at", "version", "raw", "synced_at",
 ]  # fmt: skip
-SHOWN_INCIDENT_FIELDS = ("title", "description", "state", "state_color", "is_resolved", "severity", "severity_color", "declared_at")
+SHOWN_INCIDENT_FIELDS = (
+    "title",
+    "description",
+    "state",
+    "state_color",
+    "is_resolved",
+    "severity",
+    "severity_color",
+    "declared_at",
+)
 
 
 class MalformedRecord(ValueError):
@@ -44,10 +53,22 @@ class MalformedRecord(ValueError):
 
 def sync_notes(*, client: OneUptimeClient, now: datetime, should_stop: Callable[[], bool] = lambda: False) -> SyncReport:
     report = SyncReport()
-    report.add(_walk("incidents", client.list_incidents, lambda items, announce: _store_incidents(items, now=now, announce=announce), should_stop))
+    report.add(
+        _walk(
+            "incidents",
+            client.list_incidents,
+            lambda items, announce: _store_incidents(items, now=now, announce=announce),
+            should_stop,
+        )
+    )
     if report.finished:
         report.add(
-            _walk("notes", client.list_notes, lambda items, announce: _store_notes(items, client=client, now=now, announce=announce), should_stop)
+            _walk(
+                "notes",
+                client.list_notes,
+                lambda items, announce: _store_notes(items, client=client, now=now, announce=announce),
+                should_stop,
+            )
         )
     if report.finished:
         report.add(reconcile_deleted_notes(client=client, now=now))
@@ -98,7 +119,9 @@ def _store_incidents(items: list[dict], *, now: datetime, announce: bool) -> Syn
         report.created += created
         if incident is not None:
             report.updated += not created
-            changes.append(Transition(kind=TransitionKind.INCIDENT_CHANGED, upstream_id=incident.upstream_id, incident=incident, at=now))
+            changes.append(
+                Transition(kind=TransitionKind.INCIDENT_CHANGED, upstream_id=incident.upstream_id, incident=incident, at=now)
+            )
     transitions.record(changes if announce else [])
     report.transitions = len(changes) if announce else 0
     return report
@@ -157,7 +180,10 @@ def store_notes(batch: list[tuple[dict, Incident]], *, now: datetime) -> list[tu
     A note created from our admin comes back carrying its write-back token: it belongs to the row the
     admin created, which may not know its `_id` yet if we crashed between sending and recording it.
     """
-    rows = {note.upstream_id: note for note in IncidentNote.objects.filter(upstream_id__in=[values["upstream_id"] for values, _ in batch])}
+    rows = {
+        note.upstream_id: note
+        for note in IncidentNote.objects.filter(upstream_id__in=[values["upstream_id"] for values, _ in batch])
+    }
     tokens = {
         _uuid(values["posted_from_slack_message_id"].removeprefix(TOKEN_PREFIX)): values["upstream_id"]
         for values, _ in batch
@@ -170,8 +196,10 @@ def store_notes(batch: list[tuple[dict, Incident]], *, now: datetime) -> list[tu
     for values, incident in batch:
         note = rows.get(values["upstream_id"])
         mirrored = {name: value for name, value in values.items() if name not in INCIDENT_KEYS}
-        if note is not None and note.incident_id == incident.pk and all(
-            getattr(note, name) == value for name, value in mirrored.items() if name != "raw"
+        if (
+            note is not None
+            and note.incident_id == incident.pk
+            and all(getattr(note, name) == value for name, value in mirrored.items() if name != "raw")
         ):
             results.append((note, None))
             continue
@@ -185,7 +213,9 @@ def store_notes(batch: list[tuple[dict, Incident]], *, now: datetime) -> list[tu
         if shown_before is None:
             results.append((note, TransitionKind.NOTE_CREATED))
         else:
-            results.append((note, TransitionKind.NOTE_UPDATED if shown_before != (note.note, note.posted_at, note.incident_id) else None))
+            results.append(
+                (note, TransitionKind.NOTE_UPDATED if shown_before != (note.note, note.posted_at, note.incident_id) else None)
+            )
     IncidentNote.objects.bulk_create(created)
     IncidentNote.objects.bulk_update(changed, NOTE_FIELDS)
     return results
@@ -205,7 +235,8 @@ def reconcile_deleted_notes(*, client: OneUptimeClient, now: datetime) -> SyncRe
             if note.upstream_id not in upstream_ids
         ]
         changes = [
-            Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now) for note in gone
+            Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)
+            for note in gone
         ]
         IncidentNote.objects.filter(pk__in=[note.pk for note in gone]).delete()
         transitions.record(changes)
@@ -236,7 +267,9 @@ def _incidents_for(notes: list[dict], *, client: OneUptimeClient, now: datetime,
         with transaction.atomic():
             incident, _ = upsert_incident(values, now=now)
             incident = incident or Incident.objects.get(upstream_id=upstream_id)
-            transitions.record([Transition(kind=TransitionKind.INCIDENT_CHANGED, upstream_id=upstream_id, incident=incident, at=now)])
+            transitions.record(
+                [Transition(kind=TransitionKind.INCIDENT_CHANGED, upstream_id=upstream_id, incident=incident, at=now)]
+            )
         known[upstream_id] = incident
         report.transitions += 1
     return known

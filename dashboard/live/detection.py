@@ -48,7 +48,9 @@ def progress_changed_at(
     return previous_at
 
 
-def transitions(*, before: str | None, before_progress: int | None, after: str, after_progress: int, announce_new: bool) -> list[str]:
+def transitions(
+    *, before: str | None, before_progress: int | None, after: str, after_progress: int, announce_new: bool
+) -> list[str]:
     """What a change from `before` to `after` means to someone watching; `before` is None for a new event."""
     kinds = []
     if before is None:

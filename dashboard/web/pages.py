@@ -8,9 +8,9 @@ from datetime import datetime
 
 from django.template.loader import render_to_string
 
-from dashboard import feeds
-from dashboard.filters import EventFilter
 from dashboard.models import Event, Incident, Screen
+from dashboard.web import feeds
+from dashboard.web.filters import EventFilter
 
 DASHBOARD = "dashboard/dashboard.html"
 INCIDENT = "dashboard/incident.html"
@@ -53,10 +53,22 @@ def filter_choices() -> dict[str, list[str]]:
     def distinct(field: str) -> list[str]:
         return list(Event.objects.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct()[:200])
 
-    return {"projects": distinct("project"), "targets": distinct("target"), "operations": distinct("operation"), "people": distinct("subject_id")}
+    return {
+        "projects": distinct("project"),
+        "targets": distinct("target"),
+        "operations": distinct("operation"),
+        "people": distinct("subject_id"),
+    }
 
 
-def snapshot(*, page: str, event_filter: EventFilter | None = None, screen: Screen | None = None, incident: Incident | None = None, now: datetime) -> str:
+def snapshot(
+    *,
+    page: str,
+    event_filter: EventFilter | None = None,
+    screen: Screen | None = None,
+    incident: Incident | None = None,
+    now: datetime,
+) -> str:
     """Every live region of a page, freshly rendered, as out-of-band swaps."""
     if page == "dashboard":
         context = dashboard_context(event_filter=event_filter or EventFilter())
@@ -65,7 +77,9 @@ def snapshot(*, page: str, event_filter: EventFilter | None = None, screen: Scre
         return render_parts(INCIDENT, ["incident-header", "timeline"], incident_context(incident=incident))
     context = wall_context(screen=screen, now=now)
     shown = {panel["panel"] for panel in context["panels"]}
-    return render_parts(WALL, [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown] + ["wall-status"], context)
+    return render_parts(
+        WALL, [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown] + ["wall-status"], context
+    )
 
 
 def render_parts(template: str, partials: list[str], context: dict) -> str:

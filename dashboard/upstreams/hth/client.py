@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from dashboard import upstream
+from dashboard.upstreams import http as upstream
 
 ACCEPT = "application/vnd.hth.v1"
 PAGE_SIZE = 100

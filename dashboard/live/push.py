@@ -14,9 +14,9 @@ from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from dashboard import feeds, pages
-from dashboard.filters import event_meta
 from dashboard.models import Event, EventStatus, Incident, Screen, Transition, TransitionKind
+from dashboard.web import feeds, pages
+from dashboard.web.filters import event_meta
 
 EVENTS = "events"
 INCIDENTS = "incidents"
@@ -57,7 +57,7 @@ def publish(changes: list[Transition]) -> None:
 
 
 def tell_screen(screen: Screen, action: str) -> None:
-    """"revoke" closes a screen's sockets for good; "reload" makes it fetch its new settings."""
+    """ "revoke" closes a screen's sockets for good; "reload" makes it fetch its new settings."""
     async_to_sync(get_channel_layer().group_send)(screen_group(screen.pk), {"type": "control", "action": action})
 
 
@@ -91,7 +91,9 @@ def event_fragment(event: Event, *, kinds: set[str]) -> str:
     else:
         parts = [row]
     if TransitionKind.BECAME_LIVE in kinds:
-        parts.append(f'<li id="live-{event.upstream_id}" hx-swap-oob="delete"></li><div hx-swap-oob="afterbegin:#live-list">{live_row}</div>')
+        parts.append(
+            f'<li id="live-{event.upstream_id}" hx-swap-oob="delete"></li><div hx-swap-oob="afterbegin:#live-list">{live_row}</div>'
+        )
     elif event.status in (EventStatus.LIVE, EventStatus.STALE) or kinds & {TransitionKind.COMPLETED, TransitionKind.FAILED}:
         parts.append(live_row)
     return "".join(parts)
@@ -112,7 +114,9 @@ def incident_messages(incidents, *, now) -> list[Message]:
     messages = [Message(INCIDENTS, render_to_string(f"{pages.DASHBOARD}#open-incidents", {"incidents": feeds.open_incidents()}))]
     for scale in {scale for _, scale in _wall_audiences(set())}:
         context = pages.wall_context(screen=_screen_like("", scale), now=now)
-        messages.append(Message(wall_incidents_group(scale), pages.render_parts(pages.WALL, ["wall-incidents", "wall-status"], context)))
+        messages.append(
+            Message(wall_incidents_group(scale), pages.render_parts(pages.WALL, ["wall-incidents", "wall-status"], context))
+        )
     for incident in incidents:
         html = pages.render_parts(pages.INCIDENT, ["incident-header", "timeline"], pages.incident_context(incident=incident))
         messages.append(Message(incident_group(incident.upstream_id), html))

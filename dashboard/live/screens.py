@@ -4,7 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from dashboard import push
+from dashboard.live import push
 from dashboard.models import Screen, ScreenPanel, new_screen_token
 
 
@@ -18,7 +18,8 @@ def screen_named(name: str, *, project: str = "", time_zone: str = "UTC") -> Scr
         screen, created = Screen.objects.get_or_create(name=name, defaults={"project": project, "time_zone": time_zone})
         if created:
             ScreenPanel.objects.bulk_create(
-                ScreenPanel(screen=screen, panel=panel, position=position) for position, panel in enumerate(ScreenPanel.Panel.values)
+                ScreenPanel(screen=screen, panel=panel, position=position)
+                for position, panel in enumerate(ScreenPanel.Panel.values)
             )
         elif screen.is_revoked:
             screen.token = new_screen_token()

@@ -1,6 +1,6 @@
 """The read side: what each page shows, as named queries. Nothing here writes.
 
-Views, the WebSocket snapshot and push.py all build their context here, so a page, its snapshot
+Views, the WebSocket snapshot and live/push.py all build their context here, so a page, its snapshot
 after a reconnect and its live updates always agree.
 """
 
@@ -11,8 +11,8 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from dashboard.filters import EventFilter
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen, ScreenPanel
+from dashboard.web.filters import EventFilter
 
 FEED_PAGE_SIZE = 50
 RECENT_RESULTS = timedelta(hours=24)
@@ -39,7 +39,9 @@ def event_feed(*, event_filter: EventFilter, before: str = "", limit: int = FEED
 
 
 def live_events(*, event_filter: EventFilter) -> QuerySet[Event]:
-    return event_filter.apply(Event.objects.filter(status__in=[EventStatus.LIVE, EventStatus.STALE])).order_by("-timestamp", "-pk")
+    return event_filter.apply(Event.objects.filter(status__in=[EventStatus.LIVE, EventStatus.STALE])).order_by(
+        "-timestamp", "-pk"
+    )
 
 
 def open_incidents() -> list[Incident]:

@@ -5,10 +5,10 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from dashboard import feeds, pages
-from dashboard.filters import EventFilter
-from dashboard.health import health_report
 from dashboard.models import Incident
+from dashboard.web import feeds, pages
+from dashboard.web.filters import EventFilter
+from dashboard.web.health import health_report
 
 
 @login_required

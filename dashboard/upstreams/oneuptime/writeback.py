@@ -22,12 +22,12 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from dashboard import transitions
+from dashboard.live import transitions
 from dashboard.models import IncidentNote, NoteWrite, Transition, TransitionKind
-from dashboard.note_sync import TOKEN_PREFIX, UNDELIVERED, apply_note, note_values
-from dashboard.oneuptime import OneUptimeClient, normalize
-from dashboard.sync import SyncReport
-from dashboard.upstream import UpstreamError
+from dashboard.upstreams.http import UpstreamError
+from dashboard.upstreams.oneuptime.client import OneUptimeClient, normalize
+from dashboard.upstreams.oneuptime.sync import TOKEN_PREFIX, UNDELIVERED, apply_note, note_values
+from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
 

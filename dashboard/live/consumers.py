@@ -1,7 +1,7 @@
 """The /ws/live/ socket: decide who may listen, join their groups, send a fresh snapshot, then forward.
 
 Forwarding is the hot path: no database, no rendering, only a filter check on the facts an event
-carries. Rendering happens once per change in push.py, and once per connect for the snapshot.
+carries. Rendering happens once per change in live/push.py, and once per connect for the snapshot.
 """
 
 import asyncio
@@ -11,8 +11,8 @@ from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
-from dashboard import pages
-from dashboard.access import LOGIN_REQUIRED, RELOAD, REVOKED, socket_access
+from dashboard.live.access import LOGIN_REQUIRED, RELOAD, REVOKED, socket_access
+from dashboard.web import pages
 
 HEARTBEAT_SECONDS = 20  # lets a page notice a dead connection the network did not report
 

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs
 
 from django.utils import timezone
 
-from dashboard import push
-from dashboard.filters import EventFilter
+from dashboard.live import push
 from dashboard.models import Incident, Screen
+from dashboard.web.filters import EventFilter
 
 LOGIN_REQUIRED = 4401
 REVOKED = 4403
@@ -45,7 +45,9 @@ def socket_access(scope) -> SocketAccess:
             return SocketAccess(refusal=NOT_FOUND)
         return SocketAccess(page="incident", incident=incident, groups=[push.incident_group(incident.upstream_id)])
     event_filter = EventFilter.from_query(query)
-    return SocketAccess(page="dashboard", event_filter=event_filter, groups=[push.events_group(event_filter.project), push.INCIDENTS])
+    return SocketAccess(
+        page="dashboard", event_filter=event_filter, groups=[push.events_group(event_filter.project), push.INCIDENTS]
+    )
 
 
 def _wall_access(token: str, *, signed_in: bool) -> SocketAccess:
@@ -57,5 +59,9 @@ def _wall_access(token: str, *, signed_in: bool) -> SocketAccess:
     if screen is None or screen.is_revoked:
         return SocketAccess(refusal=REVOKED)
     Screen.objects.filter(pk=screen.pk).update(last_seen_at=timezone.now())
-    groups = [push.wall_group(screen.project, screen.text_scale), push.wall_incidents_group(screen.text_scale), push.screen_group(screen.pk)]
+    groups = [
+        push.wall_group(screen.project, screen.text_scale),
+        push.wall_incidents_group(screen.text_scale),
+        push.screen_group(screen.pk),
+    ]
     return SocketAccess(page="wall", screen=screen, groups=groups)

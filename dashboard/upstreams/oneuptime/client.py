@@ -16,7 +16,7 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 
-from dashboard import upstream
+from dashboard.upstreams import http as upstream
 
 PAGE_SIZE = 100
 ID_PAGE_SIZE = 10_000  # the most OneUptime serves in one page
@@ -24,7 +24,9 @@ ID_PAGE_SIZE = 10_000  # the most OneUptime serves in one page
 # instead of shifting the ones already read.
 SCAN_ORDER = {"createdAt": "ASC", "_id": "ASC"}
 # Columns that hold dates, so that a plain string there (rather than a DateTime wrapper) is parsed too.
-DATE_FIELDS = frozenset({"createdAt", "updatedAt", "deletedAt", "postedAt", "declaredAt", "impactStartedAt", "postmortemPostedAt"})
+DATE_FIELDS = frozenset(
+    {"createdAt", "updatedAt", "deletedAt", "postedAt", "declaredAt", "impactStartedAt", "postmortemPostedAt"}
+)
 # A proxy or server that will not take PUT or DELETE says so with one of these.
 BLOCKED_METHOD_STATUSES = (405, 501)
 MAX_MESSAGE_LENGTH = 300
@@ -103,7 +105,9 @@ NOTES = Resource(
         "delete": "Delete Incident Status Page Note",
     },
 )
-INCIDENTS = Resource(path="incident", noun="incident", plural="incidents", select=INCIDENT_SELECT, permissions={"read": "Read Incident"})
+INCIDENTS = Resource(
+    path="incident", noun="incident", plural="incidents", select=INCIDENT_SELECT, permissions={"read": "Read Incident"}
+)
 
 
 class PermissionMissing(upstream.UpstreamError):
@@ -216,7 +220,9 @@ class OneUptimeClient:
         if sort:
             body["sort"] = sort
         # skip and limit go in the query string: OneUptime echoes only those, and reads them first.
-        answer = self._call(resource, "read", "POST", f"/{resource.path}/get-list", params={"skip": skip, "limit": limit}, json=body)
+        answer = self._call(
+            resource, "read", "POST", f"/{resource.path}/get-list", params={"skip": skip, "limit": limit}, json=body
+        )
         data, count = answer.get("data"), answer.get("count")
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data) or not _is_count(count):
             raise upstream.UpstreamError(f"OneUptime sent a list of {resource.plural} without a data list and a count")
@@ -276,7 +282,9 @@ class OneUptimeClient:
             self.use_post_alternatives = True
         self._call(resource, operation, "POST", f"{path}/{operation}-item", item_id=item_id, json=body)
 
-    def _call(self, resource: Resource, operation: str, method: str, path: str, *, item_id: str = "", **kwargs: Any) -> dict[str, Any]:
+    def _call(
+        self, resource: Resource, operation: str, method: str, path: str, *, item_id: str = "", **kwargs: Any
+    ) -> dict[str, Any]:
         response = upstream.send(self._session, method, self.base_url + path, **kwargs)
         return self._answer(resource, operation, response, item_id)
 
@@ -301,7 +309,9 @@ def error_for(response: requests.Response, *, resource: Resource, operation: str
     status = response.status_code
     message = _error_message(response)
     if status == 401 or (status == 400 and message.lower() == "invalid api key"):
-        return upstream.CredentialsRejected(f"OneUptime rejected the API key ({status} {message}): check ONEUPTIME_API_KEY", status=status)
+        return upstream.CredentialsRejected(
+            f"OneUptime rejected the API key ({status} {message}): check ONEUPTIME_API_KEY", status=status
+        )
     if status == 422 and message.startswith("You do not have permission"):
         return PermissionMissing(
             f"OneUptime API key lacks permission to {operation} {resource.plural}: "
@@ -309,7 +319,9 @@ def error_for(response: requests.Response, *, resource: Resource, operation: str
             status=status,
         )
     if status == 422 and message.startswith("Unable to update"):
-        return RecordNotFound(f"OneUptime has no {resource.noun} {item_id} to update: it was deleted, or this key cannot see it", status=status)
+        return RecordNotFound(
+            f"OneUptime has no {resource.noun} {item_id} to update: it was deleted, or this key cannot see it", status=status
+        )
     transient = status == 429 or status >= 500
     return upstream.UpstreamError(
         f"OneUptime could not {operation} {resource.plural} ({status} {message})", permanent=not transient, status=status

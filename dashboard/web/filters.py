@@ -28,14 +28,19 @@ class EventFilter:
 
     @classmethod
     def from_query(cls, query: QueryDict | dict) -> "EventFilter":
-        text = {name: str(query.get(name, "")).strip()[:200] for name in ("project", "repository", "target", "operation", "person", "q")}
+        text = {
+            name: str(query.get(name, "")).strip()[:200]
+            for name in ("project", "repository", "target", "operation", "person", "q")
+        }
         return cls(**text, since=_moment(query.get("since")), until=_moment(query.get("until")))
 
     def is_empty(self) -> bool:
         return self == EventFilter()
 
     def as_query(self, **extra: str) -> str:
-        values = {name: value.isoformat() if isinstance(value, datetime) else value for name, value in asdict(self).items() if value}
+        values = {
+            name: value.isoformat() if isinstance(value, datetime) else value for name, value in asdict(self).items() if value
+        }
         return urlencode(values | extra)
 
     def apply(self, events: QuerySet[Event]) -> QuerySet[Event]:
@@ -66,7 +71,9 @@ class EventFilter:
         if self.person and meta.get("person") != self.person:
             return False
         timestamp = parse_datetime(meta.get("timestamp") or "")
-        if (self.since and (not timestamp or timestamp < self.since)) or (self.until and (not timestamp or timestamp > self.until)):
+        if (self.since and (not timestamp or timestamp < self.since)) or (
+            self.until and (not timestamp or timestamp > self.until)
+        ):
             return False
         return not self.q or self.q.lower() in meta.get("text", "").lower()
 
@@ -92,4 +99,3 @@ def _moment(value) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)  # the form says UTC
-

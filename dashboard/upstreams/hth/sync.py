@@ -12,15 +12,16 @@ p + old offset is already stored (new events only push old ones down), so it jum
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-from dashboard import live, transitions
-from dashboard.hth import HthClient, HthEvent, MalformedEvent
+from dashboard.live import detection, transitions
 from dashboard.models import Event, EventStatus, Source, SyncState, Transition
+from dashboard.upstreams.hth.client import HthClient, HthEvent, MalformedEvent
+from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +29,6 @@ ProgressCallback = Callable[[int, int | None], None]
 MIRRORED_FIELDS = [f.name for f in fields(HthEvent) if f.name != "id"]
 # Rewritten when an event changes; first_seen_at keeps the first sighting.
 UPDATED_FIELDS = MIRRORED_FIELDS + ["synced_at", "progress_changed_at", "status"]
-
-
-@dataclass
-class SyncReport:
-    seen: int = 0
-    created: int = 0
-    updated: int = 0
-    skipped: int = 0
-    transitions: int = 0
-    finished: bool = True
-
-    def add(self, other: "SyncReport") -> None:
-        for name in ("seen", "created", "updated", "skipped", "transitions"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.finished = self.finished and other.finished
-
-    def __str__(self):
-        text = f"{self.seen} seen, {self.created} new, {self.updated} updated, {self.skipped} skipped, {self.transitions} transitions"
-        return text if self.finished else text + " (stopped early)"
 
 
 def sync_events(
@@ -115,7 +97,7 @@ def refresh_unfinished_events(*, client: HthClient, now: datetime) -> SyncReport
     """Fetch every recent unfinished event by id: an old event that progresses never returns to the top of the list."""
     report = SyncReport()
     recent = now - timedelta(seconds=settings.LIVE_MAX_AGE_SECONDS)
-    unfinished = Event.objects.filter(status__in=live.UNFINISHED, timestamp__gte=recent)
+    unfinished = Event.objects.filter(status__in=detection.UNFINISHED, timestamp__gte=recent)
     for event_id in unfinished.values_list("upstream_id", flat=True):
         try:
             fresh = client.get_event(event_id)
@@ -136,7 +118,7 @@ def sweep_live_events(*, now: datetime) -> int:
     with transaction.atomic():
         changed, changes = [], []
         for event in Event.objects.select_for_update().filter(status=EventStatus.LIVE):
-            status = live.status_of(
+            status = detection.status_of(
                 progress=event.progress,
                 operation=event.operation,
                 timestamp=event.timestamp,
@@ -145,13 +127,18 @@ def sweep_live_events(*, now: datetime) -> int:
             )
             if status == event.status:
                 continue
-            kinds = live.transitions(
-                before=event.status, before_progress=event.progress, after=status, after_progress=event.progress, announce_new=False
+            kinds = detection.transitions(
+                before=event.status,
+                before_progress=event.progress,
+                after=status,
+                after_progress=event.progress,
+                announce_new=False,
             )
             event.status = status
             changed.append(event)
             changes += [
-                Transition(kind=kind, upstream_id=event.upstream_id, event=event, progress=event.progress, at=now) for kind in kinds
+                Transition(kind=kind, upstream_id=event.upstream_id, event=event, progress=event.progress, at=now)
+                for kind in kinds
             ]
         Event.objects.bulk_update(changed, ["status"])
         transitions.record(changes)
@@ -193,7 +180,7 @@ def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> Syn
         old = existing.get(event.id)
         if old is not None and old.raw == event.raw:
             continue
-        changed_at = live.progress_changed_at(
+        changed_at = detection.progress_changed_at(
             previous_at=old.progress_changed_at if old else None,
             previous_progress=old.progress if old else None,
             previous_updated_at=old.updated_at if old else None,
@@ -202,7 +189,7 @@ def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> Syn
             timestamp=event.timestamp,
             now=now,
         )
-        status = live.status_of(
+        status = detection.status_of(
             progress=event.progress, operation=event.operation, timestamp=event.timestamp, progress_changed_at=changed_at, now=now
         )
         values = {name: getattr(event, name) for name in MIRRORED_FIELDS}
@@ -216,7 +203,7 @@ def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> Syn
                 **values,
             )
         )
-        kinds_by_id[event.id] = live.transitions(
+        kinds_by_id[event.id] = detection.transitions(
             before=old.status if old else None,
             before_progress=old.progress if old else None,
             after=status,

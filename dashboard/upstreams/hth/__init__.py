@@ -1,0 +1,1 @@
+"""Helix TeamHub: `client` reads and parses the events API; `sync` mirrors it into `Event` rows."""
