@@ -5,7 +5,6 @@ extension as out-of-band swaps. A consumer only forwards them (after checking an
 socket's filters), so a thousand sockets cost one render, not a thousand.
 """
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from dashboard.id_tokens import id_token
 from dashboard.models import Event, EventStatus, Incident, Screen, Transition, TransitionKind
 from dashboard.web import feeds, pages
 from dashboard.web.filters import event_meta
@@ -30,19 +30,19 @@ class Message:
 
 
 def events_group(project: str = "") -> str:
-    return f"{EVENTS}.{_slug(project)}" if project else EVENTS
+    return f"{EVENTS}.{id_token(project)}" if project else EVENTS
 
 
 def wall_group(project: str, scale: float) -> str:
-    return f"wall.{_slug(project) or '-'}.{_slug(f'{scale:g}')}"
+    return f"wall.{id_token(project) if project else '-'}.{_scale_token(scale)}"
 
 
 def wall_incidents_group(scale: float) -> str:
-    return f"wall-incidents.{_slug(f'{scale:g}')}"
+    return f"wall-incidents.{_scale_token(scale)}"
 
 
 def incident_group(upstream_id: str) -> str:
-    return f"incident.{_slug(upstream_id)}"
+    return f"incident.{id_token(upstream_id)}"
 
 
 def screen_group(screen_id: int) -> str:
@@ -84,19 +84,12 @@ def render_messages(changes: list[Transition]) -> list[Message]:
 def event_fragment(event: Event, *, kinds: set[str]) -> str:
     """The event's feed row and live-panel row, each replacing itself; a new one slides in on top."""
     is_new = TransitionKind.EVENT_NEW in kinds
-    row = render_to_string(f"{pages.DASHBOARD}#event-row", {"event": event, "fresh": is_new})
-    live_row = render_to_string(f"{pages.DASHBOARD}#live-row", {"event": event})
-    if is_new:  # a snapshot may already hold it: remove any copy, then slide it in on top
-        parts = [f'<li id="event-{event.upstream_id}" hx-swap-oob="delete"></li><div hx-swap-oob="afterbegin:#feed">{row}</div>']
-    else:
-        parts = [row]
+    parts = ["new-event-row" if is_new else "event-row"]
     if TransitionKind.BECAME_LIVE in kinds:
-        parts.append(
-            f'<li id="live-{event.upstream_id}" hx-swap-oob="delete"></li><div hx-swap-oob="afterbegin:#live-list">{live_row}</div>'
-        )
+        parts.append("new-live-row")
     elif event.status in (EventStatus.LIVE, EventStatus.STALE) or kinds & {TransitionKind.COMPLETED, TransitionKind.FAILED}:
-        parts.append(live_row)
-    return "".join(parts)
+        parts.append("live-row")
+    return pages.render_parts(pages.DASHBOARD, parts, {"event": event, "fresh": is_new})
 
 
 def wall_messages(*, projects: set[str], now) -> list[Message]:
@@ -140,6 +133,5 @@ async def _send(messages: list[Message]) -> None:
         await layer.group_send(message.group, {"type": "fragment", "html": message.html, "meta": message.meta})
 
 
-def _slug(text: str) -> str:
-    """Channels group names allow ASCII letters, digits, hyphens, underscores and periods."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80]
+def _scale_token(scale: float) -> str:
+    return id_token(f"{scale:g}".replace(".", "_"))

@@ -1,11 +1,16 @@
+import functools
+import logging
 import re
 
 from django import template
+from django.urls import reverse
 
-from dashboard.models import Event
+from dashboard import id_tokens
+from dashboard.models import Event, Incident
 from dashboard.web.markdown import render_markdown
 
 register = template.Library()
+log = logging.getLogger(__name__)
 
 # What people say for the common operation-target pairs; anything else reads as "<operation> <target>".
 PHRASES = {
@@ -70,6 +75,27 @@ def review_ids(reviews) -> list[str]:
 def color(value: str) -> str:
     """Upstream colours reach CSS only as #hex."""
     return value if isinstance(value, str) and HEX_COLOR.match(value) else ""
+
+
+@register.filter
+def id_token(text: str) -> str:
+    """Upstream ids become HTML ids only through dashboard/id_tokens.py: plain, or a digest."""
+    return id_tokens.id_token(text)
+
+
+@register.filter
+def incident_url(incident: Incident) -> str:
+    """The timeline's address, or "" when the id cannot be a URL segment (say it has a "/" in it)."""
+    if id_tokens.is_plain(incident.upstream_id):
+        return reverse("incident", args=[incident.upstream_id])
+    _say_unlinkable(incident.upstream_id)
+    return ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _say_unlinkable(upstream_id: str) -> None:
+    """Once per process, not on every render of every wall."""
+    log.warning("incident %r is shown without a link: its id cannot be part of a URL", upstream_id)
 
 
 @register.filter
