@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 from django.utils import timezone
 
+from dashboard import id_tokens
 from dashboard.live import push
 from dashboard.models import Incident, Screen
 from dashboard.web.filters import EventFilter
@@ -40,7 +41,8 @@ def socket_access(scope) -> SocketAccess:
     if not signed_in:
         return SocketAccess(refusal=LOGIN_REQUIRED)
     if page == "incident":
-        incident = Incident.objects.filter(upstream_id=query.get("incident", "")).first()
+        incident_id = query.get("incident", "")
+        incident = Incident.objects.filter(upstream_id=incident_id).first() if id_tokens.is_plain(incident_id) else None
         if incident is None:
             return SocketAccess(refusal=NOT_FOUND)
         return SocketAccess(page="incident", incident=incident, groups=[push.incident_group(incident.upstream_id)])

@@ -4,19 +4,19 @@ Views, the WebSocket snapshot and live/push.py all build their context here, so 
 after a reconnect and its live updates always agree.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Prefetch, Q, QuerySet
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen, ScreenPanel
-from dashboard.web.filters import EventFilter
+from dashboard.web.filters import EventFilter, moment
 
 FEED_PAGE_SIZE = 50
 RECENT_RESULTS = timedelta(hours=24)
 WALL_ROWS = {"builds": 7, "results": 8, "incidents": 4, "activity": 12}
+CURSOR = re.compile(r"(?P<timestamp>[^~]+)~(?P<pk>[0-9]{1,18})")  # timestamp~id; 18 digits fit a bigint
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,7 @@ def _build_key(event: Event) -> tuple:
 
 
 def _cursor(before: str) -> tuple[datetime, int] | None:
-    timestamp, _, pk = before.partition("~")
-    moment = parse_datetime(timestamp) if timestamp else None
-    if moment is None or not pk.isdigit():
-        return None
-    return (moment if moment.tzinfo else timezone.make_aware(moment)), int(pk)
+    """The (timestamp, id) a "before" value names; a hand-edited one that does not parse starts at the top."""
+    match = CURSOR.fullmatch(before)
+    timestamp = moment(match["timestamp"]) if match else None
+    return (timestamp, int(match["pk"])) if timestamp else None

@@ -28,11 +28,11 @@ class EventFilter:
 
     @classmethod
     def from_query(cls, query: QueryDict | dict) -> "EventFilter":
-        text = {
-            name: str(query.get(name, "")).strip()[:200]
+        text = {  # NUL is dropped: PostgreSQL refuses it in a query, and no stored text contains one
+            name: str(query.get(name, "")).replace("\x00", "").strip()[:200]
             for name in ("project", "repository", "target", "operation", "person", "q")
         }
-        return cls(**text, since=_moment(query.get("since")), until=_moment(query.get("until")))
+        return cls(**text, since=moment(query.get("since")), until=moment(query.get("until")))
 
     def is_empty(self) -> bool:
         return self == EventFilter()
@@ -91,11 +91,14 @@ def event_meta(event: Event) -> dict:
     }
 
 
-def _moment(value) -> datetime | None:
+def moment(value) -> datetime | None:
+    """A time from a URL, in UTC; None for nonsense such as month 13, or a year past 9999 once in UTC."""
     if not value:
         return None
     try:
         parsed = parse_datetime(str(value))
-    except ValueError:
+        if parsed is None:
+            return None
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # the form says UTC
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)  # the form says UTC

@@ -1,10 +1,11 @@
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from dashboard import id_tokens
 from dashboard.models import Incident
 from dashboard.web import feeds, pages
 from dashboard.web.filters import EventFilter
@@ -21,6 +22,9 @@ def dashboard(request):
 
 @login_required
 def incident(request, upstream_id):
+    """Only plain ids get a timeline (dashboard/id_tokens.py); the panels show other incidents unlinked."""
+    if not id_tokens.is_plain(upstream_id):
+        raise Http404("No such incident.")
     incident = get_object_or_404(Incident, upstream_id=upstream_id)
     return render(request, pages.INCIDENT, pages.incident_context(incident=incident))
 
