@@ -205,13 +205,20 @@ SECURE_CSP = {
     "frame-ancestors": [CSP.NONE],
 }
 
+# Our own messages, and every warning or error from Django (a 500 with its traceback), daphne and
+# Channels (an exception inside a socket), whether DEBUG is on or off.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"dashboard": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "dashboard": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        **{name: {"handlers": ["console"], "level": "WARNING", "propagate": False} for name in ("django", "daphne", "channels")},
+    },
 }
+# DEBUG pages and error reports star passwords inside URLs too (REDIS_URL, CHANNEL_LAYERS, …).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.error_reports.CredentialsFilter"
 
 # Helix TeamHub: skipped when HTH_API_URL is unset.
 HTH_API_URL = env_api_url("HTH_API_URL")
