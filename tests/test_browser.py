@@ -220,6 +220,59 @@ def test_script_in_a_note_or_an_event_never_runs(browser, server, staff, hth_sim
     assert page.evaluate("window.__xss") is None
 
 
+# An id that closes its attribute and adds a form htmx would submit at once (the review's attack,
+# aimed here at a harmless URL), and text that tries the same in every other field.
+HOSTILE_ID = 'x" hx-swap-oob=beforeend:main><form hx-post=hostile-post hx-trigger=load><b x="'
+HOSTILE_TEXT = '"><form hx-post=hostile-post hx-trigger=load><img src=x onerror="window.__xss = 1">'
+DOM_SHAPE = """() => ({
+    forms: document.forms.length,
+    attributes: [...new Set([...document.querySelectorAll("*")].flatMap(el => el.getAttributeNames()))].sort(),
+    hostile: document.querySelectorAll("[hx-post], [hx-trigger], [onerror], img, b").length,
+})"""
+
+
+def test_hostile_upstream_ids_and_text_stay_text_on_open_pages(browser, server, staff, hth_sim, ou_sim):
+    screen = screens.screen_named("Office TV")
+    page = new_page(browser)
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if "hostile-post" in request.url else None)
+    log_in(page, server)
+    wait_live(page)
+    wall = new_page(browser, width=1920, height=1080)
+    wall.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(wall)
+    before = page.evaluate(DOM_SHAPE)
+
+    build = hth_sim.add_event(id=HOSTILE_ID, target="build", operation="completed", project=HOSTILE_TEXT, name=HOSTILE_TEXT)
+    hth_sim.set_progress(build["id"], 10)  # running: its row goes to "Running now" too
+    incident = ou_sim.add_incident(HOSTILE_TEXT, _id=f"inc/{HOSTILE_TEXT}")  # a "/" once took / and the wall down
+    ou_sim.add_note(incident["_id"], HOSTILE_TEXT)
+
+    shows_hostile_build = """(id) => ["#feed", "#live-list"].every(list =>
+        [...document.querySelectorAll(list + " [data-event-id]")].some(row => row.dataset.eventId === id))"""
+    page.wait_for_function(shows_hostile_build, arg=HOSTILE_ID, timeout=20000)
+    page.wait_for_selector("#open-incidents .incident-card >> text=hostile-post", timeout=20000)
+    wall.wait_for_selector("#wall-incidents >> text=hostile-post", timeout=20000)
+    page.wait_for_timeout(1000)  # time for anything injected to fire
+
+    after = page.evaluate(DOM_SHAPE)
+    assert after["forms"] == before["forms"] and after["hostile"] == 0
+    rows_and_cards = {
+        "data-live",
+        "data-finished",
+        "max",
+        "data-incident-id",
+        "data-note-id",
+        "data-color",
+        "style",
+    }  # style: live.js
+    assert set(after["attributes"]) <= set(before["attributes"]) | rows_and_cards
+    assert posts == [] and page.evaluate("window.__xss") is None and wall.evaluate("window.__xss") is None
+    wait_live(page)
+    wait_live(wall)
+    assert page.console_errors == [] and wall.console_errors == []
+
+
 def test_sockets_without_credentials_or_from_a_foreign_origin_are_refused(browser, server):
     screen = screens.screen_named("Office TV")
     page = new_page(browser)
