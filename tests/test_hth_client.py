@@ -132,6 +132,13 @@ def test_updating_a_complete_build_is_a_permanent_error_with_upstreams_reason(bo
     assert "incomplete build" in str(failure.value)
 
 
+def test_an_id_is_one_path_segment_whatever_it_holds(bot, hth_sim):
+    odd = hth_sim.add_event(id='a b"?expand=x#c<>%2F', target="build", operation="completed")
+    hth_sim.set_progress(odd["id"], 20)
+    assert bot.get_event(odd["id"]).progress == 20
+    assert bot.update_build_event(odd["id"], progress=30).progress == 30
+
+
 def test_a_missing_event_is_none(bot):
     assert bot.get_event("000000000000000000000000") is None
 

@@ -24,7 +24,7 @@ from email.message import Message
 from http import HTTPStatus
 from itertools import islice
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dashboard.simulators import loopback
 from dashboard.simulators.loopback import Response
@@ -398,10 +398,11 @@ class Simulator(loopback.LoopbackSimulator):
             return 200, self._list(params, stamp, expand_subject)
         if route == "/api/events" and method == "POST":
             return 201, self._create(account, body, stamp)
+        event_id = unquote(match[1]) if match else ""
         if match and method == "GET":
-            return 200, self._render(self._event(match[1]), 200, stamp, expand_subject)
+            return 200, self._render(self._event(event_id), 200, stamp, expand_subject)
         if match and method == "PUT":
-            return 200, self._render(self._change(match[1], body), 200, stamp, expand_subject)
+            return 200, self._render(self._change(event_id, body), 200, stamp, expand_subject)
         if route == "/api/events" or match:
             raise _ApiError(405, f"{method} is not allowed on {url.path}")
         raise _ApiError(404, f"No such resource: {url.path}")

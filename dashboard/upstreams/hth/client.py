@@ -8,6 +8,7 @@ the parser accepts every documented form. It never touches models: sync.py decid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -125,7 +126,7 @@ class HthClient:
     def get_event(self, event_id: str, *, expand_subject: bool = True) -> HthEvent | None:
         """GET /events/:id; None when upstream no longer has it. A malformed answer raises MalformedEvent."""
         params = {"expand": "subject"} if expand_subject else {}
-        response = self._send("GET", f"/events/{event_id}", params=params, missing_ok=True)
+        response = self._send("GET", _event_path(event_id), params=params, missing_ok=True)
         return None if response is None else parse_event(self._json(response))
 
     def create_build_event(
@@ -151,7 +152,7 @@ class HthClient:
     def update_build_event(self, event_id: str, *, progress: int, operation: str = "") -> HthEvent:
         """PUT /events/:id: only progress and operation of an incomplete build event can change."""
         body = {"progress": progress} | ({"operation": operation} if operation else {})
-        return parse_event(self._json(self._send("PUT", f"/events/{event_id}", json=body)))
+        return parse_event(self._json(self._send("PUT", _event_path(event_id), json=body)))
 
     def _send(self, method: str, path: str, *, missing_ok: bool = False, **kwargs) -> requests.Response | None:
         response = upstream.send(self.session, method, self.base_url + path, **kwargs)
@@ -252,6 +253,11 @@ def parse_event(item: Any) -> HthEvent:
         updated_at=_date(event_id, "updated_at", item.get("updated_at")),
         raw=raw,
     )
+
+
+def _event_path(event_id: str) -> str:
+    """An upstream id is one path segment, whatever it holds: "?", "#" or a space must not reshape the URL."""
+    return f"/events/{quote(event_id, safe='')}"
 
 
 def _object_id(value: Any) -> Any:
