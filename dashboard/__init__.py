@@ -2,6 +2,7 @@
 
     upstreams/   the APIs: a client and a sync per upstream (hth, oneuptime), the outbox's writeback
     models.py    the mirror, the sync's own state, and the transitions it commits
+    id_tokens.py upstream ids and names made safe as HTML ids, URL segments and group names (any layer)
     live/        what counts as live, the transitions seam, pushes, and the /ws/live/ socket
     web/         the pages, /healthz, and markdown
     poller.py    when each source syncs (sources.py: which are configured); server.py runs it in daphne
