@@ -1,4 +1,4 @@
-"""What a DEBUG error page (and an error e-mail) may show: no password, wherever it hides.
+"""What a DEBUG error page may show: no password, wherever it hides.
 
 Django masks a setting whose *name* looks secret (PASSWORD, SECRET_KEY, …), but a password inside a
 URL under an innocent name went out whole: REDIS_URL, the `address` in CHANNEL_LAYERS, a database or
@@ -16,8 +16,8 @@ URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<user>[^:/?#
 
 class CredentialsFilter(SafeExceptionReporterFilter):
     def cleanse_setting(self, key, value):
-        cleansed = super().cleanse_setting(key, value)  # recurses into dicts and lists through this method
-        return self.mask_urls(cleansed)
+        cleansed = super().cleanse_setting(key, value)  # calls this method again for each item of a dict or list
+        return self.mask_urls(cleansed) if isinstance(cleansed, str) else cleansed
 
     def get_traceback_frame_variables(self, request, tb_frame):
         return [(name, self.mask_urls(value)) for name, value in super().get_traceback_frame_variables(request, tb_frame)]
