@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # the trigram index behind `?q=` (migration 0005); harmless on SQLite
     "channels",
     "django_htmx",
     "dashboard",
@@ -248,3 +249,6 @@ LIVE_REFRESH_SECONDS = env_seconds("LIVE_REFRESH_SECONDS", 3)
 # Live means progress < 100, a timestamp younger than LIVE_MAX_AGE and a progress increase within LIVE_STALE_AFTER.
 LIVE_STALE_AFTER_SECONDS = env_seconds("LIVE_STALE_AFTER_SECONDS", 120)
 LIVE_MAX_AGE_SECONDS = env_seconds("LIVE_MAX_AGE_SECONDS", 6 * 3600)
+# Events older than this many days are deleted by the poller (0 keeps them all); unfinished builds and
+# the latest result of every build are always kept.
+EVENTS_KEPT_DAYS = env_int("EVENTS_KEPT_DAYS", 90)

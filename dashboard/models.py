@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Coalesce, NullIf
 
 
 class EventStatus(models.TextChoices):
@@ -19,6 +20,11 @@ class EventStatus(models.TextChoices):
     STALE = "stale", "Stalled"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
+
+
+def pipeline():
+    """What names one build's runs: its name, or its ref when it has none (as the wall groups them)."""
+    return Coalesce(NullIf("name", models.Value("", output_field=models.TextField())), "ref")
 
 
 class Event(models.Model):
@@ -66,9 +72,22 @@ class Event(models.Model):
         indexes = [
             # The feed: newest first, cursor-paginated on (timestamp, id).
             models.Index(fields=["-timestamp", "-id"], name="event_feed"),
+            # One per filter: the filtered feed, and the filter form's choices (feeds.filter_choices).
             models.Index(fields=["project", "-timestamp"], name="event_project_feed"),
+            models.Index(fields=["repository", "-timestamp"], name="event_repository_feed"),
             models.Index(fields=["target", "-timestamp"], name="event_target_feed"),
+            models.Index(fields=["operation", "-timestamp"], name="event_operation_feed"),
             models.Index(fields=["subject_id", "-timestamp"], name="event_person_feed"),
+            # Retention keeps each build's latest result: "is there a newer one?" is one probe here.
+            models.Index(
+                "project",
+                "repository",
+                pipeline(),
+                models.F("timestamp").desc(),
+                name="event_build_results",
+                condition=models.Q(target="build", status__in=["completed", "failed"]),
+            ),
+            # `?q=` on PostgreSQL: a pg_trgm index on filters.search_text(), made by migration 0005 (not on SQLite).
             # The targeted refresh and the live panel read only the unfinished few.
             models.Index(
                 fields=["status"],

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from dashboard import retention
 from dashboard.live import transitions
 from dashboard.sources import ConfiguredSource, configured_sources, run_pass
 from dashboard.upstreams.hth import sync as hth_sync
@@ -51,6 +52,7 @@ def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | Non
             for source in sources:
                 _run(source, "sync", stop)
             transitions.prune(before=timezone.now() - TRANSITIONS_KEPT)
+            retention.prune_old_events(timezone.now())
             next_sync = time.monotonic() + settings.POLL_INTERVAL_SECONDS
         for source in sources:
             if time.monotonic() >= next_refresh[source.source] and not stop.is_set():

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen, ScreenPanel
@@ -17,6 +18,25 @@ FEED_PAGE_SIZE = 50
 RECENT_RESULTS = timedelta(hours=24)
 WALL_ROWS = {"builds": 7, "results": 8, "incidents": 4, "activity": 12}
 CURSOR = re.compile(r"(?P<timestamp>[^~]+)~(?P<pk>[0-9]{1,18})")  # timestamp~id; 18 digits fit a bigint
+CHOICES = {
+    "projects": "project",
+    "repositories": "repository",
+    "targets": "target",
+    "operations": "operation",
+    "people": "subject_id",
+}
+CHOICES_SHOWN = 200
+# A loose index scan: each step asks the column's index for the next value up, so the cost is one index
+# probe per distinct value (at most CHOICES_SHOWN), not a scan of every event as DISTINCT would be.
+CHOICES_SQL = """
+WITH RECURSIVE found (value, n) AS (
+    SELECT MIN({column}), 1 FROM {table} WHERE {column} > ''
+    UNION ALL
+    SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > found.value), n + 1
+    FROM found WHERE found.value IS NOT NULL AND n < %s
+)
+SELECT value FROM found WHERE value IS NOT NULL
+"""
 
 
 @dataclass(frozen=True)
@@ -31,11 +51,22 @@ def event_feed(*, event_filter: EventFilter, before: str = "", limit: int = FEED
     position = _cursor(before)
     if position:
         timestamp, pk = position
-        events = events.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, pk__lt=pk))
+        # `timestamp <= t` is redundant but lets the index start at the cursor instead of filtering down to it.
+        events = events.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, pk__lt=pk), timestamp__lte=timestamp)
     rows = list(events.order_by("-timestamp", "-pk")[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
     return FeedPage(events=rows, next_cursor=f"{rows[-1].timestamp.isoformat()}~{rows[-1].pk}" if more else "")
+
+
+def filter_choices() -> dict[str, list[str]]:
+    """The values the filter form suggests, in order; each column has an index that it leads."""
+    choices = {}
+    with connection.cursor() as cursor:
+        for name, column in CHOICES.items():
+            cursor.execute(CHOICES_SQL.format(column=column, table=Event._meta.db_table), [CHOICES_SHOWN])
+            choices[name] = [value for (value,) in cursor.fetchall()]
+    return choices
 
 
 def live_events(*, event_filter: EventFilter) -> QuerySet[Event]:

@@ -7,12 +7,21 @@ pushed event only reaches sockets whose filters it matches, checked without touc
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet, TextField, Value
+from django.db.models.functions import Concat
 from django.http import QueryDict
 from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 
 from dashboard.models import Event
+
+# What `?q=` searches, joined by spaces in this order: the page's query and the live push's check
+# read the same text. Migration 0005 indexes exactly this expression with pg_trgm on PostgreSQL.
+SEARCH_FIELDS = ("name", "title", "ref", "description", "repository", "subject_id")
+
+
+def search_text() -> Concat:
+    return Concat(*[part for field in SEARCH_FIELDS for part in (field, Value(" "))][:-1], output_field=TextField())
 
 
 @dataclass(frozen=True)
@@ -53,14 +62,8 @@ class EventFilter:
         if self.until:
             events = events.filter(timestamp__lte=self.until)
         if self.q:
-            events = events.filter(
-                Q(name__icontains=self.q)
-                | Q(title__icontains=self.q)
-                | Q(ref__icontains=self.q)
-                | Q(description__icontains=self.q)
-                | Q(repository__icontains=self.q)
-                | Q(subject_id__icontains=self.q)
-            )
+            # One expression, so PostgreSQL answers from the trigram index rather than scanning every row.
+            events = events.alias(search_text=search_text()).filter(search_text__icontains=self.q)
         return events
 
     def matches(self, meta: dict) -> bool:
@@ -87,7 +90,7 @@ def event_meta(event: Event) -> dict:
         "operation": event.operation,
         "person": event.subject_id,
         "timestamp": event.timestamp.isoformat(),
-        "text": " ".join((event.name, event.title, event.ref, event.description, event.repository, event.subject_id)),
+        "text": " ".join(getattr(event, field) for field in SEARCH_FIELDS),
     }
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.template.loader import render_to_string
 
-from dashboard.models import Event, Incident, Screen
+from dashboard.models import Incident, Screen
 from dashboard.web import feeds
 from dashboard.web.filters import EventFilter
 
@@ -18,6 +18,7 @@ WALL = "dashboard/wall.html"
 
 
 def dashboard_context(*, event_filter: EventFilter, before: str = "") -> dict:
+    """The dashboard's live regions and its feed: what a snapshot needs, without the filter form's choices."""
     page = feeds.event_feed(event_filter=event_filter, before=before)
     return {
         "event_filter": event_filter,
@@ -25,8 +26,12 @@ def dashboard_context(*, event_filter: EventFilter, before: str = "") -> dict:
         "older_query": event_filter.as_query(before=page.next_cursor) if page.next_cursor else "",
         "live": feeds.live_events(event_filter=event_filter),
         "incidents": feeds.open_incidents(),
-        "choices": filter_choices(),
     }
+
+
+def dashboard_page_context(*, event_filter: EventFilter, before: str = "") -> dict:
+    """The whole page: the live regions plus the filter form's choices, which only the page shows."""
+    return dashboard_context(event_filter=event_filter, before=before) | {"choices": feeds.filter_choices()}
 
 
 def incident_context(*, incident: Incident) -> dict:
@@ -46,18 +51,6 @@ def wall_context(*, screen: Screen | None, now: datetime) -> dict:
         "incidents_more": max(0, len(incidents) - rows["incidents"]),
         "activity": feeds.wall_activity(project=project, limit=rows["activity"]),
         "now": now,
-    }
-
-
-def filter_choices() -> dict[str, list[str]]:
-    def distinct(field: str) -> list[str]:
-        return list(Event.objects.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct()[:200])
-
-    return {
-        "projects": distinct("project"),
-        "targets": distinct("target"),
-        "operations": distinct("operation"),
-        "people": distinct("subject_id"),
     }
 
 

@@ -14,10 +14,10 @@ from dashboard.web.health import health_report
 
 @login_required
 def dashboard(request):
-    context = pages.dashboard_context(event_filter=EventFilter.from_query(request.GET), before=request.GET.get("before", ""))
-    if request.htmx and request.GET.get("before"):
-        return render(request, f"{pages.DASHBOARD}#feed-page", context)
-    return render(request, pages.DASHBOARD, context)
+    event_filter, before = EventFilter.from_query(request.GET), request.GET.get("before", "")
+    if request.htmx and before:
+        return render(request, f"{pages.DASHBOARD}#feed-page", pages.dashboard_context(event_filter=event_filter, before=before))
+    return render(request, pages.DASHBOARD, pages.dashboard_page_context(event_filter=event_filter, before=before))
 
 
 @login_required

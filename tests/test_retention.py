@@ -1,0 +1,123 @@
+"""Retention: old events go in small batches; running builds and each build's latest result stay."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from dashboard import poller, retention
+from dashboard.models import Event, EventStatus, Transition, TransitionKind
+
+pytestmark = pytest.mark.django_db
+
+
+def make_event(upstream_id, *, days_ago, **fields):
+    now = timezone.now()
+    values = {
+        "timestamp": now - timedelta(days=days_ago),
+        "operation": "created",
+        "target": "push",
+        "project": "luotsi",
+        "repository": "chef",
+        "subject_id": "assimov",
+        "raw": {},
+        "first_seen_at": now,
+        "synced_at": now,
+        "progress_changed_at": now,
+        "status": EventStatus.COMPLETED,
+    } | fields
+    return Event.objects.create(upstream_id=upstream_id, **values)
+
+
+def build(upstream_id, *, days_ago, name="Release", status=EventStatus.COMPLETED, **fields):
+    operation = "failed" if status == EventStatus.FAILED else "completed"
+    return make_event(upstream_id, days_ago=days_ago, target="build", operation=operation, name=name, status=status, **fields)
+
+
+def remaining() -> set[str]:
+    return set(Event.objects.values_list("upstream_id", flat=True))
+
+
+def test_events_older_than_the_kept_days_go_with_their_transitions(settings):
+    settings.EVENTS_KEPT_DAYS = 30
+    old = make_event("old", days_ago=31)
+    make_event("recent", days_ago=29)
+    Transition.objects.create(kind=TransitionKind.EVENT_NEW, upstream_id="old", event=old, at=old.timestamp)
+    assert retention.prune_old_events(timezone.now()) == 1
+    assert remaining() == {"recent"}
+    assert not Transition.objects.exists()
+
+
+def test_unfinished_builds_are_never_pruned(settings):
+    settings.EVENTS_KEPT_DAYS = 30
+    build("running", days_ago=400, status=EventStatus.LIVE, progress=40)
+    build("stalled", days_ago=400, status=EventStatus.STALE, progress=40)
+    build("newer", days_ago=1)  # a newer result of the same build does not make them prunable
+    retention.prune_old_events(timezone.now())
+    assert remaining() == {"running", "stalled", "newer"}
+
+
+def test_the_latest_result_of_every_build_is_kept_however_old(settings):
+    settings.EVENTS_KEPT_DAYS = 30
+    build("release-1", days_ago=300, status=EventStatus.FAILED)
+    build("release-2", days_ago=200)  # the latest Release of luotsi/chef
+    build("release-elsewhere", days_ago=300, repository="web")  # the same name in another repository
+    build("nightly-1", days_ago=300, name="", ref="refs/heads/nightly")  # unnamed builds go by their ref
+    build("nightly-2", days_ago=100, name="", ref="refs/heads/nightly")
+    build("main-1", days_ago=300, name="", ref="refs/heads/main")
+    build("same-second-a", days_ago=250, name="Docs")
+    Event.objects.filter(upstream_id="same-second-a").update(upstream_id="same-second-b")
+    build("same-second-a", days_ago=250, name="Docs")
+    Event.objects.filter(name="Docs").update(timestamp=timezone.now() - timedelta(days=250))  # one timestamp
+    assert retention.prune_old_events(timezone.now()) == 3
+    assert remaining() == {"release-2", "release-elsewhere", "nightly-2", "main-1", "same-second-a"}
+
+
+def test_it_deletes_in_small_batches_and_stops_after_a_few(settings, monkeypatch):
+    settings.EVENTS_KEPT_DAYS = 30
+    monkeypatch.setattr(retention, "BATCH_SIZE", 2)
+    monkeypatch.setattr(retention, "BATCHES_PER_CALL", 2)
+    for number in range(5):
+        make_event(f"old-{number}", days_ago=100 - number)
+    with CaptureQueriesContext(connection) as ran:
+        assert retention.prune_old_events(timezone.now()) == 4
+    deletes = [query["sql"] for query in ran.captured_queries if query["sql"].startswith('DELETE FROM "dashboard_event"')]
+    assert len(deletes) == 2
+    assert remaining() == {"old-4"}, "oldest first; the rest waits for the next pass"
+    assert retention.prune_old_events(timezone.now()) == 1
+
+
+def test_zero_kept_days_keeps_everything(settings):
+    settings.EVENTS_KEPT_DAYS = 0
+    make_event("ancient", days_ago=5000)
+    assert retention.prune_old_events(timezone.now()) == 0
+    assert remaining() == {"ancient"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_poller_prunes_after_each_full_pass(settings):
+    settings.EVENTS_KEPT_DAYS = 30
+    make_event("old", days_ago=31)
+    make_event("recent", days_ago=1)
+    stop = threading.Event()
+
+    def poll():
+        try:
+            poller.poll_forever(stop=stop, sources=[])
+        finally:
+            connections.close_all()  # this thread's own connection, so the test database can be dropped
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "old" in remaining() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert remaining() == {"recent"}
