@@ -2,7 +2,8 @@
 
 Each figure runs the real command in a fresh process against a fresh database and the simulator
 over loopback, so it includes Django's start-up (about half a second). The live figures (latency,
-fan-out, the wall's memory) are in tests/bench_live.py.
+fan-out, the wall's memory) are in tests/bench_live.py, the read side at 1,000,000 events (PostgreSQL,
+with DATABASE_URL) in tests/bench_scale.py.
 """
 
 import os
@@ -20,12 +21,13 @@ POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only")
-    from tests import bench_live, bench_notes
+    from tests import bench_live, bench_notes, bench_scale
 
     print("== Helix TeamHub events ==")
     bench_events()
     print("\n== OneUptime notes ==")
     bench_notes.bench_notes(dict(os.environ))
+    bench_scale.main()
     bench_live.main()
 
 

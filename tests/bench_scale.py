@@ -2,8 +2,9 @@
 
 Seeds a scratch database (`<DATABASE_URL's name>_bench_scale`, dropped and re-created) with SQL, not
 through the simulator, then times every page and snapshot in a fresh process: p50/p95 of the server
-time (Django's test client, in process: no network, no browser), and the size of each index on the
-events table. Skipped, with a message, unless DATABASE_URL points at PostgreSQL.
+time (Django's test client, in process: no network, no browser), the size of each index on the
+events table, and one call of the poller's retention pass (last, as it deletes). Skipped, with a
+message, unless DATABASE_URL points at PostgreSQL.
 """
 
 import os
@@ -96,11 +97,13 @@ def measure() -> None:
 
     warnings.filterwarnings("ignore", "No directory at")  # whitenoise, before any collectstatic
     django.setup()
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
     from django.utils import timezone
 
+    from dashboard import retention
     from dashboard.web import feeds, pages
     from dashboard.web.filters import EventFilter
 
@@ -151,6 +154,14 @@ def measure() -> None:
         print("indexes on dashboard_event: " + ", ".join(f"{name} {size}" for name, size in cursor.fetchall()))
         cursor.execute("SELECT pg_size_pretty(pg_relation_size('dashboard_event'))")
         print(f"the table itself: {cursor.fetchone()[0]}")
+    started = time.perf_counter()
+    deleted = retention.prune_old_events(timezone.now())
+    elapsed = time.perf_counter() - started
+    batches = -(-deleted // retention.BATCH_SIZE)
+    print(
+        f"prune_old_events (EVENTS_KEPT_DAYS={settings.EVENTS_KEPT_DAYS}): one call deleted {deleted:,} events"
+        f" in {elapsed:.1f} s, {batches} transactions of about {elapsed / max(batches, 1) * 1000:.0f} ms each"
+    )
 
 
 if __name__ == "__main__":
