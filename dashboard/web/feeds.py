@@ -64,7 +64,10 @@ def filter_choices() -> dict[str, list[str]]:
     choices = {}
     with connection.cursor() as cursor:
         for name, column in CHOICES.items():
-            cursor.execute(CHOICES_SQL.format(column=column, table=Event._meta.db_table), [CHOICES_SHOWN])
+            sql = CHOICES_SQL.format(
+                column=connection.ops.quote_name(column), table=connection.ops.quote_name(Event._meta.db_table)
+            )
+            cursor.execute(sql, [CHOICES_SHOWN])
             choices[name] = [value for (value,) in cursor.fetchall()]
     return choices
 
