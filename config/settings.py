@@ -92,7 +92,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    "django.contrib.postgres",  # the trigram index behind `?q=` (migration 0005); harmless on SQLite
+    "django.contrib.postgres",  # the trigram index behind `?q=` (migration 0006); harmless on SQLite
     "channels",
     "django_htmx",
     "dashboard",

@@ -87,7 +87,7 @@ class Event(models.Model):
                 name="event_build_results",
                 condition=models.Q(target="build", status__in=["completed", "failed"]),
             ),
-            # `?q=` on PostgreSQL: a pg_trgm index on filters.search_text(), made by migration 0005 (not on SQLite).
+            # `?q=` on PostgreSQL: a pg_trgm index on filters.search_text(), made by migration 0006 (not on SQLite).
             # The targeted refresh and the live panel read only the unfinished few.
             models.Index(
                 fields=["status"],

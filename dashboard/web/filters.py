@@ -16,7 +16,7 @@ from django.utils.http import urlencode
 from dashboard.models import Event
 
 # What `?q=` searches, joined by spaces in this order: the page's query and the live push's check
-# read the same text. Migration 0005 indexes exactly this expression with pg_trgm on PostgreSQL.
+# read the same text. Migration 0006 indexes exactly this expression with pg_trgm on PostgreSQL.
 SEARCH_FIELDS = ("name", "title", "ref", "description", "repository", "subject_id")
 
 
