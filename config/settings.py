@@ -237,6 +237,13 @@ ONEUPTIME_PROJECT_ID = os.environ.get("ONEUPTIME_PROJECT_ID", "")
 # (without it the client falls back on its own after a 405 or 501).
 ONEUPTIME_USE_POST_ALTERNATIVES = env_bool("ONEUPTIME_USE_POST_ALTERNATIVES", False)
 
+# Webhook receivers (POST /hooks/hth/, POST /hooks/oneuptime/): each is on only when its secret and its
+# upstream's URL are set. The secret travels in X-Pulseboard-Secret (older TeamHub Hooks sign with X-Hub-Signature).
+HTH_WEBHOOK_SECRET = os.environ.get("HTH_WEBHOOK_SECRET", "")
+ONEUPTIME_WEBHOOK_SECRET = os.environ.get("ONEUPTIME_WEBHOOK_SECRET", "")
+# How often the poller looks for queued hook deliveries: it may run in another process than the receiver.
+HOOK_QUEUE_CHECK_SECONDS = env_seconds("HOOK_QUEUE_CHECK_SECONDS", 0.1)
+
 # Upstream HTTP: seconds to connect and to read, and how many times to retry 429/5xx.
 UPSTREAM_TIMEOUT = (env_seconds("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5), env_seconds("UPSTREAM_READ_TIMEOUT_SECONDS", 30))
 UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 5)

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from dashboard.upstreams.hth import hooks as hth_hooks
+from dashboard.upstreams.oneuptime import hooks as oneuptime_hooks
 from dashboard.web import views
 
 urlpatterns = [
@@ -9,6 +11,8 @@ urlpatterns = [
     path("wall/", views.wall, name="wall"),
     path("incidents/<str:upstream_id>/", views.incident, name="incident"),
     path("healthz", views.healthz, name="healthz"),
+    path("hooks/hth/", hth_hooks.receive, name="hth-hook"),
+    path("hooks/oneuptime/", oneuptime_hooks.receive, name="oneuptime-hook"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -276,6 +276,29 @@ class NoteWrite(models.Model):
         return f"{self.action} of note {self.note_id}: {self.state}"
 
 
+class HookDelivery(models.Model):
+    """A webhook delivery the receiver checked and queued for the poller, which may run in another process.
+
+    The receiver only authenticates, parses and queues, so it answers at once and never calls upstream;
+    the poller drains the queue within HOOK_QUEUE_CHECK_SECONDS and deletes each row it handled.
+    """
+
+    class Kind(models.TextChoices):
+        HTH_EVENTS = "hth_events", "Helix TeamHub events (newer Webhooks)"
+        HTH_HINT = "hth_hint", "Helix TeamHub hint (older Hooks): list now"
+        ONEUPTIME_NOTE = "oneuptime_note", "OneUptime note to re-read"
+
+    kind = models.CharField(max_length=20, choices=Kind)
+    payload = models.JSONField(help_text="The Event objects as sent, or the note's id; nothing for a hint.")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk}"
+
+
 def new_screen_token() -> str:
     return secrets.token_urlsafe(32)
 

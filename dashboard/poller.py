@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from dashboard import retention
+from dashboard import hooks, retention
 from dashboard.live import transitions
 from dashboard.sources import ConfiguredSource, configured_sources, run_pass
 from dashboard.upstreams.hth import sync as hth_sync
@@ -46,8 +46,11 @@ def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | Non
     next_sync = now
     next_refresh = {source.source: now for source in sources}
     next_sweep = now
+    check_hooks = hooks.enabled()
     while not stop.is_set():
         close_old_connections()
+        if check_hooks:
+            _drain_hooks(sources, stop)
         if time.monotonic() >= next_sync:
             for source in sources:
                 _run(source, "sync", stop)
@@ -62,8 +65,22 @@ def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | Non
             hth_sync.sweep_live_events(now=timezone.now())
             next_sweep = time.monotonic() + settings.LIVE_REFRESH_SECONDS
         wake_at = min([next_sync, next_sweep, *next_refresh.values()])
+        if check_hooks:
+            wake_at = min(wake_at, time.monotonic() + settings.HOOK_QUEUE_CHECK_SECONDS)
         stop.wait(max(0.0, wake_at - time.monotonic()))
     close_old_connections()
+
+
+def _drain_hooks(sources: list[ConfiguredSource], stop: threading.Event) -> None:
+    """Apply queued webhook deliveries; a hint starts its source's list pass now instead of at the next interval."""
+    try:
+        wanted = hooks.drain(now=timezone.now())
+    except Exception:
+        log.exception("draining the hook queue crashed; retrying at the next check")
+        return
+    for source in sources:
+        if source.source in wanted:
+            _run(source, "sync", stop)
 
 
 def _run(source: ConfiguredSource, kind: str, stop: threading.Event) -> None:

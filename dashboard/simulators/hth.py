@@ -12,6 +12,8 @@ Run `python -m dashboard.simulators.hth --generate 500 --activity` for a standal
 
 import argparse
 import bisect
+import hashlib
+import hmac
 import json
 import random
 import re
@@ -24,7 +26,7 @@ from email.message import Message
 from http import HTTPStatus
 from itertools import islice
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from dashboard.simulators import loopback
 from dashboard.simulators.loopback import Response
@@ -256,6 +258,10 @@ class Simulator(loopback.LoopbackSimulator):
         self._build_plans: dict[str, int | None] = {}
         self._malformed: set[str] = set()
         self._faults: deque[tuple[int, int | None]] = deque()
+        # Push subscribers (see "Webhooks and Hooks" below) and every delivery made: (url, status).
+        self.webhooks: list[tuple[str, dict[str, str]]] = []
+        self.hooks: list[tuple[str, str, str]] = []
+        self.deliveries: list[tuple[str, int]] = []
 
     @property
     def events(self) -> list[Any]:
@@ -275,7 +281,9 @@ class Simulator(loopback.LoopbackSimulator):
             )
             _apply(item, overrides)
             self._store(item, now)
-            return item
+        if target == "push":
+            self.announce_push(item)
+        return item
 
     def generate(self, count: int) -> None:
         """Add `count` finished historical events before now, oldest first, opening with each project's creation."""
@@ -314,6 +322,7 @@ class Simulator(loopback.LoopbackSimulator):
 
     def step(self) -> None:
         """One tick of activity: running builds climb, and sometimes people push, review or plan (pushes start builds)."""
+        pushed = None
         with self._lock:
             now = self.clock()
             self._advance_builds(now)
@@ -322,6 +331,7 @@ class Simulator(loopback.LoopbackSimulator):
                 target, operation = self._pick(ACTIVITY)
                 item = self._new_item(target=target, operation=operation, project=self._rng.choice(self.projects), when=now)
                 self._store(item, now)
+                pushed = item if target == "push" else None
                 if target == "push" and self._rng.random() < 0.5:
                     objects = item["objects"]
                     self._start_build(
@@ -332,6 +342,69 @@ class Simulator(loopback.LoopbackSimulator):
                     )
             elif roll < 0.4 and len(self._build_plans) < MAX_RUNNING_BUILDS:
                 self._start_build(now)
+        if pushed:
+            self.announce_push(pushed)
+
+    # ---- Webhooks and Hooks (../shared/upstream-docs/hth-webhooks.md): both fire when commits are pushed ----
+
+    def add_webhook(self, url: str, headers: dict[str, str]) -> None:
+        """A newer "Webhook": a JSON array of Event objects, with the "authentication headers" given."""
+        self.webhooks.append((url, headers))
+
+    def add_hook(self, url: str, *, secret: str = "", content_type: str = "form") -> None:
+        """An older repository "Hook": form-encoded (default) or "json", signed with X-Hub-Signature when it has a secret."""
+        self.hooks.append((url, secret, content_type))
+
+    def announce_push(self, item: Event) -> None:
+        """Deliver a push to every subscriber, one POST each, outside the lock (a receiver may call us back)."""
+        for url, headers in self.webhooks:
+            self.deliveries.append(
+                (url, loopback.post(url, self.webhook_body([item]), {"Content-Type": "application/json"} | headers))
+            )
+        for url, secret, content_type in self.hooks:
+            body, headers = hook_request(self.hook_payload(item), secret=secret, content_type=content_type)
+            self.deliveries.append((url, loopback.post(url, body, headers)))
+
+    def webhook_body(self, items: list[Event]) -> bytes:
+        """Events as a Webhook sends them: the API's Event format, commits expanded to commit objects."""
+        with self._lock:
+            stamp = _iso(self.clock())
+            rendered = []
+            for item in items:
+                event = self._render(json.loads(json.dumps(item)), 200, stamp, expand_subject=False)
+                objects = event.get("objects") or {}
+                objects["commits"] = [self._commit(commit, event) for commit in objects.get("commits", [])]
+                rendered.append(event)
+            return json.dumps(rendered).encode()
+
+    def hook_payload(self, item: Event) -> dict[str, Any]:
+        """An older Hook's body for a push: not the Event format, and no event id."""
+        objects = item.get("objects") or {}
+        return {
+            "operation": "pushed",
+            "type": "repository",
+            "subject": item.get("subject"),
+            "project": objects.get("project"),
+            "repository": objects.get("repository"),
+            "ref": objects.get("ref"),
+            "commits": [commit.get("id") for commit in objects.get("commits", [])],
+        }
+
+    def _commit(self, commit: Any, event: Event) -> Any:
+        if not isinstance(commit, dict):
+            return commit
+        person = PEOPLE.get((event.get("subject") or {}).get("id", ""), ("CI", "Bot"))
+        objects = event.get("objects") or {}
+        return {
+            "id": commit.get("id"),
+            "author": " ".join(person),
+            "email": f"{(event.get('subject') or {}).get('id')}@example.com",
+            "description": "Simulated commit",
+            "timestamp": event.get("timestamp"),
+            "rev": commit.get("id"),
+            "repository": objects.get("repository"),
+            "project": objects.get("project"),
+        }
 
     def fail_next(self, count: int, status: int = 503) -> None:
         with self._lock:
@@ -654,6 +727,18 @@ class Simulator(loopback.LoopbackSimulator):
         item["updated_at"] = _iso(finished)
         if self._rng.random() < FAILED_BUILD_SHARE:
             item["operation"] = "failed"
+
+
+def hook_request(payload: dict[str, Any], *, secret: str, content_type: str = "form") -> tuple[bytes, dict[str, str]]:
+    """An older Hook's body and headers: form-encoded fields (nested values as JSON) or JSON, signed when there is a secret."""
+    if content_type == "json":
+        body, headers = json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    else:
+        fields = {name: value if isinstance(value, str) else json.dumps(value) for name, value in payload.items()}
+        body, headers = urlencode(fields).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+    if secret:
+        headers["X-Hub-Signature"] = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+    return body, headers
 
 
 @contextmanager

@@ -6,6 +6,8 @@ No Django here: the simulators stand in for servers on other machines, reached o
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import Message
@@ -109,6 +111,19 @@ def serve(simulator: LoopbackSimulator, *, port: int) -> Iterator[LoopbackSimula
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """Send a webhook the way an upstream does: one POST, its status kept, nothing raised (0 when unreachable)."""
+    # S310: the URLs are the receivers the tests and the demo chose, always http.
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
 
 
 def wait_for_ctrl_c() -> None:

@@ -482,6 +482,9 @@ class Simulator(loopback.LoopbackSimulator):
             for name, color, order in SEVERITIES
         }
         self._incident_number = 0
+        # Workflows "On Create / On Update / On Delete Incident Public Note" chained to "API Post (JSON)": (url, headers).
+        self.workflows: list[tuple[str, dict[str, str]]] = []
+        self.deliveries: list[tuple[str, int]] = []
         self.api_key = self.add_api_key({"Project Member"})
         self.read_only_key = self.add_api_key({"read"})
 
@@ -521,16 +524,36 @@ class Simulator(loopback.LoopbackSimulator):
             now = self.clock()
             text = note or self._story_note(self.incidents[incident_id], UPDATE_NOTES)
             fields = {"incidentId": incident_id, "note": text, "createdByUserId": self._rng.choice(self._users)}
-            return dict(self._new_note(now, **(fields | self._checked(NOTES, overrides))))
+            row = dict(self._new_note(now, **(fields | self._checked(NOTES, overrides))))
+        self.run_workflows("on-create", row)
+        return row
 
     def edit_note(self, note_id: str, **changes: Any) -> None:
         """Change a note behind the client's back; like any update it bumps `updatedAt` and `version`."""
         with self._lock:
             self._touch(self.notes[note_id], self._checked(NOTES, changes), self.clock())
+            row = dict(self.notes[note_id])
+        self.run_workflows("on-update", row)
 
     def delete_note(self, note_id: str) -> None:
         with self._lock:
             del self.notes[note_id]
+        self.run_workflows("on-delete", {"_id": note_id})
+
+    def add_workflow(self, url: str, headers: dict[str, str]) -> None:
+        """Chain the three public-note triggers to "API Post (JSON)" at `url`; add_note, edit_note and delete_note fire it."""
+        self.workflows.append((url, headers))
+
+    def workflow_body(self, trigger: str, row: Row) -> bytes:
+        """What the chained "API Post (JSON)" sends: the trigger's record under `data` (on delete, only its `_id`)."""
+        record = {"_id": row["_id"]} if trigger == "on-delete" else {"_id": row["_id"], "note": row.get("note")}
+        return json.dumps({"trigger": f"incident-public-note-{trigger}", "data": record}).encode()
+
+    def run_workflows(self, trigger: str, row: Row) -> None:
+        """One POST per workflow, outside the lock (the receiver may call us back before answering)."""
+        for url, headers in self.workflows:
+            body = self.workflow_body(trigger, row)
+            self.deliveries.append((url, loopback.post(url, body, {"Content-Type": "application/json"} | headers)))
 
     def set_incident_state(self, incident_id: str, state: str) -> None:
         with self._lock:

@@ -364,3 +364,24 @@ def _save_cursor(key: str, cursor: dict) -> None:
     state = SyncState.objects.select_for_update().get(source=Source.ONEUPTIME)
     state.cursor = {**state.cursor, key: cursor}
     state.save(update_fields=["cursor"])
+
+
+def sync_note(*, client: OneUptimeClient, note_id: str, now: datetime) -> SyncReport:
+    """Re-read one note now, because a webhook named it; a note OneUptime no longer has is a deletion.
+
+    The watermark does not move: the next regular pass reads this note again and finds nothing new.
+    """
+    item = client.get_note(note_id)
+    with transaction.atomic():
+        if item is not None:
+            return _store_notes([item], client=client, now=now, announce=True)
+        gone = list(
+            IncidentNote.objects.filter(upstream_id=note_id).exclude(writes__state__in=UNDELIVERED).select_related("incident")
+        )
+        changes = [
+            Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)
+            for note in gone
+        ]
+        IncidentNote.objects.filter(pk__in=[note.pk for note in gone]).delete()
+        transitions.record(changes)
+    return SyncReport(seen=1, updated=len(changes), transitions=len(changes))

@@ -1,0 +1,107 @@
+"""What both webhook receivers share: the answers, the secret checks, the size limit and the queue.
+
+A receiver authenticates, parses and queues; it never calls upstream, so it answers at once. The
+poller (dashboard/hooks.py) applies what was queued. Every refusal is one line of text and stores nothing.
+"""
+
+import functools
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from dashboard.models import HookDelivery
+
+MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: a push of a few hundred commits fits many times over
+SECRET_HEADER = "X-Pulseboard-Secret"  # noqa: S105 -- the header's name, not a secret
+SIGNATURE_HEADER = "X-Hub-Signature"
+
+
+class HookRefused(Exception):
+    """A delivery we will not queue: the status to answer and one line saying why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+Deliveries = list[tuple[str, Any]]  # (HookDelivery.Kind, payload) pairs to queue
+
+
+def receiver(*, configured: Callable[[], bool]):
+    """Make `parse(request) -> Deliveries` a view: 404 unless configured, POST only, queue, answer 202."""
+
+    def decorate(parse: Callable[[HttpRequest], Deliveries]):
+        @csrf_exempt
+        @functools.wraps(parse)
+        def view(request: HttpRequest) -> HttpResponse:
+            if not configured():
+                return _refusal(404, "this receiver is not configured")
+            if request.method != "POST":
+                response = _refusal(405, "only POST is accepted")
+                response["Allow"] = "POST"
+                return response
+            try:
+                deliveries = parse(request)
+            except HookRefused as refused:
+                return _refusal(refused.status, str(refused))
+            return JsonResponse({"queued": enqueue(deliveries)}, status=202)
+
+        return view
+
+    return decorate
+
+
+def enqueue(deliveries: Deliveries) -> int:
+    """Queue deliveries for the poller. A hint already waiting covers a new one: it asks for the same pass."""
+    rows = [HookDelivery(kind=kind, payload=payload) for kind, payload in deliveries]
+    hints = {row.kind for row in rows if row.kind == HookDelivery.Kind.HTH_HINT}
+    if hints and HookDelivery.objects.filter(kind__in=hints).exists():
+        rows = [row for row in rows if row.kind not in hints]
+    HookDelivery.objects.bulk_create(rows)
+    return len(rows)
+
+
+def check_secret(request: HttpRequest, secret: str) -> None:
+    """The plain shared secret of X-Pulseboard-Secret, compared in constant time."""
+    given = request.headers.get(SECRET_HEADER)
+    if not given:
+        raise HookRefused(401, f"{SECRET_HEADER} is missing")
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        raise HookRefused(403, f"{SECRET_HEADER} does not match")
+
+
+def check_signature(request: HttpRequest, body: bytes, secret: str) -> None:
+    """X-Hub-Signature: the HMAC-SHA1 hex digest of the raw body, with or without GitHub's `sha1=` prefix."""
+    given = request.headers.get(SIGNATURE_HEADER, "").strip().removeprefix("sha1=")
+    if not given:
+        raise HookRefused(401, f"{SIGNATURE_HEADER} is missing")
+    expected = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+    if not hmac.compare_digest(given.lower().encode(), expected.encode()):
+        raise HookRefused(403, f"{SIGNATURE_HEADER} does not match the body")
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The raw body, refused with 413 past MAX_BODY_BYTES (checked on Content-Length before reading)."""
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        raise HookRefused(400, "Content-Length is not a number") from None
+    too_big = HookRefused(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if length > MAX_BODY_BYTES:
+        raise too_big
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise too_big from None
+    if len(body) > MAX_BODY_BYTES:
+        raise too_big
+    return body
+
+
+def _refusal(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
