@@ -1,0 +1,155 @@
+"""POST /hooks/hth/ over HTTP (Django's test client), then the poller's drain applying what was queued."""
+
+import hashlib
+import hmac
+import json
+
+import pytest
+from django.utils import timezone
+
+from dashboard import hooks
+from dashboard.models import Event, HookDelivery, Source, Transition, TransitionKind
+from dashboard.simulators.hth import hook_request
+from dashboard.upstreams.webhooks import MAX_BODY_BYTES
+
+pytestmark = pytest.mark.django_db
+SECRET = "hth-webhook-secret"
+
+
+@pytest.fixture
+def hooked(hth_sim, settings):
+    settings.HTH_WEBHOOK_SECRET = SECRET
+    return hth_sim
+
+
+def post_events(client, body: bytes, secret: str | None = SECRET):
+    headers = {"X-Pulseboard-Secret": secret} if secret is not None else {}
+    return client.post("/hooks/hth/", body, content_type="application/json", headers=headers)
+
+
+def post_hook(client, payload: dict, *, secret: str = SECRET, content_type: str = "form", signature: str | None = None):
+    body, headers = hook_request(payload, secret=secret, content_type=content_type)
+    if signature is not None:
+        headers["X-Hub-Signature"] = signature
+    return client.post("/hooks/hth/", body, content_type=headers.pop("Content-Type"), headers=headers)
+
+
+def test_a_webhook_push_is_stored_and_announced_when_the_poller_drains(client, hooked):
+    push = hooked.add_event(target="push", project="luotsi")
+    response = post_events(client, hooked.webhook_body([push]))
+    assert response.status_code == 202
+    assert response.json() == {"queued": 1}
+    assert not Event.objects.exists()  # the receiver only queues
+
+    assert hooks.drain(now=timezone.now()) == set()
+    event = Event.objects.get(upstream_id=push["id"])
+    assert event.target == "push" and event.project == "luotsi"
+    assert event.commits[0]["author"]  # the Webhook's expanded commit objects, stored as sent
+    assert Transition.objects.filter(upstream_id=push["id"], kind=TransitionKind.EVENT_NEW).count() == 1
+    assert not HookDelivery.objects.exists()
+
+
+def test_repeated_and_late_deliveries_change_nothing_twice(client, hooked):
+    build = hooked.start_build(project="luotsi", repository="chef")
+    hooked.set_progress(build, 30)
+    early = hooked.webhook_body([next(e for e in hooked.events if e["id"] == build)])
+    hooked.update_event(build, progress=60, updated_at="2099-01-01T00:00:00Z")
+    late = hooked.webhook_body([next(e for e in hooked.events if e["id"] == build)])
+
+    for body in (late, late, early):  # the newer copy twice, then the older one arrives last
+        assert post_events(client, body).status_code == 202
+    hooks.drain(now=timezone.now())
+
+    assert Event.objects.get(upstream_id=build).progress == 60
+    assert Transition.objects.filter(upstream_id=build, kind=TransitionKind.EVENT_NEW).count() == 1
+    before = list(Transition.objects.filter(upstream_id=build).values_list("kind", "progress"))
+    synced_at = Event.objects.get(upstream_id=build).synced_at
+    post_events(client, late)
+    hooks.drain(now=timezone.now())
+    assert list(Transition.objects.filter(upstream_id=build).values_list("kind", "progress")) == before
+    assert Event.objects.get(upstream_id=build).synced_at == synced_at  # not even rewritten
+
+
+def test_a_delivery_with_some_bad_events_queues_the_good_ones(client, hooked):
+    push = hooked.add_event(target="push")
+    good = json.loads(hooked.webhook_body([push]))
+    response = post_events(client, json.dumps([*good, {"id": "x", "timestamp": "never"}, "nonsense"]).encode())
+    assert response.status_code == 202
+    assert HookDelivery.objects.get().payload == good
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"{not json", "the body is not JSON"),
+        (b'{"id": "1"}', "expected a JSON array of Event objects, got dict"),
+        (b'[{"id": "1"}]', "no usable event: event 1: missing timestamp"),
+    ],
+)
+def test_a_malformed_body_is_a_one_line_400_and_nothing_is_queued(client, hooked, body, reason):
+    response = post_events(client, body)
+    assert response.status_code == 400
+    assert response.content.decode() == reason + "\n"
+    assert not HookDelivery.objects.exists()
+
+
+@pytest.mark.parametrize("secret, status", [(None, 401), ("", 401), ("wrong", 403), (SECRET[:-1], 403)])
+def test_a_missing_or_wrong_secret_is_refused_and_nothing_is_queued(client, hooked, secret, status):
+    push = hooked.add_event(target="push")
+    assert post_events(client, hooked.webhook_body([push]), secret=secret).status_code == status
+    assert not HookDelivery.objects.exists()
+
+
+def test_a_body_over_the_limit_is_413(client, hooked):
+    response = post_events(client, b"[" + b" " * MAX_BODY_BYTES + b"]")
+    assert response.status_code == 413
+    assert not HookDelivery.objects.exists()
+
+
+def test_an_unconfigured_receiver_is_404(client, hth_sim, settings):
+    settings.HTH_WEBHOOK_SECRET = ""
+    assert post_events(client, b"[]", secret="").status_code == 404
+    settings.HTH_WEBHOOK_SECRET = SECRET
+    settings.HTH_API_URL = ""
+    assert post_events(client, b"[]").status_code == 404
+
+
+def test_only_post_is_accepted(client, hooked):
+    response = client.get("/hooks/hth/", headers={"X-Pulseboard-Secret": SECRET})
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("content_type", ["form", "json"])
+def test_a_signed_hook_is_a_hint_that_starts_the_list_pass(client, hooked, content_type):
+    payload = {"operation": "created", "type": "project", "subject": {"id": "a1"}, "project": {"id": "luotsi"}}
+    assert post_hook(client, payload, content_type=content_type).status_code == 202
+    assert post_hook(client, payload, content_type=content_type).status_code == 202  # a waiting hint covers it
+    assert HookDelivery.objects.get().kind == HookDelivery.Kind.HTH_HINT
+    assert hooks.drain(now=timezone.now()) == {Source.HTH}
+    assert hooks.drain(now=timezone.now()) == set()
+
+
+def test_a_hook_signature_may_carry_githubs_prefix(client, hooked):
+    body, headers = hook_request({"type": "repository"}, secret=SECRET)
+    headers["X-Hub-Signature"] = "sha1=" + headers["X-Hub-Signature"]
+    response = client.post("/hooks/hth/", body, content_type=headers.pop("Content-Type"), headers=headers)
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize("signature, status", [("", 401), ("0" * 40, 403)])
+def test_a_hook_with_a_bad_signature_is_refused(client, hooked, signature, status):
+    assert post_hook(client, {"type": "repository"}, signature=signature).status_code == status
+    assert not HookDelivery.objects.exists()
+
+
+def test_a_hook_signed_with_another_secret_is_403(client, hooked):
+    assert post_hook(client, {"type": "repository"}, secret="not-ours").status_code == 403
+
+
+def test_a_hook_with_a_nonsense_body_is_400(client, hooked):
+    body = b"%%%=&&"
+    headers = {"X-Hub-Signature": hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()}
+    response = client.post("/hooks/hth/", body, content_type="application/x-www-form-urlencoded", headers=headers)
+    assert response.status_code == 400
+    assert "form-encoded" in response.content.decode()
