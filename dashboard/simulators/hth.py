@@ -248,6 +248,7 @@ class Simulator(loopback.LoopbackSimulator):
         self.clock: Callable[[], datetime] = _utc_now
         self.projects = list(PROJECTS)
         self.requests: list[tuple[str, str]] = []
+        self.writes: list[tuple[str, str, bytes]] = []  # POST and PUT bodies, for tests of the bot API's callers
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
         self._machine = f"{self._rng.getrandbits(40):010x}"
@@ -438,6 +439,8 @@ class Simulator(loopback.LoopbackSimulator):
         """Answer one HTTP request; serialised under the lock so no writer changes an item mid-dump."""
         with self._lock:
             self.requests.append((method, path))
+            if method in ("POST", "PUT"):
+                self.writes.append((method, path, body))
             stamp = _iso(self.clock())
             try:
                 status, payload = self._route(method, path, headers, body, stamp)
