@@ -29,9 +29,14 @@ def enabled() -> bool:
     return hth_hooks.is_configured() or oneuptime_hooks.is_configured()
 
 
-def drain(*, now: datetime) -> set[str]:
-    """Apply every queued delivery; returns the sources whose next list pass should start now."""
-    deliveries = list(HookDelivery.objects.all()[:BATCH])
+def drain(*, now: datetime, take_hints: bool = True) -> set[str]:
+    """Apply every queued delivery; returns the sources whose next list pass should start now.
+
+    With `take_hints` off, hints stay queued: the poller spaces hinted passes so a storm of Hooks
+    cannot make it list Helix TeamHub many times a second.
+    """
+    queued = HookDelivery.objects.all() if take_hints else HookDelivery.objects.exclude(kind=HookDelivery.Kind.HTH_HINT)
+    deliveries = list(queued[:BATCH])
     if not deliveries:
         return set()
     wanted: set[str] = set()

@@ -25,6 +25,7 @@ from dashboard.upstreams.report import SyncReport
 log = logging.getLogger(__name__)
 
 TRANSITIONS_KEPT = timedelta(days=1)
+HINTED_PASS_GAP_SECONDS = 1.0  # hinted list passes of a source start at most this often, however many Hooks arrive
 
 
 def sync_once(*, sources: list[ConfiguredSource], on_progress=None, stop: threading.Event | None = None) -> dict[str, SyncReport]:
@@ -47,10 +48,11 @@ def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | Non
     next_refresh = {source.source: now for source in sources}
     next_sweep = now
     check_hooks = hooks.enabled()
+    next_hinted_pass = now
     while not stop.is_set():
         close_old_connections()
-        if check_hooks:
-            _drain_hooks(sources, stop)
+        if check_hooks and _drain_hooks(sources, stop, take_hints=time.monotonic() >= next_hinted_pass):
+            next_hinted_pass = time.monotonic() + HINTED_PASS_GAP_SECONDS
         if time.monotonic() >= next_sync:
             for source in sources:
                 _run(source, "sync", stop)
@@ -71,16 +73,19 @@ def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | Non
     close_old_connections()
 
 
-def _drain_hooks(sources: list[ConfiguredSource], stop: threading.Event) -> None:
-    """Apply queued webhook deliveries; a hint starts its source's list pass now instead of at the next interval."""
+def _drain_hooks(sources: list[ConfiguredSource], stop: threading.Event, *, take_hints: bool) -> bool:
+    """Apply queued webhook deliveries; a hint starts its source's list pass now instead of at the next interval.
+
+    Returns whether a hinted pass ran."""
     try:
-        wanted = hooks.drain(now=timezone.now())
+        wanted = hooks.drain(now=timezone.now(), take_hints=take_hints)
     except Exception:
         log.exception("draining the hook queue crashed; retrying at the next check")
-        return
+        return False
     for source in sources:
         if source.source in wanted:
             _run(source, "sync", stop)
+    return bool(wanted)
 
 
 def _run(source: ConfiguredSource, kind: str, stop: threading.Event) -> None:

@@ -153,3 +153,13 @@ def test_a_hook_with_a_nonsense_body_is_400(client, hooked):
     response = client.post("/hooks/hth/", body, content_type="application/x-www-form-urlencoded", headers=headers)
     assert response.status_code == 400
     assert "form-encoded" in response.content.decode()
+
+
+def test_a_hint_waits_in_the_queue_while_hinted_passes_are_spaced(client, hooked):
+    push = hooked.add_event(target="push")
+    post_events(client, hooked.webhook_body([push]))
+    post_hook(client, {"type": "repository"})
+    assert hooks.drain(now=timezone.now(), take_hints=False) == set()
+    assert Event.objects.filter(upstream_id=push["id"]).exists()  # events are never held back
+    assert list(HookDelivery.objects.values_list("kind", flat=True)) == [HookDelivery.Kind.HTH_HINT]
+    assert hooks.drain(now=timezone.now()) == {Source.HTH}
