@@ -163,3 +163,17 @@ def test_a_hint_waits_in_the_queue_while_hinted_passes_are_spaced(client, hooked
     assert Event.objects.filter(upstream_id=push["id"]).exists()  # events are never held back
     assert list(HookDelivery.objects.values_list("kind", flat=True)) == [HookDelivery.Kind.HTH_HINT]
     assert hooks.drain(now=timezone.now()) == {Source.HTH}
+
+
+def test_the_regular_pass_confirms_a_pushed_event_without_announcing_it_again(client, hooked):
+    from dashboard.upstreams.hth import sync as hth_sync
+    from dashboard.upstreams.hth.client import HthClient
+
+    hth = HthClient(base_url=hooked.url, company_key=hooked.company_key, account_key=hooked.account_key)
+    hth_sync.sync_events(client=hth, now=timezone.now())  # the mirror is backfilled
+    push = hooked.add_event(target="push")
+    post_events(client, hooked.webhook_body([push]))
+    hooks.drain(now=timezone.now())
+    hth_sync.sync_events(client=hth, now=timezone.now())
+    assert list(Transition.objects.filter(upstream_id=push["id"]).values_list("kind", flat=True)) == [TransitionKind.EVENT_NEW]
+    assert Event.objects.get(upstream_id=push["id"]).subject["first_name"]  # the list API's expanded subject now
