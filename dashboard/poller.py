@@ -1,7 +1,8 @@
 """The poller: when to sync, refresh unfinished events and sweep live ones. The work itself is in each upstream's sync module.
 
 Every LIVE_REFRESH_SECONDS it refreshes unfinished events and lets time turn silent live events
-stale; every POLL_INTERVAL_SECONDS it runs a full pass. An upstream that fails is recorded and
+stale; every POLL_INTERVAL_SECONDS it runs a full pass; with a webhook receiver on, every
+HOOK_QUEUE_CHECK_SECONDS it applies queued deliveries (dashboard/hooks.py). An upstream that fails is recorded and
 retried at the next interval, so one bad source or item never stops the loop. `stop` is a
 threading.Event: SIGTERM sets it, and sync checks it between pages.
 """
