@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from dashboard.live.screens import kiosk_url, screen_named
-from dashboard.models import Event, Incident, SyncState, Transition
+from dashboard.models import Event, HookDelivery, Incident, SyncState, Transition
 from dashboard.server import serve
 from dashboard.simulators import hth, oneuptime
 
@@ -33,6 +33,10 @@ def run(*, host: str, port: int, history: int, write) -> None:
         settings.ONEUPTIME_API_URL = oneuptime_sim.url
         settings.ONEUPTIME_API_KEY = oneuptime_sim.api_key
         settings.ONEUPTIME_PROJECT_ID = oneuptime_sim.project_id
+        # Both simulators push to the receivers, so simulated pushes reach the walls within a fraction of a second.
+        settings.HTH_WEBHOOK_SECRET = settings.ONEUPTIME_WEBHOOK_SECRET = secrets.token_urlsafe(16)
+        hth_sim.add_webhook(f"{url}/hooks/hth/", {"X-Pulseboard-Secret": settings.HTH_WEBHOOK_SECRET})
+        oneuptime_sim.add_workflow(f"{url}/hooks/oneuptime/", {"X-Pulseboard-Secret": settings.ONEUPTIME_WEBHOOK_SECRET})
         write(f"Helix TeamHub simulator: {hth_sim.url}")
         write(f"OneUptime simulator:     {oneuptime_sim.url}")
         write(f"Pulseboard:  {url}/   health: {url}/healthz")
@@ -51,6 +55,7 @@ def prepare_database() -> None:
     Event.objects.all().delete()
     Incident.objects.all().delete()  # and their notes
     SyncState.objects.all().delete()
+    HookDelivery.objects.all().delete()
 
 
 def demo_password() -> str:

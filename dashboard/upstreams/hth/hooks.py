@@ -82,7 +82,7 @@ def check_hook_body(body: bytes, *, content_type: str) -> None:
 
 def store_pushed_events(items: list[Any], *, now: datetime) -> SyncReport:
     """Store a Webhook's events now, except a copy older than the mirror's: deliveries can be late or repeated."""
-    report = SyncReport()
+    report = SyncReport(seen=len(items))
     events = []
     for item in items:
         try:
