@@ -27,6 +27,7 @@ import threading
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -88,7 +89,7 @@ class BuildApi:
     def update(self, event_id: str, *, progress: int, operation: str = "") -> dict:
         """PUT /events/:id: only progress and operation of an unfinished build event may change."""
         body: dict[str, Any] = {"progress": progress} | ({"operation": operation} if operation else {})
-        return self._call("PUT", f"/events/{event_id}", f"update build {event_id}", json=body)
+        return self._call("PUT", f"/events/{quote(event_id, safe='')}", f"update build {event_id}", json=body)
 
     def recent_durations(self, *, project: str, repository: str, name: str) -> list[float]:
         """Seconds from creation to the last update of this build's recent successful runs, newest first."""
