@@ -4,8 +4,9 @@ It behaves like OneUptime's source, not like its docs page, wherever the two dis
 notes beside the vendor page list the differences): ids and dates come back wrapped, only `_id` comes
 back without a `select`, a missing permission is a 422, an unknown id gets 200 `{}`, `limit` goes up to
 10000, and about a minute after a note is created a worker rewrites its notification status. Fault
-switches (5xx, 429, 405 for blocked methods, slowness, cut-off JSON) let tests exercise a client's error
-paths over real HTTP rather than mocks.
+switches (5xx, 429, 405 for blocked methods, slowness, cut-off JSON, the docs page's `limit` maximum of
+100, malformed values in one record, an edit landing just before a client's update) let tests exercise a
+client's error paths over real HTTP rather than mocks.
 
 Run `python -m dashboard.simulators.oneuptime --port 8102 --generate --activity` for a standalone server.
 """
@@ -456,6 +457,12 @@ class Simulator(loopback.LoopbackSimulator):
         # Seconds to wait after applying a create, update or delete before answering: a crash between send and commit.
         self.hold_after_write = 0.0
         self.refuse_methods: set[str] = set()
+        # The largest `limit` a list accepts: 10000 in OneUptime's source; set 100 for a server that enforces the docs page.
+        self.limit_max = LIMIT_MAX
+        # Wire values that replace a record's own when it is served (by `_id`): a malformed record, see `malform`.
+        self._malformed: dict[str, dict[str, Any]] = {}
+        # Edits applied just before the next update of a note arrives, see `edit_before_next_update`.
+        self._interleaved: dict[str, dict[str, Any]] = {}
         # (method, path with query, parsed JSON body or None); appended under the lock.
         self.requests: list[tuple[str, str, Any]] = []
         self._lock = threading.RLock()
@@ -554,6 +561,26 @@ class Simulator(loopback.LoopbackSimulator):
         for url, headers in self.workflows:
             body = self.workflow_body(trigger, row)
             self.deliveries.append((url, loopback.post(url, body, {"Content-Type": "application/json"} | headers)))
+
+    def delete_incident(self, incident_id: str) -> None:
+        """A hard delete, which takes the incident's notes with it (onDelete: CASCADE)."""
+        with self._lock:
+            self._delete(INCIDENTS, frozenset(PRIVACY_BYPASS), incident_id)
+
+    def malform(self, item_id: str, **wire_values: Any) -> None:
+        """Serve note or incident `item_id` with these raw wire values (say `currentIncidentState="Resolved"`)
+        until `unmalform`. Its `updatedAt` does not move either way: a broken relation or proxy, then a fixed one."""
+        with self._lock:
+            self._malformed[item_id] = wire_values
+
+    def unmalform(self, item_id: str) -> None:
+        with self._lock:
+            self._malformed.pop(item_id, None)
+
+    def edit_before_next_update(self, note_id: str, **changes: Any) -> None:
+        """Someone edits the note in OneUptime's UI just before the next update of it arrives (after the client's read)."""
+        with self._lock:
+            self._interleaved[note_id] = self._checked(NOTES, changes)
 
     def set_incident_state(self, incident_id: str, state: str) -> None:
         with self._lock:
@@ -713,16 +740,15 @@ class Simulator(loopback.LoopbackSimulator):
         data = [self._render(table, row, select) for row in rows[skip : skip + limit]]
         return {"count": len(rows), "limit": echoed_limit, "skip": echoed_skip, "data": data}
 
-    @staticmethod
-    def _paging(body: Any, query_string: dict[str, list[str]]) -> tuple[int, int, int, int]:
+    def _paging(self, body: Any, query_string: dict[str, list[str]]) -> tuple[int, int, int, int]:
         """skip and limit from the query string, else the body; only query-string values are echoed."""
         fields = body if isinstance(body, dict) else {}
         raw_skip = query_string.get("skip", [None])[0]
         raw_limit = query_string.get("limit", [None])[0]
         skip = _parse_int(raw_skip if raw_skip is not None else fields.get("skip")) or 0
         limit = _parse_int(raw_limit if raw_limit is not None else fields.get("limit")) or DEFAULT_LIMIT
-        if limit > LIMIT_MAX:
-            raise _ApiError(400, f"Limit should be less than {LIMIT_MAX}")
+        if limit > self.limit_max:
+            raise _ApiError(400, f"Limit should be less than {self.limit_max}")
         if skip < 0 or limit < 0:
             raise _ApiError(400, "positiveNumber cannot be less than 0")
         return skip, limit, skip if raw_skip is not None else 0, limit if raw_limit is not None else DEFAULT_LIMIT
@@ -779,6 +805,8 @@ class Simulator(loopback.LoopbackSimulator):
                 "or you do not have permission to update it.",
             )
         self._check_references(table, values)
+        if item_id in self._interleaved:
+            self._touch(row, self._interleaved.pop(item_id), now)
         self._touch(row, values, now)
         return {}
 
@@ -909,7 +937,10 @@ class Simulator(loopback.LoopbackSimulator):
     def _render(self, table: Table, row: Row, select: dict[str, Any]) -> dict[str, Any]:
         """The wire form of `row`: `_id` always, plus the selected columns and relations."""
         rendered: dict[str, Any] = {"_id": row["_id"]}
+        rendered.update(self._malformed.get(row["_id"], {}))
         for column, wanted in select.items():
+            if column in self._malformed.get(row["_id"], {}):
+                continue
             if not wanted or column == "_id":
                 continue
             relation = table.relations.get(column)
