@@ -115,6 +115,7 @@ class TransitionKind(models.TextChoices):
     NOTE_UPDATED = "note_updated", "Note updated"
     NOTE_DELETED = "note_deleted", "Note deleted"
     INCIDENT_CHANGED = "incident_changed", "Incident changed"
+    INCIDENT_DELETED = "incident_deleted", "Incident deleted"
 
 
 class Transition(models.Model):

@@ -177,3 +177,105 @@ def test_more_than_a_page_of_changes_at_one_instant_are_all_read(client, sim):
     sim.edit_note(notes[7]["_id"], note="edited later")
     sync(client, sim)
     assert IncidentNote.objects.get(upstream_id=notes[7]["_id"]).note == "edited later"
+
+
+def test_a_non_object_incident_state_skips_only_that_incident_until_it_is_corrected(client, sim):
+    broken = sim.add_incident("Broken state", state="Resolved")
+    sim.add_note(broken["_id"], "On the broken incident.")
+    fine = sim.add_incident("Fine")
+    sim.add_note(fine["_id"], "On the fine one.")
+    sim.malform(broken["_id"], currentIncidentState="Resolved", incidentSeverity=["Major"])
+    report = sync(client, sim)
+    assert report.finished and report.skipped
+    assert set(Incident.objects.values_list("title", flat=True)) == {"Fine"}
+
+    sim.unmalform(broken["_id"])  # fixed without its updatedAt moving
+    sim.now += timedelta(minutes=5)
+    sync(client, sim)
+    assert Incident.objects.get(upstream_id=broken["_id"]).is_resolved
+    assert IncidentNote.objects.filter(incident__upstream_id=broken["_id"]).count() == 1
+
+
+def test_a_malformed_note_corrected_later_is_read_again(client, sim):
+    incident = sim.add_incident("Search lag")
+    note = sim.add_note(incident["_id"], "Indexer restarted.", shouldStatusPageSubscribersBeNotifiedOnNoteCreated=False)
+    sim.malform(note["_id"], note=["not", "text"])
+    sim.now += timedelta(seconds=1)
+    sim.add_note(incident["_id"], "Reindexing.")  # the watermark moves past the malformed one
+    sync(client, sim)
+    assert list(IncidentNote.objects.values_list("note", flat=True)) == ["Reindexing."]
+    sim.unmalform(note["_id"])
+    sim.now += timedelta(minutes=5)  # long after: only remembering it can bring it back
+    sync(client, sim)
+    assert IncidentNote.objects.get(upstream_id=note["_id"]).note == "Indexer restarted."
+
+
+def test_a_nul_character_in_a_note_is_stored_without_it(client, sim):
+    incident = sim.add_incident("Binary junk")
+    upstream = sim.add_note(incident["_id"], "before\x00after", postedFromSlackMessageId="C1\x00:2")
+    later = sim.add_note(incident["_id"], "an ordinary note")
+    sync(client, sim)
+    note = IncidentNote.objects.get(upstream_id=upstream["_id"])
+    assert note.note == "beforeafter" and "\x00" not in str(note.raw)
+    assert IncidentNote.objects.filter(upstream_id=later["_id"]).exists()
+
+
+def test_a_note_dated_a_day_ahead_does_not_seal_out_later_changes(oneuptime_sim):
+    """Against the real command and the simulator's real clock: the watermark stays behind now."""
+    sim = oneuptime_sim
+    incident = sim.add_incident("Clock skew")
+    edited = sim.add_note(incident["_id"], "first")
+    sim.add_note(incident["_id"], "from the future", updatedAt=datetime.now(UTC) + timedelta(days=1))
+    call_command("sync", "--once")
+    watermark = datetime.fromisoformat(SyncState.objects.get(source="oneuptime").cursor["notes"]["updated_at"])
+    assert watermark <= datetime.now(UTC)
+
+    sim.edit_note(edited["_id"], note="first, edited")
+    added = sim.add_note(incident["_id"], "second")
+    call_command("sync", "--once")
+    assert IncidentNote.objects.get(upstream_id=edited["_id"]).note == "first, edited"
+    assert IncidentNote.objects.filter(upstream_id=added["_id"]).exists()
+
+
+def test_a_deletion_is_mirrored_when_one_upstream_note_cannot_be(client, sim):
+    """Equal counts (one note unmirrorable, one deleted) must not hide the deletion."""
+    incident = sim.add_incident("Queue backlog")
+    bad = sim.add_note(incident["_id"], "bad")
+    gone = sim.add_note(incident["_id"], "to be deleted")
+    sim.add_note(incident["_id"], "stays")
+    sim.malform(bad["_id"], incidentId=None)
+    sync(client, sim)
+    assert IncidentNote.objects.count() == 2
+    sim.delete_note(gone["_id"])
+    sim.now += timedelta(seconds=5)
+    sync(client, sim)
+    assert list(IncidentNote.objects.values_list("note", flat=True)) == ["stays"]
+
+
+def test_an_incident_deleted_upstream_leaves_the_mirror_with_its_notes(client, sim):
+    doomed, kept = sim.add_incident("Posted by mistake"), sim.add_incident("Real one")
+    sim.add_note(doomed["_id"], "oops")
+    sim.add_note(kept["_id"], "real")
+    sync(client, sim)
+    Transition.objects.all().delete()
+    sim.delete_incident(doomed["_id"])
+    sim.now += timedelta(seconds=5)
+    sync(client, sim)
+    assert list(Incident.objects.values_list("title", flat=True)) == ["Real one"]
+    assert list(IncidentNote.objects.values_list("note", flat=True)) == ["real"]
+    assert TransitionKind.INCIDENT_DELETED in kinds()
+
+
+@pytest.mark.parametrize("limit_max", [10_000, 100])
+def test_sync_once_mirrors_deletions_from_either_kind_of_server(oneuptime_sim, limit_max):
+    """OneUptime's source allows `limit` up to 10000; its docs page says 100, and a server may enforce that."""
+    sim = oneuptime_sim
+    sim.limit_max = limit_max
+    sim.generate(incidents=5, notes=250)
+    call_command("sync", "--once")
+    doomed = list(sim.notes)[::50]
+    for note_id in doomed:
+        sim.delete_note(note_id)
+    call_command("sync", "--once")
+    assert IncidentNote.objects.count() == 250 - len(doomed)
+    assert not IncidentNote.objects.filter(upstream_id__in=doomed).exists()

@@ -7,7 +7,7 @@ import pytest
 
 from dashboard.simulators import oneuptime as simulator
 from dashboard.upstreams import http as upstream
-from dashboard.upstreams.oneuptime.client import OneUptimeClient, PermissionMissing, RecordNotFound, normalize
+from dashboard.upstreams.oneuptime.client import NOTES, OneUptimeClient, PermissionMissing, RecordNotFound, normalize
 
 NOW = datetime(2025, 6, 1, 10, 0, 0, 123456, tzinfo=UTC)
 NOW_IN_MILLISECONDS = NOW.replace(microsecond=123000)
@@ -63,7 +63,7 @@ def test_it_pages_through_more_than_a_hundred_notes(sim, client, incident):
     assert ("POST", "/api/incident-public-note/get-list?skip=200&limit=100") in requests_to(sim, "get-list")
     assert client.count_notes() == 250
     assert client.count_notes({"createdAt": {"_type": "GreaterThan", "value": NOW - timedelta(seconds=10)}}) == 10
-    assert sorted(client.list_note_ids()) == sorted(sim.notes)
+    assert sorted(client.list_ids(NOTES)) == sorted(sim.notes)
 
 
 def test_reads_select_every_documented_attribute_and_come_back_plain(sim, client, incident):

@@ -76,7 +76,7 @@ def render_messages(changes: list[Transition]) -> list[Message]:
     if events:
         messages += wall_messages(projects={event.project for event in events.values()}, now=now)
     incident_ids = {change.incident_id for change in changes if change.incident_id}
-    if incident_ids:
+    if incident_ids or any(change.kind == TransitionKind.INCIDENT_DELETED for change in changes):
         messages += incident_messages(Incident.objects.filter(pk__in=incident_ids), now=now)
     return messages
 

@@ -7,9 +7,10 @@ answer is normalized into plain dicts with aware datetimes. It never touches mod
 a create: OneUptime has no idempotency key, so a retried create would post the note twice.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import batched
 from typing import Any
 from urllib.parse import quote
 
@@ -18,8 +19,10 @@ from django.conf import settings
 
 from dashboard.upstreams import http as upstream
 
-PAGE_SIZE = 100
-ID_PAGE_SIZE = 10_000  # the most OneUptime serves in one page
+PAGE_SIZE = 100  # the maximum `limit` the vendor page documents
+# The most OneUptime's source serves in one page. A server that enforces the documented 100 refuses it
+# with a 400, and the client then pages by 100 from that call on.
+ID_PAGE_SIZE = 10_000
 # Full scans go oldest first, with `_id` to break ties, so notes created mid-scan land on later pages
 # instead of shifting the ones already read.
 SCAN_ORDER = {"createdAt": "ASC", "_id": "ASC"}
@@ -136,6 +139,7 @@ class OneUptimeClient:
     def __init__(self, base_url: str, api_key: str, *, use_post_alternatives: bool = False):
         self.base_url = base_url.rstrip("/")
         self.use_post_alternatives = use_post_alternatives
+        self.id_page_size = ID_PAGE_SIZE
         headers = {"ApiKey": api_key, "Content-Type": "application/json", "Accept": "application/json"}
         # Reads (POSTs too), updates and deletes can be repeated safely, so they are retried on 429/5xx.
         self._session = upstream.make_session(headers=headers, retried_methods=frozenset({"GET", "POST", "PUT", "DELETE"}))
@@ -162,10 +166,26 @@ class OneUptimeClient:
     ) -> Iterator[dict[str, Any]]:
         return self._iterate(NOTES, query=query, sort=sort, page_size=page_size)
 
-    def list_note_ids(self, *, query: dict[str, Any] | None = None) -> list[str]:
-        """Every matching note id: OneUptime deletes hard, so comparing ids is the only way to notice deletions."""
-        items = self._iterate(NOTES, query=query, sort=None, page_size=ID_PAGE_SIZE, select={"_id": True})
+    def list_ids(self, resource: "Resource") -> list[str]:
+        """Every id of `resource` (NOTES or INCIDENTS): OneUptime deletes hard, so comparing ids is the only way to
+        notice deletions. Pages of 10000, or of 100 once a server has refused more."""
+        try:
+            items = list(self._iterate(resource, query=None, sort=None, page_size=self.id_page_size, select={"_id": True}))
+        except upstream.UpstreamError as exc:
+            if exc.status != 400 or self.id_page_size == PAGE_SIZE:
+                raise
+            self.id_page_size = PAGE_SIZE
+            items = list(self._iterate(resource, query=None, sort=None, page_size=PAGE_SIZE, select={"_id": True}))
         return [item["_id"] for item in items]
+
+    def existing_ids(self, resource: "Resource", ids: Iterable[str]) -> list[str]:
+        """Which of `ids` OneUptime has, asked by id (100 a request), to confirm a deletion seen in a listing."""
+        found = []
+        for chunk in batched(sorted(ids), PAGE_SIZE):
+            query = {"_id": {"_type": "Includes", "value": list(chunk)}}
+            page = self._list(resource, query=query, sort=None, skip=0, limit=PAGE_SIZE, select={"_id": True})
+            found += [item["_id"] for item in page.items]
+        return found
 
     def get_note(self, note_id: str) -> dict[str, Any] | None:
         """POST /incident-public-note/:id/get-item; None when OneUptime has no such note (it answers 200 `{}`)."""

@@ -1,30 +1,57 @@
-"""One pass of the OneUptime mirror: incidents, then their public notes, then deletions.
+"""One pass of the OneUptime mirror: incidents, then their public notes, then what was skipped, then deletions.
 
-Each resource is read oldest-change first (`updatedAt` ASC, `_id` ASC) from a watermark saved in the
-same transaction as the page it covers. The query is `updatedAt >= watermark` (OneUptime serves
-milliseconds but stores microseconds), so the last change is read again next time, harmlessly; only
-when a whole page shares one timestamp does `skip` step past it, and it is reset at the end of a pass,
-because a row at the watermark that is edited moves to the end and a stale `skip` would jump it. OneUptime deletes hard and
-`updatedAt` cannot show a deletion, so `count` is compared with the mirror and, when they disagree,
-every id is listed. Notes with an admin edit not yet written back are never overwritten or deleted.
+What a finished pass guarantees: every incident and note that existed upstream when the pass began and
+could be parsed is mirrored as it was then or later; every one that could not be parsed is remembered
+by id; and every mirrored note (and note-less incident) that is gone upstream is gone here, except
+notes whose admin edit is still on its way up (an admin's edit is never lost to a sync).
+
+How: each resource is read oldest-change first (`updatedAt` ASC, `_id` ASC) from a watermark saved in
+the same transaction as the page it covers, so a pass that is killed or aborted (an upstream error, a
+lost database) resumes from the last committed page and re-reads at most that page: re-reading is
+cheap, skipping would be data loss. The query is `updatedAt >= watermark` (OneUptime serves
+milliseconds but stores microseconds), so the last change is read again, harmlessly; only when a whole
+page shares one timestamp does `skip` step past it, and it is reset at the end of a pass, because a
+row at the watermark that is edited moves to the end and a stale `skip` would jump it.
+
+The saved watermark never passes `now - WATERMARK_LAG`, however far ahead a record is dated: a note
+stamped a day ahead (a skewed clock, a hostile value) is read again every pass until its time comes,
+instead of sealing out every change made before then, and a write that commits a little after its
+`updatedAt` (or a clock a little behind ours) is still read. Reading runs ahead of the saved
+watermark within a pass, so the pass itself always ends.
+
+A record that cannot be mirrored (a malformed value, a note whose incident nobody can name) is
+logged, skipped, and its id kept in the cursor with the page; every pass reads those ids again, so
+one that is corrected without its `updatedAt` moving (a broken relation, a proxy) still arrives.
+
+OneUptime deletes hard and `updatedAt` cannot show a deletion, so `count` is compared with the
+mirror plus the remembered unmirrorable ids (a bare count of mirrored rows would let one unmirrorable
+note hide one deletion). When they disagree every id is listed, and each id that seems gone is
+confirmed gone by asking for it (offset pages shift when rows are deleted mid-scan). Incidents are
+reconciled the same way; one is removed only when no note of it is left here (a private incident
+cannot be listed by most keys, but its notes keep it). Notes with an admin edit not yet written back
+are never overwritten or deleted.
 """
 
 import logging
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from itertools import batched
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 
 from dashboard.live import transitions
 from dashboard.models import Incident, IncidentNote, NoteWrite, Source, SyncState, Transition, TransitionKind
-from dashboard.upstreams.oneuptime.client import PAGE_SIZE, OneUptimeClient, Page
+from dashboard.upstreams.oneuptime.client import INCIDENTS, NOTES, PAGE_SIZE, OneUptimeClient, Page, Resource
 from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
 
 ORDER = {"updatedAt": "ASC", "_id": "ASC"}
+# How far behind our clock the saved watermark stays: room for clock skew and for writes that commit
+# after their `updatedAt` was stamped. Changes of the last WATERMARK_LAG are read again next pass.
+WATERMARK_LAG = timedelta(seconds=30)
 # Where write-back puts its idempotency token, so a created note is recognised when it comes back.
 TOKEN_PREFIX = "pulseboard:"  # noqa: S105 -- an idempotency marker, not a secret
 UNDELIVERED = (NoteWrite.State.PENDING, NoteWrite.State.FAILED, NoteWrite.State.CONFLICT)
@@ -53,67 +80,89 @@ class MalformedRecord(ValueError):
 
 def sync_notes(*, client: OneUptimeClient, now: datetime, should_stop: Callable[[], bool] = lambda: False) -> SyncReport:
     report = SyncReport()
-    report.add(
-        _walk(
-            "incidents",
-            client.list_incidents,
-            lambda items, announce: _store_incidents(items, now=now, announce=announce),
-            should_stop,
-        )
-    )
-    if report.finished:
-        report.add(
-            _walk(
-                "notes",
-                client.list_notes,
-                lambda items, announce: _store_notes(items, client=client, now=now, announce=announce),
-                should_stop,
-            )
-        )
+    resources = [
+        ("incidents", client.list_incidents, lambda items, announce: _store_incidents(items, now=now, announce=announce)),
+        (
+            "notes",
+            client.list_notes,
+            lambda items, announce: _store_notes(items, client=client, now=now, announce=announce),
+        ),
+    ]
+    for key, fetch, store in resources:
+        if report.finished:
+            report.add(_walk(key, fetch, store, now=now, should_stop=should_stop))
     if report.finished:
         report.add(reconcile_deleted_notes(client=client, now=now))
+        report.add(reconcile_deleted_incidents(client=client, now=now))
+        for key, fetch, store in resources:
+            report.add(_read_skipped(key, fetch, store))
     return report
 
 
-def _walk(key: str, fetch: Callable[..., Page], store: Callable[..., SyncReport], should_stop) -> SyncReport:
+def _walk(key: str, fetch: Callable[..., Page], store: Callable[..., tuple], *, now: datetime, should_stop) -> SyncReport:
     """Read `key` from its watermark on. The first pass of an empty mirror announces nothing: it is history, not news."""
     report = SyncReport()
-    cursor = _cursor().get(key, {"updated_at": None, "skip": 0})
-    announce = cursor["updated_at"] is not None
+    saved = _cursor().get(key, {"updated_at": None, "skip": 0})
+    announce = saved["updated_at"] is not None
+    ceiling = now - WATERMARK_LAG
+    if saved["updated_at"] and datetime.fromisoformat(saved["updated_at"]) > now + WATERMARK_LAG:
+        # Saved by a version that let a future-dated record carry it ahead: what it sealed out is unknown, so read it all.
+        log.warning("OneUptime %s watermark %s is in the future; reading everything again", key, saved["updated_at"])
+        saved = {"updated_at": None, "skip": 0}
+    position = saved  # where reading goes on from: ahead of `saved` when records are dated past the ceiling
     while True:
         if should_stop():
             report.finished = False
             return report
-        watermark = cursor["updated_at"]
+        watermark = position["updated_at"]
         query = {"updatedAt": {"_type": "GreaterThanOrEqual", "value": watermark}} if watermark else {}
-        page = fetch(query=query, sort=ORDER, skip=cursor["skip"], limit=PAGE_SIZE)
+        page = fetch(query=query, sort=ORDER, skip=position["skip"], limit=PAGE_SIZE)
         if not page.items:
-            if cursor["skip"]:  # the end: next time re-read from the watermark, in case a row there moved
+            if saved["skip"]:  # the end: next time re-read from the watermark, in case a row there moved
                 with transaction.atomic():
-                    _save_cursor(key, {"updated_at": watermark, "skip": 0})
+                    _save_cursor(key, {"updated_at": saved["updated_at"], "skip": 0})
             return report
         last = page.items[-1].get("updatedAt")
         last = last.isoformat() if isinstance(last, datetime) else watermark
-        # Move the watermark to the page's last change. Only a full page wholly at the watermark needs
-        # `skip` to get past it; anything shorter is simply read again next time (upserts are idempotent).
+        # Move to the page's last change. Only a full page wholly at the watermark needs `skip` to get
+        # past it; anything shorter is simply read again next time (upserts are idempotent).
         stuck = last == watermark and len(page.items) == PAGE_SIZE
-        cursor = {"updated_at": last, "skip": cursor["skip"] + len(page.items) if stuck else 0}
+        position = {"updated_at": last, "skip": position["skip"] + len(page.items) if stuck else 0}
+        if last is None or datetime.fromisoformat(last) <= ceiling:
+            saved = position
+        elif saved["updated_at"] is None or datetime.fromisoformat(saved["updated_at"]) < ceiling:
+            saved = {"updated_at": ceiling.isoformat(), "skip": 0}
         with transaction.atomic():
-            report.add(store(page.items, announce))
-            _save_cursor(key, cursor)
+            part, skipped_ids = store(page.items, announce)
+            report.add(part)
+            _save_cursor(key, saved, skipped=skipped_ids)
         if len(page.items) < PAGE_SIZE:
             return report
 
 
-def _store_incidents(items: list[dict], *, now: datetime, announce: bool) -> SyncReport:
+def _read_skipped(key: str, fetch: Callable[..., Page], store: Callable[..., tuple]) -> SyncReport:
+    """Read again, by id, every record an earlier page had to skip; each leaves the list once stored or gone."""
+    report = SyncReport()
+    for chunk in batched(sorted(_cursor().get(_skipped_key(key), [])), PAGE_SIZE):
+        page = fetch(query={"_id": {"_type": "Includes", "value": list(chunk)}}, sort=ORDER, limit=PAGE_SIZE)
+        with transaction.atomic():
+            part, still_skipped = store(page.items, True)
+            report.add(part)
+            _save_cursor(key, None, skipped=still_skipped, settled=set(chunk) - still_skipped)
+    return report
+
+
+def _store_incidents(items: list[dict], *, now: datetime, announce: bool) -> tuple[SyncReport, set[str]]:
+    """Store a page of incidents; returns what changed and the ids of those that could not be stored."""
     report = SyncReport(seen=len(items))
-    changes = []
+    changes, skipped_ids = [], set()
     for item in items:
         try:
-            values = incident_values(item)
+            values = _parsed(incident_values, item)
         except MalformedRecord as exc:
             log.warning("skipped a malformed OneUptime incident: %s", exc)
             report.skipped += 1
+            skipped_ids |= _usable_ids(item)
             continue
         incident, created = upsert_incident(values, now=now)
         report.created += created
@@ -124,7 +173,7 @@ def _store_incidents(items: list[dict], *, now: datetime, announce: bool) -> Syn
             )
     transitions.record(changes if announce else [])
     report.transitions = len(changes) if announce else 0
-    return report
+    return report, skipped_ids
 
 
 def upsert_incident(values: dict, *, now: datetime) -> tuple[Incident | None, bool]:
@@ -140,22 +189,25 @@ def upsert_incident(values: dict, *, now: datetime) -> tuple[Incident | None, bo
     return (incident if shown_before != [getattr(incident, name) for name in SHOWN_INCIDENT_FIELDS] else None), False
 
 
-def _store_notes(items: list[dict], *, client: OneUptimeClient, now: datetime, announce: bool) -> SyncReport:
+def _store_notes(items: list[dict], *, client: OneUptimeClient, now: datetime, announce: bool) -> tuple[SyncReport, set[str]]:
+    """Store a page of notes; returns what changed and the ids of those that could not be stored."""
     report = SyncReport(seen=len(items))
-    notes = []
+    notes, skipped_ids = [], set()
     for item in items:
         try:
-            notes.append(note_values(item))
+            notes.append(_parsed(note_values, item))
         except MalformedRecord as exc:
             log.warning("skipped a malformed OneUptime note: %s", exc)
             report.skipped += 1
+            skipped_ids |= _usable_ids(item)
     incidents = _incidents_for(notes, client=client, now=now, report=report)
     held = set(IncidentNote.objects.filter(writes__state__in=UNDELIVERED).values_list("upstream_id", flat=True))
     batch = []
     for values in notes:
         incident = incidents.get(values["incident_upstream_id"])
         if incident is None:
-            report.skipped += 1  # an orphan whose incident nobody can name
+            report.skipped += 1  # an orphan whose incident nobody can name (yet)
+            skipped_ids.add(values["upstream_id"])
         elif values["upstream_id"] not in held:  # an admin's edit is on its way up; it wins
             batch.append((values, incident))
     changes = []
@@ -166,7 +218,7 @@ def _store_notes(items: list[dict], *, client: OneUptimeClient, now: datetime, a
             changes.append(Transition(kind=kind, upstream_id=note.upstream_id, note=note, incident=note.incident, at=now))
     transitions.record(changes if announce else [])
     report.transitions = len(changes) if announce else 0
-    return report
+    return report, skipped_ids
 
 
 def apply_note(values: dict, *, incident: Incident, now: datetime) -> tuple[IncidentNote, str | None]:
@@ -222,26 +274,52 @@ def store_notes(batch: list[tuple[dict, Incident]], *, now: datetime) -> list[tu
 
 
 def reconcile_deleted_notes(*, client: OneUptimeClient, now: datetime) -> SyncReport:
-    """Hard deletes leave no trace in `updatedAt`: compare counts, and list every id only when they differ."""
-    report = SyncReport()
+    """Hard deletes leave no trace in `updatedAt`: compare counts, and compare ids when they differ."""
     mirrored = IncidentNote.objects.exclude(upstream_id=None)
-    if client.count_notes() == mirrored.count():
-        return report
-    upstream_ids = set(client.list_note_ids())
+    gone = _gone(client, NOTES, mirrored, skipped=_cursor().get(_skipped_key("notes"), []))
     with transaction.atomic():
-        gone = [
-            note
-            for note in mirrored.exclude(writes__state__in=UNDELIVERED).select_related("incident")
-            if note.upstream_id not in upstream_ids
-        ]
+        notes = list(mirrored.filter(upstream_id__in=gone).exclude(writes__state__in=UNDELIVERED).select_related("incident"))
         changes = [
             Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)
-            for note in gone
+            for note in notes
         ]
-        IncidentNote.objects.filter(pk__in=[note.pk for note in gone]).delete()
+        IncidentNote.objects.filter(pk__in=[note.pk for note in notes]).delete()
         transitions.record(changes)
-    report.updated = report.transitions = len(gone)
-    return report
+    return SyncReport(updated=len(notes), transitions=len(notes))
+
+
+def reconcile_deleted_incidents(*, client: OneUptimeClient, now: datetime) -> SyncReport:
+    """Incidents deleted upstream (their notes went with them, by cascade) leave the open-incidents panel too.
+
+    Only an incident with no note left here goes: a note with an undelivered admin edit keeps its incident,
+    and so do the notes of a private incident, which this key may not list.
+    """
+    gone = _gone(client, INCIDENTS, Incident.objects.all(), skipped=_cursor().get(_skipped_key("incidents"), []))
+    with transaction.atomic():
+        incidents = list(Incident.objects.filter(upstream_id__in=gone, notes=None))
+        changes = [
+            Transition(kind=TransitionKind.INCIDENT_DELETED, upstream_id=incident.upstream_id, at=now) for incident in incidents
+        ]
+        Incident.objects.filter(pk__in=[incident.pk for incident in incidents]).delete()
+        transitions.record(changes)
+    return SyncReport(updated=len(incidents), transitions=len(incidents))
+
+
+def _gone(client: OneUptimeClient, resource: Resource, mirrored: models.QuerySet, *, skipped: list[str]) -> set[str]:
+    """The mirrored ids OneUptime no longer has; ids it has that are not mirrored are remembered as skipped."""
+    skipped_only = set(skipped) - set(mirrored.filter(upstream_id__in=skipped).values_list("upstream_id", flat=True))
+    count = client.count_notes if resource is NOTES else client.count_incidents
+    if count() == mirrored.count() + len(skipped_only):
+        return set()
+    upstream_ids = set(client.list_ids(resource))
+    mirrored_ids = set(mirrored.values_list("upstream_id", flat=True))
+    missed = upstream_ids - mirrored_ids - set(skipped)
+    if missed:  # read by id at the end of this pass
+        log.warning("OneUptime has %d %s the mirror lacks; reading them by id", len(missed), resource.plural)
+        with transaction.atomic():
+            _save_cursor("notes" if resource is NOTES else "incidents", None, skipped=missed)
+    seemingly_gone = mirrored_ids - upstream_ids
+    return seemingly_gone - set(client.existing_ids(resource, seemingly_gone))
 
 
 def _incidents_for(notes: list[dict], *, client: OneUptimeClient, now: datetime, report: SyncReport) -> dict[str, Incident]:
@@ -260,7 +338,7 @@ def _incidents_for(notes: list[dict], *, client: OneUptimeClient, now: datetime,
             log.warning("skipped notes of incident %s: this API key may not read it, and the notes do not name it", upstream_id)
             continue
         try:
-            values = incident_values(item)
+            values = _parsed(incident_values, item)
         except MalformedRecord as exc:
             log.warning("skipped notes of a malformed incident: %s", exc)
             continue
@@ -277,8 +355,8 @@ def _incidents_for(notes: list[dict], *, client: OneUptimeClient, now: datetime,
 
 def incident_values(item: dict[str, Any]) -> dict[str, Any]:
     upstream_id = _required_id(item, "incident")
-    state = item.get("currentIncidentState") or {}
-    severity = item.get("incidentSeverity") or {}
+    state = _object(item, "currentIncidentState")
+    severity = _object(item, "incidentSeverity")
     return {
         "upstream_id": upstream_id,
         "project_id": _text(item.get("projectId")),
@@ -290,11 +368,11 @@ def incident_values(item: dict[str, Any]) -> dict[str, Any]:
         "severity": _text(severity.get("name")),
         "severity_color": _text(severity.get("color")),
         "declared_at": _date(item, "declaredAt"),
-        "incident_number": item.get("incidentNumber") if isinstance(item.get("incidentNumber"), int) else None,
+        "incident_number": _count(item.get("incidentNumber")),
         "incident_number_with_prefix": _text(item.get("incidentNumberWithPrefix")),
         "created_at": _date(item, "createdAt"),
         "updated_at": _date(item, "updatedAt"),
-        "raw": item,
+        "raw": _without_nul(item),
     }
 
 
@@ -315,7 +393,7 @@ def note_values(item: dict[str, Any]) -> dict[str, Any]:
         "created_by_user_id": _text(item.get("createdByUserId")),
         "created_by_name": _text(author.get("name")) if isinstance(author, dict) else "",
         "created_by_email": _text(author.get("email")) if isinstance(author, dict) else "",
-        "note": item.get("note") or "",
+        "note": _text(item.get("note")),
         "attachments": attachments if isinstance(attachments, list) else [],
         "subscriber_notification_status_message": _text(item.get("subscriberNotificationStatusMessage")),
         "should_status_page_subscribers_be_notified_on_note_created": bool(
@@ -325,9 +403,60 @@ def note_values(item: dict[str, Any]) -> dict[str, Any]:
         "posted_from_slack_message_id": _text(item.get("postedFromSlackMessageId")),
         "created_at": _date(item, "createdAt"),
         "updated_at": _date(item, "updatedAt"),
-        "version": item.get("version") if isinstance(item.get("version"), int) else None,
-        "raw": item,
+        "version": _count(item.get("version")),
+        "raw": _without_nul(item),
     }
+
+
+def _parsed(parse: Callable[[dict], dict], item: Any) -> dict:
+    """`parse(item)` fitted to the columns; parsing touches nothing else, so whatever it raises is the item's fault."""
+    try:
+        values = parse(item)
+    except MalformedRecord:
+        raise
+    except Exception as exc:
+        named = next(iter(_usable_ids(item)), "a record without a usable _id")
+        raise MalformedRecord(f"{named}: {exc.__class__.__name__}: {exc}") from exc
+    return _fitted(values)
+
+
+def _fitted(values: dict) -> dict:
+    """Text cut to its column's length: PostgreSQL refuses a longer value, and one refusal would fail every pass."""
+    for name, value in values.items():
+        limit = _MAX_LENGTHS.get(name)
+        if limit and isinstance(value, str) and len(value) > limit:
+            values[name] = value[:limit]
+    return values
+
+
+def _usable_ids(item: Any) -> set[str]:
+    upstream_id = item.get("_id") if isinstance(item, dict) else None
+    return {upstream_id} if isinstance(upstream_id, str) and 0 < len(upstream_id) <= 100 else set()
+
+
+def _object(item: dict, name: str) -> dict:
+    value = item.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedRecord(f"{item.get('_id')}: {name} is {type(value).__name__}, not an object")
+    return value
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer that fits a PositiveIntegerField on every database, or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**31 - 1 else None
+
+
+def _without_nul(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold NUL, so it is dropped from every string, keys included."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _required_id(item: dict, noun: str) -> str:
@@ -360,9 +489,20 @@ def _cursor() -> dict:
     return state.cursor
 
 
-def _save_cursor(key: str, cursor: dict) -> None:
+def _skipped_key(key: str) -> str:
+    return f"{key}_skipped"
+
+
+def _save_cursor(key: str, position: dict | None, *, skipped: Iterable[str] = (), settled: Iterable[str] = ()) -> None:
+    """Save `key`'s position (unless None) and its remembered skipped ids, in the caller's transaction."""
     state = SyncState.objects.select_for_update().get(source=Source.ONEUPTIME)
-    state.cursor = {**state.cursor, key: cursor}
+    cursor = dict(state.cursor)
+    if position is not None:
+        cursor[key] = position
+    remembered = (set(cursor.get(_skipped_key(key), [])) | set(skipped)) - set(settled)
+    if remembered or _skipped_key(key) in cursor:
+        cursor[_skipped_key(key)] = sorted(remembered)
+    state.cursor = cursor
     state.save(update_fields=["cursor"])
 
 
@@ -374,7 +514,9 @@ def sync_note(*, client: OneUptimeClient, note_id: str, now: datetime) -> SyncRe
     item = client.get_note(note_id)
     with transaction.atomic():
         if item is not None:
-            return _store_notes([item], client=client, now=now, announce=True)
+            report, skipped_ids = _store_notes([item], client=client, now=now, announce=True)
+            _save_cursor("notes", None, skipped=skipped_ids)
+            return report
         gone = list(
             IncidentNote.objects.filter(upstream_id=note_id).exclude(writes__state__in=UNDELIVERED).select_related("incident")
         )
@@ -385,3 +527,11 @@ def sync_note(*, client: OneUptimeClient, note_id: str, now: datetime) -> SyncRe
         IncidentNote.objects.filter(pk__in=[note.pk for note in gone]).delete()
         transitions.record(changes)
     return SyncReport(seen=1, updated=len(changes), transitions=len(changes))
+
+
+_MAX_LENGTHS = {
+    field.name: field.max_length
+    for model in (Incident, IncidentNote)
+    for field in model._meta.get_fields()
+    if isinstance(field, models.CharField) and field.max_length
+}
