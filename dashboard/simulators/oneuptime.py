@@ -461,8 +461,9 @@ class Simulator(loopback.LoopbackSimulator):
         self.limit_max = LIMIT_MAX
         # Wire values that replace a record's own when it is served (by `_id`): a malformed record, see `malform`.
         self._malformed: dict[str, dict[str, Any]] = {}
-        # Edits applied just before the next update of a note arrives, see `edit_before_next_update`.
+        # Edits applied just before, or just after, the next update of a note: see `edit_before_next_update`.
         self._interleaved: dict[str, dict[str, Any]] = {}
+        self._interleaved_after: dict[str, dict[str, Any]] = {}
         # (method, path with query, parsed JSON body or None); appended under the lock.
         self.requests: list[tuple[str, str, Any]] = []
         self._lock = threading.RLock()
@@ -581,6 +582,11 @@ class Simulator(loopback.LoopbackSimulator):
         """Someone edits the note in OneUptime's UI just before the next update of it arrives (after the client's read)."""
         with self._lock:
             self._interleaved[note_id] = self._checked(NOTES, changes)
+
+    def edit_after_next_update(self, note_id: str, **changes: Any) -> None:
+        """Someone edits the note just after the next update of it is applied (before the client reads it back)."""
+        with self._lock:
+            self._interleaved_after[note_id] = self._checked(NOTES, changes)
 
     def set_incident_state(self, incident_id: str, state: str) -> None:
         with self._lock:
@@ -808,6 +814,8 @@ class Simulator(loopback.LoopbackSimulator):
         if item_id in self._interleaved:
             self._touch(row, self._interleaved.pop(item_id), now)
         self._touch(row, values, now)
+        if item_id in self._interleaved_after:
+            self._touch(row, self._interleaved_after.pop(item_id), now)
         return {}
 
     def _delete(self, table: Table, key: frozenset[str], item_id: str) -> dict[str, Any]:
