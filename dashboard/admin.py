@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Prefetch
@@ -12,7 +12,9 @@ from django.views.decorators.http import require_POST
 
 from dashboard.live import screens
 from dashboard.models import Event, Incident, IncidentNote, NoteWrite, Screen, ScreenPanel, SyncState
+from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.oneuptime import writeback
+from dashboard.upstreams.oneuptime.client import OneUptimeClient
 from dashboard.upstreams.oneuptime.sync import UNDELIVERED
 from dashboard.web.markdown import render_markdown
 
@@ -218,7 +220,7 @@ class IncidentNoteAdmin(admin.ModelAdmin):
         write = writeback.outstanding_write(note)
         state = writeback.state_of(note)
         if state == NoteWrite.State.CONFLICT:
-            reason = CONFLICT_REASON
+            reason = write.last_error or CONFLICT_REASON
         else:
             reason = write.last_error if write else ""
         return format_html('<img src="{}" alt=""> {}{}{}', static(STATE_ICONS[state]), state, ": " if reason else "", reason)
@@ -249,9 +251,18 @@ class IncidentNoteAdmin(admin.ModelAdmin):
 
     @admin.action(description="Use OneUptime's version", permissions=["change"])
     def use_upstream(self, request, queryset):
-        self._act_on_writes(
-            request, queryset, NoteWrite.State.CONFLICT, writeback.use_upstream, "{} note(s) now show OneUptime's text."
-        )
+        """Reads each note from OneUptime now; if that fails, its conflict stays and the admin is told why."""
+        client = OneUptimeClient.from_settings()
+        try:
+            self._act_on_writes(
+                request,
+                queryset,
+                NoteWrite.State.CONFLICT,
+                lambda write: writeback.use_upstream(write, client=client),
+                "{} note(s) now show OneUptime's text.",
+            )
+        except UpstreamError as exc:
+            self.message_user(request, f"OneUptime's version could not be read, so nothing changed: {exc}", messages.ERROR)
 
     def _act_on_writes(self, request, notes, state, act, message):
         writes = list(NoteWrite.objects.filter(note__in=notes, state=state))

@@ -341,3 +341,60 @@ def test_the_change_page_never_lets_a_notes_markup_run(admin_client, sim, upstre
     assert "&lt;script&gt;alert" in page, "the textarea shows the text, escaped"
     assert "dashboard/admin-preview.js" in page
     assert "<script>alert" not in admin_client.get(reverse("admin:dashboard_incidentnote_changelist")).content.decode()
+
+
+def test_a_second_admins_edit_of_an_older_copy_does_not_erase_the_first(admin_client, sim, upstream):
+    """Both open the note; the second saves over a text the first already changed, before anything was sent."""
+    note = mirrored_note(sim, upstream, "Investigating.")
+    url = change_url(note)
+    first, second = admin_client.get(url), admin_client.get(url)
+    admin_client.post(url, form_data(first, note="Admin one's update."))
+    admin_client.post(url, form_data(second, note="Admin two's update."))
+
+    deliver(upstream)
+    deliver(upstream)
+
+    assert sim.notes[note.upstream_id]["note"] == "Admin one's update."
+    assert writeback.state_of(note) == "conflict"
+    held = writeback.outstanding_write(note)
+    assert (held.data["note"], held.upstream_copy["note"]) == ("Admin two's update.", "Admin one's update.")
+
+
+def test_taking_oneuptimes_version_takes_its_latest_text_not_the_copy_seen_at_delivery(admin_client, sim, upstream):
+    note = mirrored_note(sim, upstream, "Investigating.")
+    url = change_url(note)
+    loaded = admin_client.get(url)
+    sim.edit_note(note.upstream_id, note="Theirs.")
+    admin_client.post(url, form_data(loaded, note="Ours."))
+    deliver(upstream)
+    assert writeback.state_of(note) == "conflict"
+    sim.edit_note(note.upstream_id, note="Theirs, edited again.")
+    note_sync.sync_notes(client=upstream, now=timezone.now() + timedelta(minutes=5))  # held: the watermark moves on
+
+    admin_client.post(
+        reverse("admin:dashboard_incidentnote_changelist"), {"action": "use_upstream", "_selected_action": [note.pk]}
+    )
+
+    note.refresh_from_db()
+    assert note.note == "Theirs, edited again." and writeback.state_of(note) == "synced"
+
+
+def test_taking_oneuptimes_version_while_it_is_down_keeps_the_conflict(admin_client, sim, upstream, settings):
+    settings.UPSTREAM_RETRIES = 0
+    note = mirrored_note(sim, upstream, "Investigating.")
+    url = change_url(note)
+    loaded = admin_client.get(url)
+    sim.edit_note(note.upstream_id, note="Theirs.")
+    admin_client.post(url, form_data(loaded, note="Ours."))
+    deliver(upstream)
+    settings.ONEUPTIME_API_URL = f"http://127.0.0.1:{free_port()}/api"
+
+    response = admin_client.post(
+        reverse("admin:dashboard_incidentnote_changelist"),
+        {"action": "use_upstream", "_selected_action": [note.pk]},
+        follow=True,
+    )
+
+    assert "could not read" in response.content.decode() or "failed" in response.content.decode()
+    note.refresh_from_db()
+    assert note.note == "Ours." and writeback.state_of(note) == "conflict"

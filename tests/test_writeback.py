@@ -205,3 +205,28 @@ def test_deleting_a_note_whose_create_failed_sends_no_delete(sim, incident):
 
     assert not IncidentNote.objects.filter(pk=note.pk).exists()
     assert not sim.notes and not [request for request in sim.requests if request[0] == "DELETE"]
+
+
+def test_an_edit_in_oneuptime_between_our_check_and_our_update_is_held_as_a_conflict(sim, upstream):
+    """OneUptime has no If-Match: the edit is overwritten, but the version says so, and the write is not marked done."""
+    note = mirrored_note(sim, upstream, "Investigating.")
+    queued_edit(note, "Ours.")
+    sim.edit_before_next_update(note.upstream_id, note="Theirs, typed at the same moment.")
+
+    deliver(upstream)
+
+    write = note.writes.get()
+    assert write.state == "conflict" and "another change" in write.last_error
+
+
+def test_an_edit_in_oneuptime_right_after_our_update_is_held_as_a_conflict(sim, upstream):
+    note = mirrored_note(sim, upstream, "Investigating.")
+    queued_edit(note, "Ours.")
+    sim.edit_after_next_update(note.upstream_id, note="Theirs, just after ours.")
+
+    deliver(upstream)
+
+    write = note.writes.get()
+    assert write.state == "conflict" and write.upstream_copy["note"] == "Theirs, just after ours."
+    note.refresh_from_db()
+    assert note.note == "Ours."

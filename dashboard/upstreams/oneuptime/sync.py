@@ -357,23 +357,25 @@ def incident_values(item: dict[str, Any]) -> dict[str, Any]:
     upstream_id = _required_id(item, "incident")
     state = _object(item, "currentIncidentState")
     severity = _object(item, "incidentSeverity")
-    return {
-        "upstream_id": upstream_id,
-        "project_id": _text(item.get("projectId")),
-        "title": _text(item.get("title")) or "(untitled incident)",
-        "description": _text(item.get("description")),
-        "state": _text(state.get("name")),
-        "state_color": _text(state.get("color")),
-        "is_resolved": bool(state.get("isResolvedState")),
-        "severity": _text(severity.get("name")),
-        "severity_color": _text(severity.get("color")),
-        "declared_at": _date(item, "declaredAt"),
-        "incident_number": _count(item.get("incidentNumber")),
-        "incident_number_with_prefix": _text(item.get("incidentNumberWithPrefix")),
-        "created_at": _date(item, "createdAt"),
-        "updated_at": _date(item, "updatedAt"),
-        "raw": _without_nul(item),
-    }
+    return _fitted(
+        {
+            "upstream_id": upstream_id,
+            "project_id": _text(item.get("projectId")),
+            "title": _text(item.get("title")) or "(untitled incident)",
+            "description": _text(item.get("description")),
+            "state": _text(state.get("name")),
+            "state_color": _text(state.get("color")),
+            "is_resolved": bool(state.get("isResolvedState")),
+            "severity": _text(severity.get("name")),
+            "severity_color": _text(severity.get("color")),
+            "declared_at": _date(item, "declaredAt"),
+            "incident_number": _count(item.get("incidentNumber")),
+            "incident_number_with_prefix": _text(item.get("incidentNumberWithPrefix")),
+            "created_at": _date(item, "createdAt"),
+            "updated_at": _date(item, "updatedAt"),
+            "raw": _without_nul(item),
+        }
+    )
 
 
 def note_values(item: dict[str, Any]) -> dict[str, Any]:
@@ -385,39 +387,40 @@ def note_values(item: dict[str, Any]) -> dict[str, Any]:
         raise MalformedRecord(f"note {upstream_id}: note is not text")
     author = item.get("createdByUser") or {}
     attachments = item.get("attachments") or []
-    return {
-        "upstream_id": upstream_id,
-        "incident_upstream_id": incident_id,
-        "incident_summary": item.get("incident") if isinstance(item.get("incident"), dict) else {},
-        "project_id": _text(item.get("projectId")),
-        "created_by_user_id": _text(item.get("createdByUserId")),
-        "created_by_name": _text(author.get("name")) if isinstance(author, dict) else "",
-        "created_by_email": _text(author.get("email")) if isinstance(author, dict) else "",
-        "note": _text(item.get("note")),
-        "attachments": attachments if isinstance(attachments, list) else [],
-        "subscriber_notification_status_message": _text(item.get("subscriberNotificationStatusMessage")),
-        "should_status_page_subscribers_be_notified_on_note_created": bool(
-            item.get("shouldStatusPageSubscribersBeNotifiedOnNoteCreated")
-        ),
-        "posted_at": _date(item, "postedAt"),
-        "posted_from_slack_message_id": _text(item.get("postedFromSlackMessageId")),
-        "created_at": _date(item, "createdAt"),
-        "updated_at": _date(item, "updatedAt"),
-        "version": _count(item.get("version")),
-        "raw": _without_nul(item),
-    }
+    return _fitted(
+        {
+            "upstream_id": upstream_id,
+            "incident_upstream_id": incident_id,
+            "incident_summary": item.get("incident") if isinstance(item.get("incident"), dict) else {},
+            "project_id": _text(item.get("projectId")),
+            "created_by_user_id": _text(item.get("createdByUserId")),
+            "created_by_name": _text(author.get("name")) if isinstance(author, dict) else "",
+            "created_by_email": _text(author.get("email")) if isinstance(author, dict) else "",
+            "note": _text(item.get("note")),
+            "attachments": attachments if isinstance(attachments, list) else [],
+            "subscriber_notification_status_message": _text(item.get("subscriberNotificationStatusMessage")),
+            "should_status_page_subscribers_be_notified_on_note_created": bool(
+                item.get("shouldStatusPageSubscribersBeNotifiedOnNoteCreated")
+            ),
+            "posted_at": _date(item, "postedAt"),
+            "posted_from_slack_message_id": _text(item.get("postedFromSlackMessageId")),
+            "created_at": _date(item, "createdAt"),
+            "updated_at": _date(item, "updatedAt"),
+            "version": _count(item.get("version")),
+            "raw": _without_nul(item),
+        }
+    )
 
 
 def _parsed(parse: Callable[[dict], dict], item: Any) -> dict:
-    """`parse(item)` fitted to the columns; parsing touches nothing else, so whatever it raises is the item's fault."""
+    """`parse(item)`. Parsing touches nothing else, so whatever it raises is the item's fault: a MalformedRecord."""
     try:
-        values = parse(item)
+        return parse(item)
     except MalformedRecord:
         raise
     except Exception as exc:
         named = next(iter(_usable_ids(item)), "a record without a usable _id")
         raise MalformedRecord(f"{named}: {exc.__class__.__name__}: {exc}") from exc
-    return _fitted(values)
 
 
 def _fitted(values: dict) -> dict:

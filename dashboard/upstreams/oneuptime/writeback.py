@@ -2,41 +2,63 @@
 
 The admin commits a note and its NoteWrite in one transaction (`enqueue`), so an edit is never lost
 when OneUptime is down: `deliver_due` keeps trying, with backoff, until OneUptime takes it or refuses
-it for good. Each write is claimed with a conditional UPDATE that also pushes it a lease ahead, so a
-poller killed mid-delivery leaves it due again rather than stuck, and two pollers never send it at
-once. A note's writes go out one at a time, oldest first: a later edit waits for an earlier one.
+it for good. A note's writes go out one at a time, oldest first: a later edit waits for an earlier one.
+
+Each write is claimed with a conditional UPDATE that also pushes it a short LEASE ahead, and a thread
+renews that lease every few seconds while the delivery runs, however long OneUptime takes to answer.
+So a live poller's delivery is never taken over, and two pollers never send a write at once, while a
+poller that is killed mid-delivery leaves the write due again within LEASE (seconds, not minutes).
 
 OneUptime has no idempotency key, so a create carries our token in `postedFromSlackMessageId`
 (writable on create and indexed; the Slack integration uses it the same way), and any attempt after
-the first looks the token up before posting again. OneUptime has no If-Match either, so an update first
-reads the note: if its text is neither what the admin loaded nor what we send, someone else edited it,
-and the write is held as a conflict. Text, not `updatedAt`: OneUptime touches `updatedAt` itself about
-a minute after every create, when it records the subscriber notification.
+the first looks the token up before posting again: a create cut off by a crash is found, not doubled.
+
+OneUptime has no If-Match either, so an update is checked on both sides. Before: it reads the note,
+and if the text is neither what the admin loaded nor what we send, someone else edited it and the
+write is held as a conflict. After: it reads the note back; if the text is not ours, or `version` moved
+by more than our update (and OneUptime's own notification bookkeeping) explains, someone else wrote
+in between, and the write is held as a conflict rather than marked delivered, so an edit that ours may
+have replaced is shown to a person instead of vanishing. Text, not `updatedAt`, for the first check:
+OneUptime touches `updatedAt` itself about a minute after every create.
+
+Two admins who open the same text are folded into one unsent write only when the second saw the
+first's edit; otherwise the second edit is queued on its own and meets the first as a conflict.
 """
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from dashboard.live import transitions
 from dashboard.models import IncidentNote, NoteWrite, Transition, TransitionKind
 from dashboard.upstreams.http import UpstreamError
-from dashboard.upstreams.oneuptime.client import OneUptimeClient, normalize
+from dashboard.upstreams.oneuptime.client import OneUptimeClient
 from dashboard.upstreams.oneuptime.sync import TOKEN_PREFIX, UNDELIVERED, apply_note, note_values
 from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
 
-# Longer than one create can take (connect and read timeouts), so a slow create is never sent twice.
-LEASE = timedelta(minutes=2)
+# How long a claimed write stays claimed without renewal: a killed poller's write is due again this soon.
+LEASE = timedelta(seconds=15)
+RENEW_EVERY = LEASE / 3  # while a delivery runs, however long OneUptime takes to answer
 FIRST_BACKOFF = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
 BATCH_SIZE = 50  # per call; the poller calls again about a second later
 DELETED_UPSTREAM = "The note was deleted in OneUptime; your text is kept here."
+CHANGED_AFTER_OURS = "OneUptime's text changed again right after ours was sent; choose a version"
+WRITTEN_MEANWHILE = (
+    "OneUptime recorded another change to this note while ours was being sent, and ours may have replaced it: "
+    "check the incident's feed in OneUptime, then choose a version"
+)
+# What OneUptime's own notification worker rewrites on a note, bumping its version once.
+WORKER_FIELDS = ("subscriberNotificationStatusMessage",)
 # What the admin shows besides NoteWrite's own states.
 SYNCED = "synced"
 DELETING = "deleting"
@@ -49,7 +71,7 @@ def enqueue(*, note: IncidentNote, action: str, base_text: str = "") -> NoteWrit
     """Queue an admin's change to `note`, in the caller's transaction (the admin's own, for its save).
 
     `base_text` is the note's text as the admin loaded it, for spotting someone else's edit. An edit
-    made before anything was sent changes what the queued write will send instead of adding another,
+    made on top of a write not yet sent changes what that write will send instead of adding another,
     so OneUptime sees one change rather than a burst. Returns None when nothing needs sending.
     """
     now = timezone.now()
@@ -60,7 +82,9 @@ def enqueue(*, note: IncidentNote, action: str, base_text: str = "") -> NoteWrit
         if note.posted_at:
             data["postedAt"] = note.posted_at.isoformat()
         unsent = note.writes.filter(action__in=[Action.CREATE, Action.UPDATE], state=State.PENDING, attempts=0).last()
-        if action == Action.UPDATE and unsent is not None:
+        # Folded only when this edit was made on top of the unsent one; an edit of an older copy gets its own
+        # write, which then meets the first one in OneUptime as a conflict instead of erasing it.
+        if action == Action.UPDATE and unsent is not None and _lf(base_text) == _lf(unsent.data.get("note")):
             # Conditional, like a claim: if the poller took it meanwhile, it is sent already and this edit needs its own write.
             if NoteWrite.objects.filter(id=unsent.id, state=State.PENDING, attempts=0).update(data={**unsent.data, **data}):
                 unsent.refresh_from_db()
@@ -112,7 +136,8 @@ def deliver_due(*, client: OneUptimeClient, now: datetime) -> SyncReport:
         write = NoteWrite.objects.select_related("note__incident").get(id=write_id)
         report.seen += 1
         try:
-            report.add(_deliver(write, client=client, now=now))
+            with _lease_renewed(write_id, attempts=attempts + 1, until=now + LEASE):
+                report.add(_deliver(write, client=client, now=now))
         except UpstreamError as exc:
             _record_failure(write, exc, permanent=exc.permanent, now=now)
             report.skipped += 1
@@ -122,6 +147,35 @@ def deliver_due(*, client: OneUptimeClient, now: datetime) -> SyncReport:
             _record_failure(write, f"{exc.__class__.__name__}: {exc}", permanent=False, now=now)
             report.skipped += 1
     return report
+
+
+@contextmanager
+def _lease_renewed(write_id: int, *, attempts: int, until: datetime) -> Iterator[None]:
+    """Keep the claim on a write alive while it is delivered: a thread pushes its lease ahead every few
+    seconds, so only a poller that died lets it lapse. The renewal is conditional on the lease being the
+    one it set, so it never overrides the backoff a failure records."""
+    done = threading.Event()
+
+    def renew(until: datetime) -> None:
+        try:
+            while not done.wait(RENEW_EVERY.total_seconds()):
+                later = timezone.now() + LEASE
+                claim = NoteWrite.objects.filter(id=write_id, state=State.PENDING, attempts=attempts, next_attempt_at=until)
+                if not claim.update(next_attempt_at=later):
+                    return
+                until = later
+        except Exception:
+            log.exception("could not renew the lease of write %s; it may be sent again after %s", write_id, LEASE)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    renewer = threading.Thread(target=renew, args=(until,), name=f"lease-{write_id}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        renewer.join(timeout=LEASE.total_seconds())
 
 
 def _deliver(write: NoteWrite, *, client: OneUptimeClient, now: datetime) -> SyncReport:
@@ -150,8 +204,7 @@ def _deliver_update(write: NoteWrite, *, client: OneUptimeClient, now: datetime)
     # Line breaks are compared as LF: the admin form turns a browser's CRLF into LF, and OneUptime keeps what it was sent.
     theirs, base, ours = (_lf(text) for text in (current.get("note"), write.base_text, write.data["note"]))
     if theirs not in (base, ours):
-        write.state, write.upstream_copy, write.last_error = State.CONFLICT, current, ""
-        write.save(update_fields=["state", "upstream_copy", "last_error"])
+        _hold_conflict(write, current)
         log.info("write-back of note %s held: its text changed in OneUptime since the admin loaded it", write.note_id)
         return SyncReport(skipped=1)
     client.update_note(upstream_id, _outgoing(write.data))
@@ -159,8 +212,30 @@ def _deliver_update(write: NoteWrite, *, client: OneUptimeClient, now: datetime)
     if fresh is None:
         _record_failure(write, DELETED_UPSTREAM, permanent=True, now=now)
         return SyncReport(skipped=1)
+    if _lf(fresh.get("note")) != ours or _written_meanwhile(current, fresh):
+        _hold_conflict(write, fresh, CHANGED_AFTER_OURS if _lf(fresh.get("note")) != ours else WRITTEN_MEANWHILE)
+        log.warning("write-back of note %s held: someone else wrote to it in OneUptime during our update", write.note_id)
+        return SyncReport(skipped=1)
     _store_delivered(write, fresh, kind=TransitionKind.NOTE_UPDATED, now=now)
     return SyncReport(updated=1, transitions=1)
+
+
+def _written_meanwhile(before: dict, after: dict) -> bool:
+    """Did anyone but us (and OneUptime's notification worker) write between the two reads around our update?
+
+    Every write bumps `version`; ours is one. Unknown versions prove nothing. A PUT that urllib3 repeated
+    after a lost answer also counts twice: a needless conflict, never a silent loss.
+    """
+    first, last = before.get("version"), after.get("version")
+    if not isinstance(first, int) or not isinstance(last, int):
+        return False
+    explained = 1 + any(before.get(name) != after.get(name) for name in WORKER_FIELDS)
+    return last - first > explained
+
+
+def _hold_conflict(write: NoteWrite, upstream_copy: dict, reason: str = "") -> None:
+    write.state, write.upstream_copy, write.last_error = State.CONFLICT, upstream_copy, reason
+    write.save(update_fields=["state", "upstream_copy", "last_error"])
 
 
 def _deliver_delete(write: NoteWrite, *, client: OneUptimeClient, now: datetime) -> SyncReport:
@@ -192,14 +267,8 @@ def _find_created(write: NoteWrite, *, client: OneUptimeClient) -> dict | None:
 
 def _store_delivered(write: NoteWrite, item: dict, *, kind: str, now: datetime) -> None:
     """Mirror OneUptime's copy onto the note and mark the write delivered, together."""
-    values = note_values(item)
-    values.pop("incident_upstream_id")
     with transaction.atomic():
-        note = IncidentNote.objects.select_for_update().select_related("incident").get(pk=write.note_id)
-        if note.writes.filter(id__gt=write.id, state__in=UNDELIVERED).exists():
-            # A newer edit is queued behind this one: the row keeps showing it.
-            values.update(note=note.note, posted_at=note.posted_at)
-        note, _ = apply_note(values, incident=note.incident, now=now)
+        note = _apply_upstream_copy(write, item, now=now)
         write.state, write.delivered_at, write.last_error = State.DELIVERED, now, ""
         write.save(update_fields=["state", "delivered_at", "last_error"])
         transitions.record([Transition(kind=kind, upstream_id=note.upstream_id, note=note, incident=note.incident, at=now)])
@@ -229,17 +298,44 @@ def overwrite(write: NoteWrite) -> None:
     )
 
 
-def use_upstream(write: NoteWrite) -> None:
-    """Resolve a conflict with OneUptime's text: the note takes the copy seen at delivery and the edit is dropped."""
+def use_upstream(write: NoteWrite, *, client: OneUptimeClient) -> None:
+    """Resolve a conflict with OneUptime's text as it is now, read fresh: the sync skipped the note while
+    it was held and its watermark has moved past any later edit, so the copy seen at delivery may be stale.
+
+    Raises UpstreamError when OneUptime cannot be read; the conflict then stays as it was.
+    """
+    current = client.get_note(write.note.upstream_id)
     now = timezone.now()
     with transaction.atomic():
         if not NoteWrite.objects.filter(id=write.id, state=State.CONFLICT).update(state=State.DISCARDED):
             return
-        values = note_values(normalize(write.upstream_copy))  # stored as JSON: dates come back as text
-        values.pop("incident_upstream_id")
-        note, kind = apply_note(values, incident=write.note.incident, now=now)
-        if kind:
-            transitions.record([Transition(kind=kind, upstream_id=note.upstream_id, note=note, incident=note.incident, at=now)])
+        if current is None:  # deleted in OneUptime meanwhile: OneUptime's version is no note at all
+            note = write.note
+            transitions.record(
+                [Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)]
+            )
+            note.delete()
+            return
+        note = _apply_upstream_copy(write, current, now=now)
+        transitions.record(
+            [
+                Transition(
+                    kind=TransitionKind.NOTE_UPDATED, upstream_id=note.upstream_id, note=note, incident=note.incident, at=now
+                )
+            ]
+        )
+
+
+def _apply_upstream_copy(write: NoteWrite, item: dict, *, now: datetime) -> IncidentNote:
+    """Mirror OneUptime's copy onto the write's note, in the caller's transaction; a newer edit queued
+    behind this write keeps the row showing its text."""
+    values = note_values(item)
+    values.pop("incident_upstream_id")
+    note = IncidentNote.objects.select_for_update().select_related("incident").get(pk=write.note_id)
+    if note.writes.filter(id__gt=write.id, state__in=UNDELIVERED).exists():
+        values.update(note=note.note, posted_at=note.posted_at)
+    note, _ = apply_note(values, incident=note.incident, now=now)
+    return note
 
 
 def outstanding_write(note: IncidentNote) -> NoteWrite | None:
@@ -274,7 +370,8 @@ def filter_by_state(notes: QuerySet[IncidentNote], state: str) -> QuerySet[Incid
 
 
 def _lf(text: str | None) -> str:
-    return (text or "").replace("\r\n", "\n")
+    """Text as the mirror keeps it: LF line breaks (see the admin form) and no NUL (PostgreSQL cannot hold it)."""
+    return (text or "").replace("\r\n", "\n").replace("\x00", "")
 
 
 def _outgoing(data: dict) -> dict:
