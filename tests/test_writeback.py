@@ -230,3 +230,57 @@ def test_an_edit_in_oneuptime_right_after_our_update_is_held_as_a_conflict(sim, 
     assert write.state == "conflict" and write.upstream_copy["note"] == "Theirs, just after ours."
     note.refresh_from_db()
     assert note.note == "Ours."
+
+
+def wait_for(condition, *, seconds: float, process=None) -> float:
+    """Poll `condition` until it holds; returns how long that took."""
+    started = time.monotonic()
+    while not condition():
+        if process is not None:
+            assert process.poll() is None, process.communicate()
+        assert time.monotonic() - started < seconds, "gave up waiting"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_next_poller_retries_a_killed_pollers_create_within_seconds_and_posts_it_once(sim, upstream, incident):
+    note = queued_create(incident, "Failover complete.")
+    token = TOKEN_PREFIX + str(note.writes.get().token)
+    env = base_env(ONEUPTIME_API_URL=sim.url, ONEUPTIME_API_KEY=sim.api_key)
+    sim.hold_after_write = 60  # OneUptime stores the note; the poller is killed before it hears back
+    first = start_manage("poll", env=env)
+    try:
+        wait_for(
+            lambda: any(row["postedFromSlackMessageId"] == token for row in list(sim.notes.values())), seconds=30, process=first
+        )
+    finally:
+        first.kill()
+        first.communicate()
+    sim.hold_after_write = 0
+
+    second = start_manage("poll", env=env)
+    try:
+        waited = wait_for(lambda: note.writes.get().state == "delivered", seconds=60, process=second)
+    finally:
+        second.terminate()
+        second.communicate()
+
+    assert waited < writeback.LEASE.total_seconds() + 10, f"took {waited:.1f} s"
+    assert len([row for row in sim.notes.values() if row["note"] == "Failover complete."]) == 1 and len(creates(sim)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_pollers_slow_create_is_not_taken_over_when_the_lease_would_have_run_out(sim, upstream, incident):
+    note = queued_create(incident, "Slow answer.")
+    sim.hold_after_write = writeback.LEASE.total_seconds() + 8  # OneUptime answers long after one lease
+    poller = start_manage("poll", env=base_env(ONEUPTIME_API_URL=sim.url, ONEUPTIME_API_KEY=sim.api_key))
+    try:
+        wait_for(lambda: len(creates(sim)) == 1, seconds=30, process=poller)
+        time.sleep(writeback.LEASE.total_seconds() + 2)
+        assert deliver(upstream).seen == 0, "the renewed lease still holds"
+        wait_for(lambda: note.writes.get().state == "delivered", seconds=30, process=poller)
+    finally:
+        poller.terminate()
+        poller.communicate()
+    assert len(sim.notes) == 1 and len(creates(sim)) == 1
