@@ -60,3 +60,14 @@ def test_sanitizing_also_guards_html_that_markdown_lets_through():
     """Autolinks and reference links pass markdown-it; nh3 is the second wall."""
     found = dangers(render_markdown("<javascript:alert(1)>\n\n[a][r]\n\n[r]: javascript:alert(1)"))
     assert found.handlers == [] and all(url.startswith(("http", "mailto")) for url in found.urls)
+
+
+def test_a_huge_note_renders_a_bounded_preview_that_says_it_is_truncated():
+    from dashboard.web.markdown import RENDERED_CHARS_MAX
+
+    text = "## Log\n\n" + "line of a pasted log, <b>escaped</b>\n\n" * 100_000  # about 4 MB
+    html = render_markdown(text)
+    assert len(html) < 3 * RENDERED_CHARS_MAX
+    assert 'class="truncated"' in html and f"{len(text):,} characters" in html
+    assert "<b>" not in html
+    assert "truncated" not in render_markdown("a short note")

@@ -279,3 +279,13 @@ def test_sync_once_mirrors_deletions_from_either_kind_of_server(oneuptime_sim, l
     call_command("sync", "--once")
     assert IncidentNote.objects.count() == 250 - len(doomed)
     assert not IncidentNote.objects.filter(upstream_id__in=doomed).exists()
+
+
+def test_a_huge_note_is_stored_whole(client, sim):
+    incident = sim.add_incident("Pasted logs")
+    text = "a pasted log line\n" * 200_000  # 3.6 MB
+    upstream = sim.add_note(incident["_id"], text)
+    sync(client, sim)
+    note = IncidentNote.objects.get(upstream_id=upstream["_id"])
+    assert note.note == text
+    assert "note" not in note.raw, "the text is kept once, in `note`, not again in `raw`"
