@@ -395,6 +395,6 @@ def test_taking_oneuptimes_version_while_it_is_down_keeps_the_conflict(admin_cli
         follow=True,
     )
 
-    assert "could not read" in response.content.decode() or "failed" in response.content.decode()
+    assert "OneUptime&#x27;s version could not be read" in response.content.decode()
     note.refresh_from_db()
     assert note.note == "Ours." and writeback.state_of(note) == "conflict"

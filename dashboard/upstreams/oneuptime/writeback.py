@@ -294,7 +294,7 @@ def overwrite(write: NoteWrite) -> None:
     """Resolve a conflict with the admin's text: OneUptime's current text becomes the base, so it is replaced,
     unless it changes yet again before delivery."""
     NoteWrite.objects.filter(id=write.id, state=State.CONFLICT).update(
-        state=State.PENDING, base_text=write.upstream_copy.get("note") or "", next_attempt_at=timezone.now()
+        state=State.PENDING, base_text=write.upstream_copy.get("note") or "", last_error="", next_attempt_at=timezone.now()
     )
 
 
