@@ -289,3 +289,17 @@ def test_a_huge_note_is_stored_whole(client, sim):
     note = IncidentNote.objects.get(upstream_id=upstream["_id"])
     assert note.note == text
     assert "note" not in note.raw, "the text is kept once, in `note`, not again in `raw`"
+
+
+def test_a_watermark_already_carried_into_the_future_is_healed_by_reading_everything_again(client, sim):
+    """As an earlier version left it: nothing dated before it would ever be read again."""
+    incident = sim.add_incident("Healed")
+    note = sim.add_note(incident["_id"], "already mirrored")
+    sync(client, sim)
+    SyncState.objects.filter(source="oneuptime").update(
+        cursor={"notes": {"updated_at": (sim.now + timedelta(days=1)).isoformat(), "skip": 0}}
+    )
+    sim.now += timedelta(seconds=5)
+    sim.edit_note(note["_id"], note="edited under the old watermark")
+    sync(client, sim)
+    assert IncidentNote.objects.get(upstream_id=note["_id"]).note == "edited under the old watermark"
