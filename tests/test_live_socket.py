@@ -169,6 +169,29 @@ def test_a_note_edited_upstream_reaches_the_open_timeline(session_cookie, settin
         run(scenario)
 
 
+def test_an_incident_deleted_upstream_leaves_the_open_dashboards_panel(session_cookie, settings):
+    with oneuptime.serve(port=0, seed=2) as sim:
+        settings.ONEUPTIME_API_URL, settings.ONEUPTIME_API_KEY = sim.url, sim.api_key
+        client = OneUptimeClient.from_settings()
+        doomed = sim.add_incident("Declared by mistake")
+        sim.add_incident("Checkout errors")
+
+        async def scenario():
+            from django.utils import timezone
+
+            await sync_to_async(note_sync.sync_notes)(client=client, now=timezone.now())
+            dashboard = socket("/ws/live/?page=dashboard", (b"cookie", session_cookie))
+            assert (await dashboard.connect())[0]
+            assert "Declared by mistake" in await receive_until(dashboard, 'id="open-incidents"')
+            sim.delete_incident(doomed["_id"])
+            await sync_to_async(note_sync.sync_notes)(client=client, now=timezone.now())
+            panel = await receive_until(dashboard, 'id="open-incidents"')
+            assert "Checkout errors" in panel and "Declared by mistake" not in panel
+            await dashboard.disconnect()
+
+        run(scenario)
+
+
 def test_a_change_is_rendered_once_however_many_sockets_listen(session_cookie, hth_sim, hth_client):
     rendered = []
 
