@@ -398,3 +398,19 @@ def test_taking_oneuptimes_version_while_it_is_down_keeps_the_conflict(admin_cli
     assert "OneUptime&#x27;s version could not be read" in response.content.decode()
     note.refresh_from_db()
     assert note.note == "Ours." and writeback.state_of(note) == "conflict"
+
+
+def test_taking_oneuptimes_version_of_a_note_deleted_there_removes_it_here(admin_client, sim, upstream):
+    note = mirrored_note(sim, upstream, "Investigating.")
+    url = change_url(note)
+    loaded = admin_client.get(url)
+    sim.edit_note(note.upstream_id, note="Theirs.")
+    admin_client.post(url, form_data(loaded, note="Ours."))
+    deliver(upstream)
+    sim.delete_note(note.upstream_id)
+
+    admin_client.post(
+        reverse("admin:dashboard_incidentnote_changelist"), {"action": "use_upstream", "_selected_action": [note.pk]}
+    )
+
+    assert not IncidentNote.objects.filter(pk=note.pk).exists()

@@ -311,6 +311,8 @@ def use_upstream(write: NoteWrite, *, client: OneUptimeClient) -> None:
             return
         if current is None:  # deleted in OneUptime meanwhile: OneUptime's version is no note at all
             note = write.note
+            if note.writes.filter(state__in=UNDELIVERED).exists():
+                return  # a later edit is queued: it will fail as deleted upstream, keeping its text
             transitions.record(
                 [Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)]
             )
