@@ -519,7 +519,9 @@ def sync_note(*, client: OneUptimeClient, note_id: str, now: datetime) -> SyncRe
     with transaction.atomic():
         if item is not None:
             report, skipped_ids = _store_notes([item], client=client, now=now, announce=True)
-            _save_cursor("notes", None, skipped=skipped_ids)
+            if skipped_ids:  # read again by every regular pass until it can be stored
+                _cursor()
+                _save_cursor("notes", None, skipped=skipped_ids)
             return report
         gone = list(
             IncidentNote.objects.filter(upstream_id=note_id).exclude(writes__state__in=UNDELIVERED).select_related("incident")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dashboard', '0004_screen_validation'),
+        ('dashboard', '0007_hook_deliveries'),
     ]
 
     operations = [
