@@ -262,7 +262,9 @@ class IncidentNoteAdmin(admin.ModelAdmin):
                 "{} note(s) now show OneUptime's text.",
             )
         except UpstreamError as exc:
-            self.message_user(request, f"OneUptime's version could not be read, so nothing changed: {exc}", messages.ERROR)
+            self.message_user(
+                request, f"OneUptime's version could not be read; those notes keep their conflict: {exc}", messages.ERROR
+            )
 
     def _act_on_writes(self, request, notes, state, act, message):
         writes = list(NoteWrite.objects.filter(note__in=notes, state=state))

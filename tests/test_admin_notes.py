@@ -395,7 +395,7 @@ def test_taking_oneuptimes_version_while_it_is_down_keeps_the_conflict(admin_cli
         follow=True,
     )
 
-    assert "OneUptime&#x27;s version could not be read" in response.content.decode()
+    assert "OneUptime&#x27;s version could not be read; those notes keep their conflict" in response.content.decode()
     note.refresh_from_db()
     assert note.note == "Ours." and writeback.state_of(note) == "conflict"
 
