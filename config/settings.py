@@ -78,9 +78,18 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS") or ["localhost", "127.0.0.1", "
 
 # Behind a proxy we speak plain HTTP; HTTPS redirects are the proxy's business unless asked for.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
-if env_bool("DJANGO_BEHIND_HTTPS_PROXY", False):
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # a monitor on the proxy's own host may ask over plain HTTP
+BEHIND_HTTPS_PROXY = env_bool("DJANGO_BEHIND_HTTPS_PROXY", False)
+if BEHIND_HTTPS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    # Browsers that saw HTTPS once never try plain HTTP again; 0 turns it off.
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+# Pulseboard usually lives on one host of a domain it does not own: forcing HTTPS on its sibling hosts,
+# or asking browsers to preload that, is the domain owner's call (the two variables above), not ours.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -204,6 +213,7 @@ SECURE_CSP = {
     "object-src": [CSP.NONE],
     "base-uri": [CSP.NONE],
     "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],  # an injected <form> cannot post anywhere else
 }
 
 # Our own messages, and every warning or error from Django (a 500 with its traceback), daphne and

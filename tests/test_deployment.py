@@ -55,3 +55,35 @@ def test_createsuperuser_noinput_works():
     result = manage("createsuperuser", "--noinput", env=env)
     assert result.returncode == 0, result.stderr
     assert get_user_model().objects.get(username="ops").is_superuser
+
+
+# The production settings README's "Running it for real" documents for HTTPS behind a proxy.
+DOCUMENTED_HTTPS_ENV = {
+    "DJANGO_ALLOWED_HOSTS": "pulse.example.com",
+    "DJANGO_BEHIND_HTTPS_PROXY": "true",
+    "DJANGO_SECURE_SSL_REDIRECT": "true",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://pulse.example.com",
+}
+
+
+def test_check_deploy_is_clean_with_the_documented_https_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env(**DOCUMENTED_HTTPS_ENV))
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "System check identified no issues" in result.stdout
+
+
+def test_https_behind_a_proxy_sends_hsts_and_healthz_answers_plain_http():
+    env = production_env(**DOCUMENTED_HTTPS_ENV | {"DJANGO_ALLOWED_HOSTS": "127.0.0.1"})
+    port = free_port()
+    server = start_daphne(port=port, env=env)
+    try:
+        secure = requests.get(f"http://127.0.0.1:{port}/accounts/login/", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+        assert secure.headers["Strict-Transport-Security"] == "max-age=31536000"
+        assert "form-action 'self'" in secure.headers["Content-Security-Policy"]
+        plain = requests.get(f"http://127.0.0.1:{port}/accounts/login/", allow_redirects=False, timeout=10)
+        assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", allow_redirects=False, timeout=10)
+        assert health.status_code == 200, "a monitor on the proxy's host may ask over plain HTTP"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
