@@ -5,6 +5,7 @@ DATABASE_URL and REDIS_URL scale it out. Nonsense values fail at start-up, not a
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -102,6 +103,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.postgres",  # the trigram index behind `?q=` (migration 0006); harmless on SQLite
+    "axes",
     "channels",
     "django_htmx",
     "dashboard",
@@ -118,7 +120,19 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes counts failed logins (in the database, so every process sees them) and then refuses that
+# name from that address, right password or not, until the cool-off passes (`manage.py axes_reset` ends it).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client's address: X-Forwarded-For only from our own proxy; otherwise anyone could pick a fresh one.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if BEHIND_HTTPS_PROXY else ("REMOTE_ADDR",)
+AXES_IPWARE_PROXY_COUNT = 1 if BEHIND_HTTPS_PROXY else None
 
 ROOT_URLCONF = "config.urls"
 LOGIN_URL = "login"
