@@ -15,7 +15,14 @@
 
   var state = { open: false, connecting: true, revoked: false, lastMessage: Date.now(), failures: 0, health: null, since: null };
   var body = document.body;
-  var zone = body.dataset.timeZone || undefined; // a wall's screen zone; otherwise the viewer's own
+  var zone = browserZone(body.dataset.timeZone); // a wall's screen zone; otherwise the viewer's own
+
+  // A zone this browser refuses (say, saved before the server checked) must not stop the clock and
+  // every time on the page: the viewer's own zone is better than nothing.
+  function browserZone(name) {
+    if (!name) return undefined;
+    try { new Intl.DateTimeFormat(undefined, { timeZone: name }); return name; } catch (error) { return undefined; }
+  }
 
   // ---- time: relative text, absolute time with its zone on hover ----
   function absolute(date) {
