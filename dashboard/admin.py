@@ -294,10 +294,10 @@ class ScreenAdmin(admin.ModelAdmin):
     @admin.display(description="kiosk link")
     def kiosk_link(self, screen):
         if not screen.pk:
-            return "Made when you save."
+            return "Shown once, when you save."
         if screen.is_revoked:
             return "Revoked. Run `manage.py wall_link NAME` for a new link."
-        return format_html('<a href="{}">{}</a>', screens.kiosk_url(screen, base_url=""), "/wall/?key=…  (open it on the TV)")
+        return "Active. Shown only when it was made; `manage.py wall_link NAME --new-key` replaces it."
 
     @admin.display(description="link")
     def link_state(self, screen):
@@ -308,6 +308,24 @@ class ScreenAdmin(admin.ModelAdmin):
         for screen in queryset:
             screens.revoke(screen)
         self.message_user(request, f"{queryset.count()} screen(s) revoked: their walls stop now.")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.issue_key()
+        super().save_model(request, obj, form, change)
+        if not change:
+            link = screens.kiosk_url(obj, base_url=request.build_absolute_uri("/"))
+            self.message_user(request, format_html('Kiosk link, shown only now: <a href="{}">{}</a>', link, link))
+
+    def delete_model(self, request, obj):
+        screens.forget(obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():  # the walls hear of it only once the delete commits
+            for screen in queryset:
+                screens.forget(screen)
+            super().delete_queryset(request, queryset)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

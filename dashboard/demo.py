@@ -40,7 +40,7 @@ def run(*, host: str, port: int, history: int, write) -> None:
         write(f"Helix TeamHub simulator: {hth_sim.url}")
         write(f"OneUptime simulator:     {oneuptime_sim.url}")
         write(f"Pulseboard:  {url}/   health: {url}/healthz")
-        write(f"Wall display (kiosk link): {kiosk_url(screen_named('Demo TV'), base_url=url)}")
+        write(f"Wall display (kiosk link): {kiosk_url(screen_named('Demo TV', new_key=True), base_url=url)}")
         write(f"Log in at {url}/ as {DEMO_USER!r} with password {password!r} (kept in data/demo_admin_password).")
         write("Ctrl-C stops everything.")
         serve(host=host, port=port)

@@ -5,6 +5,7 @@ payload is kept beside them (so nothing an upstream adds later is lost before we
 """
 
 import functools
+import hashlib
 import secrets
 import uuid
 import zoneinfo
@@ -315,15 +316,31 @@ def new_screen_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def hash_kiosk_key(key: str) -> str:
+    """Keys are 256 random bits, so one fast hash is enough: a copy of the database opens no wall."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def unknown_key_hash() -> str:
+    """For a screen saved without issuing a key: its link exists, and nobody knows it."""
+    return hash_kiosk_key(new_screen_token())
+
+
+class ScreenQuerySet(models.QuerySet):
+    def with_key(self, key: str) -> models.QuerySet:
+        return self.filter(key_hash=hash_kiosk_key(key)) if key else self.none()
+
+
 class Screen(models.Model):
     """One wall display and its kiosk link. Its settings live here, not in the TV's cookies.
 
     The link never expires by session timeout: it works until someone revokes it in the admin, and a
-    revoked screen's open socket is closed with a code that tells the page to stop retrying.
+    revoked screen's open socket is closed with a code that tells the page to stop retrying. Only a
+    hash of its key is stored; the key itself is shown once, when issued.
     """
 
     name = models.CharField(max_length=100, unique=True)
-    token = models.CharField(max_length=64, unique=True, default=new_screen_token, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, default=unknown_key_hash, editable=False)
     project = models.CharField(max_length=200, blank=True, help_text="Show only this project's events; empty shows all.")
     time_zone = models.CharField(max_length=64, default="UTC", help_text="An IANA zone, e.g. Europe/Helsinki.")
     text_scale = models.FloatField(
@@ -336,8 +353,17 @@ class Screen(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    objects = ScreenQuerySet.as_manager()
+    key = ""  # the plain key, only on the instance that issued it or was opened with it: never stored
+
     def __str__(self):
         return self.name
+
+    def issue_key(self) -> str:
+        """A fresh key (save to make it the only one that works); the caller shows it once."""
+        self.key = new_screen_token()
+        self.key_hash = hash_kiosk_key(self.key)
+        return self.key
 
     def clean(self):
         if self.time_zone not in browser_time_zones():

@@ -132,7 +132,7 @@ def manage(args: list[str], env: dict[str, str]) -> str:
 
 
 def kiosk_link(env: dict[str, str], base_url: str) -> str:
-    return manage(["wall_link", "Bench", "--base-url", base_url], env).strip().splitlines()[-1]
+    return manage(["wall_link", "Bench", "--new-key", "--base-url", base_url], env).strip().splitlines()[-1]
 
 
 @contextmanager

@@ -163,7 +163,7 @@ def test_the_dashboard_renders_and_goes_live(browser, server, staff, hth_sim):
 def test_a_progress_bump_moves_the_open_wall_without_a_reload(browser, server, hth_sim):
     screen = screens.screen_named("Office TV")
     page = new_page(browser, width=1920, height=1080)
-    page.goto(f"{server.url}/wall/?key={screen.token}")
+    page.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(page)
     page.evaluate("window.__sameDocument = true")
     build = hth_sim.start_build(project="luotsi", repository="chef", name="Release")
@@ -193,7 +193,7 @@ def test_a_note_edited_upstream_appears_on_the_open_timeline(browser, server, st
 def test_the_wall_says_it_is_stale_while_daphne_is_down_and_recovers(browser, server, hth_sim):
     screen = screens.screen_named("Office TV")
     page = new_page(browser, width=1920, height=1080)
-    page.goto(f"{server.url}/wall/?key={screen.token}")
+    page.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(page)
     server.kill()
     page.wait_for_selector("#stale-banner:not([hidden])", timeout=20000)
@@ -285,9 +285,9 @@ def test_sockets_without_credentials_or_from_a_foreign_origin_are_refused(browse
     ws = server.url.replace("http", "ws")
     assert page.evaluate(probe, f"{ws}/ws/live/?page=dashboard").startswith("closed")
     assert page.evaluate(probe, f"{ws}/ws/live/?page=wall").startswith("closed")
-    assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.token}") == "open", "the same origin with a kiosk token"
+    assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.key}") == "open", "the same origin with a kiosk token"
     page.goto(f"http://foreign.test:{server.port}/healthz")  # another site, served from this machine
-    assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.token}").startswith("closed")
+    assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.key}").startswith("closed")
 
 
 def test_a_revoked_kiosk_link_stops_the_wall(browser, server, staff):
@@ -295,7 +295,7 @@ def test_a_revoked_kiosk_link_stops_the_wall(browser, server, staff):
     wall = new_page(browser, width=1920, height=1080)
     sockets = []
     wall.on("websocket", lambda socket: sockets.append(socket))
-    wall.goto(f"{server.url}/wall/?key={screen.token}")
+    wall.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(wall)
 
     admin = new_page(browser)
@@ -316,7 +316,7 @@ def test_a_revoked_kiosk_link_stops_the_wall(browser, server, staff):
 def test_the_wall_reloads_itself_when_the_server_version_changes(browser, server):
     screen = screens.screen_named("Office TV")
     page = new_page(browser, width=1920, height=1080)
-    page.goto(f"{server.url}/wall/?key={screen.token}")
+    page.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(page)
     page.evaluate("window.__before = true; document.body.dataset.version = 'yesterday'")  # as if rendered by the old code
     page.wait_for_function("() => window.__before === undefined", timeout=30000)
@@ -326,7 +326,7 @@ def test_the_wall_reloads_itself_when_the_server_version_changes(browser, server
 def test_the_wall_says_so_when_an_upstream_keeps_failing(browser, server, hth_sim):
     screen = screens.screen_named("Office TV")
     page = new_page(browser, width=1920, height=1080)
-    page.goto(f"{server.url}/wall/?key={screen.token}")
+    page.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(page)
     hth_sim.fail_next(100_000, status=503)
     page.wait_for_selector("#stale-banner:not([hidden]) >> text=Helix TeamHub", timeout=40000)
@@ -391,7 +391,7 @@ def test_with_redis_a_separate_poller_reaches_walls_on_every_daphne(browser, hth
             walls = []
             for server in servers:
                 wall = new_page(browser, width=1920, height=1080)
-                wall.goto(f"{server.url}/wall/?key={screen.token}")
+                wall.goto(f"{server.url}/wall/?key={screen.key}")
                 wait_live(wall)
                 walls.append(wall)
             build = hth_sim.start_build(project="luotsi", repository="chef", name="Release")
@@ -413,7 +413,7 @@ def test_a_rotating_wall_shows_one_panel_at_a_time_for_its_dwell(browser, server
     ScreenPanel.objects.create(screen=screen, panel="builds", position=0, dwell_seconds=3)
     ScreenPanel.objects.create(screen=screen, panel="incidents", position=1, dwell_seconds=3)
     page = new_page(browser, width=1920, height=1080)
-    page.goto(f"{server.url}/wall/?key={screen.token}")
+    page.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(page)
     assert page.is_visible("#wall-builds") and page.is_hidden("#wall-incidents")
     page.wait_for_selector("#wall-incidents", state="visible", timeout=6000)

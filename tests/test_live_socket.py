@@ -130,7 +130,7 @@ def test_a_kiosk_socket_works_without_a_session_and_stops_when_revoked():
     screen = screens.screen_named("Office TV")
 
     async def scenario():
-        wall = socket(f"/ws/live/?page=wall&screen={screen.token}")
+        wall = socket(f"/ws/live/?page=wall&screen={screen.key}")
         assert (await wall.connect())[0]
         snapshot = await wall.receive_from()
         assert 'id="wall-builds"' in snapshot and 'id="wall-incidents"' in snapshot and 'id="wall-status"' in snapshot
@@ -139,7 +139,7 @@ def test_a_kiosk_socket_works_without_a_session_and_stops_when_revoked():
         closed = await wall.receive_output(timeout=5)
         assert closed == {"type": "websocket.close", "code": 4403}
 
-        again = socket(f"/ws/live/?page=wall&screen={screen.token}")
+        again = socket(f"/ws/live/?page=wall&screen={screen.key}")
         assert (await again.connect())[0]
         assert (await again.receive_output(timeout=5)) == {"type": "websocket.close", "code": 4403}
 
@@ -240,7 +240,7 @@ def test_a_burst_of_walls_reconnecting_at_once_is_served():
     screen = screens.screen_named("Office TV")
 
     async def scenario():
-        walls = [socket(f"/ws/live/?page=wall&screen={screen.token}") for _ in range(150)]
+        walls = [socket(f"/ws/live/?page=wall&screen={screen.key}") for _ in range(150)]
         results = await asyncio.gather(*(wall.connect(timeout=60) for wall in walls))
         assert all(connected for connected, _ in results)
         await asyncio.gather(*(wall.disconnect() for wall in walls))

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from dashboard.live import screens
-from dashboard.models import Event, EventStatus, Incident, IncidentNote
+from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen
 
 pytestmark = pytest.mark.django_db
 
@@ -107,21 +107,48 @@ def test_the_timeline_is_chronological_and_sanitized(client, person):
 
 def test_a_kiosk_link_opens_its_screen_without_a_login_until_revoked(client):
     screen = screens.screen_named("Office TV", project="luotsi", time_zone="Europe/Helsinki")
-    response = client.get(f"/wall/?key={screen.token}")
+    response = client.get(f"/wall/?key={screen.key}")
     assert response.status_code == 200
     html = response.content.decode()
-    assert 'data-time-zone="Europe/Helsinki"' in html and f"screen={screen.token}" in html
+    assert 'data-time-zone="Europe/Helsinki"' in html and f"screen={screen.key}" in html
     screens.revoke(screen)
-    revoked = client.get(f"/wall/?key={screen.token}")
+    revoked = client.get(f"/wall/?key={screen.key}")
     assert revoked.status_code == 403 and "revoked" in revoked.content.decode()
     assert client.get("/wall/?key=not-a-key").status_code == 403
 
 
-def test_wall_link_prints_the_url_last(capsys):
+def test_wall_link_prints_the_url_last(capsys, client):
     call_command("wall_link", "Lobby", "--base-url", "https://pulse.example")
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    screen = screens.screen_named("Lobby")
-    assert last == f"https://pulse.example/wall/?key={screen.token}"
+    assert last.startswith("https://pulse.example/wall/?key=")
+    assert client.get(last.removeprefix("https://pulse.example")).status_code == 200
+
+
+def test_kiosk_keys_are_stored_only_as_hashes_and_shown_once(client, capsys):
+    call_command("wall_link", "Lobby")
+    key = capsys.readouterr().out.strip().splitlines()[-1].split("key=")[1]
+    stored = Screen.objects.values().get(name="Lobby")
+    assert key not in str(stored), "a copy of the database must not open the wall"
+    with pytest.raises(CommandError, match="already has a kiosk link"):
+        call_command("wall_link", "Lobby")
+    call_command("wall_link", "Lobby", "--new-key")
+    new_key = capsys.readouterr().out.strip().splitlines()[-1].split("key=")[1]
+    assert client.get(f"/wall/?key={new_key}").status_code == 200
+    assert client.get(f"/wall/?key={key}").status_code == 403, "the replaced link stops working"
+
+
+def test_existing_kiosk_links_keep_working_after_the_keys_are_hashed(client, transactional_db):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("dashboard", "0004_screen_validation")])
+    old_apps = executor.loader.project_state([("dashboard", "0004_screen_validation")]).apps
+    old_apps.get_model("dashboard", "Screen").objects.create(name="Old TV", token="an-old-kiosk-key")
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert client.get("/wall/?key=an-old-kiosk-key").status_code == 200
+    assert "an-old-kiosk-key" not in str(Screen.objects.values().get(name="Old TV"))
 
 
 def test_healthz_reports_each_source(client, hth_sim):

@@ -57,7 +57,7 @@ def _wall_access(token: str, *, signed_in: bool) -> SocketAccess:
         if not signed_in:
             return SocketAccess(refusal=LOGIN_REQUIRED)
         return SocketAccess(page="wall", groups=[push.wall_group("", 1.0), push.wall_incidents_group(1.0)])
-    screen = Screen.objects.filter(token=token).prefetch_related("panels").first()
+    screen = Screen.objects.with_key(token).prefetch_related("panels").first()
     if screen is None or screen.is_revoked:
         return SocketAccess(refusal=REVOKED)
     Screen.objects.filter(pk=screen.pk).update(last_seen_at=timezone.now())

@@ -131,8 +131,12 @@ def wall_activity(*, project: str = "", limit: int = WALL_ROWS["activity"]) -> l
     return list(events.order_by("-timestamp", "-pk")[:limit])
 
 
-def screen_for(token: str) -> Screen | None:
-    return Screen.objects.filter(token=token).prefetch_related("panels").first() if token else None
+def screen_for(key: str) -> Screen | None:
+    """The screen a kiosk key opens, carrying that key for the page's own socket."""
+    screen = Screen.objects.with_key(key).prefetch_related("panels").first()
+    if screen:
+        screen.key = key
+    return screen
 
 
 def screen_panels(screen: Screen | None) -> list[dict]:
