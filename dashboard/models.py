@@ -159,6 +159,9 @@ class SyncState(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    last_error_reason = models.CharField(
+        max_length=100, blank=True, help_text="The error in a few words, without hosts or upstream text: /healthz shows this."
+    )
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_refresh_at = models.DateTimeField(null=True, blank=True, help_text="Last targeted refresh of unfinished events.")
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from dashboard.models import Source, SyncState
 from dashboard.upstreams.hth import sync as hth_sync
 from dashboard.upstreams.hth.client import HthClient
-from dashboard.upstreams.http import UpstreamError
+from dashboard.upstreams.http import UpstreamError, short_reason
 from dashboard.upstreams.oneuptime import sync as note_sync
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.oneuptime.client import OneUptimeClient
@@ -71,7 +71,7 @@ def run_pass(source: ConfiguredSource, kind: str, *, now: datetime, **kwargs) ->
         report = (source.sync if kind == "sync" else source.refresh)(now=now, **kwargs)
     except Exception as exc:
         reason = str(exc) if isinstance(exc, UpstreamError) else f"{exc.__class__.__name__}: {exc}"
-        state.update(last_error=" ".join(reason.split()), last_error_at=timezone.now())
+        state.update(last_error=" ".join(reason.split()), last_error_reason=short_reason(exc), last_error_at=timezone.now())
         raise
     if kind == "refresh":
         state.update(last_refresh_at=now)

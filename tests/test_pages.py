@@ -151,26 +151,56 @@ def test_existing_kiosk_links_keep_working_after_the_keys_are_hashed(client, tra
     assert "an-old-kiosk-key" not in str(Screen.objects.values().get(name="Old TV"))
 
 
-def test_healthz_reports_each_source(client, hth_sim):
+def test_healthz_reports_each_source(client, person, hth_sim):
     hth_sim.generate(12)
     hth_sim.start_build(project="luotsi", repository="chef")
     call_command("sync", "--once")
     health = client.get("/healthz").json()
     hth = health["sources"]["hth"]
     assert health["status"] == "ok" and health["live_count"] == 1 and health["version"]
-    assert hth["configured"] and hth["ok"] and hth["last_success_at"] and hth["last_error"] == ""
+    assert hth["configured"] and hth["ok"] and hth["last_success_at"] and hth["reason"] == ""
     assert hth["counts"] == {"events": 13, "live": 1}
     assert health["sources"]["oneuptime"]["configured"] is False
     assert health["sources"]["oneuptime"]["counts"]["notes"] == 0
 
 
-def test_healthz_shows_the_last_error_and_degrades(client, hth_sim, settings):
+def fail_a_sync(hth_sim, settings, status=500):
     call_command("sync", "--once")
     settings.UPSTREAM_RETRIES = 0
-    hth_sim.fail_next(1, status=500)
+    hth_sim.fail_next(1, status=status)
+    with pytest.raises(CommandError):
+        call_command("sync", "--once")
+
+
+def test_healthz_tells_strangers_only_ok_or_degraded(client, hth_sim, settings):
+    fail_a_sync(hth_sim, settings)
+    health = client.get("/healthz").json()
+    assert health == {
+        "status": "degraded",
+        "sources": {"hth": {"configured": True, "ok": False}, "oneuptime": {"configured": False, "ok": False}},
+    }
+
+
+def test_healthz_gives_a_wall_and_people_a_short_reason_without_hostnames(client, hth_sim, settings):
+    fail_a_sync(hth_sim, settings)
+    screen = screens.screen_named("Office TV")
+    for health in (client.get(f"/healthz?key={screen.key}").json(), login(client) and client.get("/healthz").json()):
+        assert health["status"] == "degraded" and health["version"]
+        hth = health["sources"]["hth"]
+        assert hth["ok"] is False and hth["reason"] == "answered HTTP 500" and hth["last_success_at"]
+        assert "127.0.0.1" not in str(health) and "last_error" not in hth
+
+
+def test_healthz_says_an_unreachable_upstream_is_unreachable_not_where_it_is(client, person, settings):
+    settings.HTH_API_URL, settings.HTH_COMPANY_KEY, settings.HTH_ACCOUNT_KEY = "http://127.0.0.1:9/api", "c", "a"
+    settings.UPSTREAM_RETRIES = 0
     with pytest.raises(CommandError):
         call_command("sync", "--once")
     health = client.get("/healthz").json()
-    assert health["status"] == "degraded"
-    assert health["sources"]["hth"]["ok"] is False
-    assert "500" in health["sources"]["hth"]["last_error"]
+    assert health["sources"]["hth"]["reason"] == "unreachable"
+    assert "127.0.0.1" not in str(health)
+
+
+def login(client):
+    client.force_login(get_user_model().objects.create_user("viewer", password="x"))
+    return True

@@ -55,6 +55,21 @@ def send(session: requests.Session, method: str, url: str, **kwargs) -> requests
         raise UpstreamError(f"{method} {url} failed: {_reason(exc)}") from exc
 
 
+def short_reason(exc: Exception) -> str:
+    """What went wrong in a few fixed words, for /healthz: no host, URL or upstream text ever gets out."""
+    if isinstance(exc, CredentialsRejected):
+        return "credentials rejected"
+    if isinstance(exc, UpstreamError) and exc.status:
+        return f"answered HTTP {exc.status}"
+    if isinstance(exc, UpstreamError) and isinstance(exc.__cause__, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, UpstreamError) and isinstance(exc.__cause__, requests.RequestException):
+        return "unreachable"
+    if isinstance(exc, UpstreamError):
+        return "sent an answer we could not read"
+    return "failed inside Pulseboard (see the server log)"
+
+
 def _reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"

@@ -1,6 +1,8 @@
-"""What /healthz reports: per source, when it last synced, its last error and its counts.
+"""What /healthz reports, and to whom.
 
-A wall display reads this to say "stale" instead of silently showing old data.
+Strangers (a load balancer, a monitor) learn only whether each source is ok. A wall, through its kiosk
+key, and people who are logged in also get when each source last synced and a short reason in fixed
+words; the upstream's own error text, with its hosts and URLs, stays in the admin (Sync states).
 """
 
 from datetime import datetime
@@ -9,21 +11,21 @@ from django.conf import settings
 
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, NoteWrite, Source, SyncState
 from dashboard.version import server_version
+from dashboard.web import feeds
+
+PUBLIC, WALL, SIGNED_IN = "public", "wall", "signed in"
 
 
-def health_report(*, now: datetime) -> dict:
+def audience(request) -> str:
+    if request.user.is_authenticated:
+        return SIGNED_IN
+    screen = feeds.screen_for(request.GET.get("key", ""))
+    return WALL if screen and not screen.is_revoked else PUBLIC
+
+
+def health_report(*, now: datetime, audience: str) -> dict:
     states = {state.source: state for state in SyncState.objects.all()}
     configured = {Source.HTH: bool(settings.HTH_API_URL), Source.ONEUPTIME: bool(settings.ONEUPTIME_API_URL)}
-    counts = {
-        Source.HTH: {"events": Event.objects.count(), "live": Event.objects.filter(status=EventStatus.LIVE).count()},
-        Source.ONEUPTIME: {
-            "incidents": Incident.objects.count(),
-            "open_incidents": Incident.objects.filter(is_resolved=False).count(),
-            "notes": IncidentNote.objects.filter(deleted=False).count(),
-            "writes_pending": NoteWrite.objects.filter(state=NoteWrite.State.PENDING).count(),
-            "writes_failed": NoteWrite.objects.filter(state__in=[NoteWrite.State.FAILED, NoteWrite.State.CONFLICT]).count(),
-        },
-    }
     sources = {}
     for source in Source:
         state = states.get(source)
@@ -31,24 +33,39 @@ def health_report(*, now: datetime) -> dict:
         last_error_at = state.last_error_at if state else None
         overdue = last_success is None or (now - last_success).total_seconds() > 2 * settings.POLL_INTERVAL_SECONDS
         failing = last_error_at is not None and (last_success is None or last_error_at > last_success)
-        sources[source.value] = {
-            "configured": configured[source],
-            "ok": configured[source] and not overdue and not failing,
+        sources[source.value] = {"configured": configured[source], "ok": configured[source] and not overdue and not failing}
+        if audience == PUBLIC:
+            continue
+        sources[source.value] |= {
             "last_success_at": _iso(last_success),
-            "last_attempt_at": _iso(state.last_attempt_at if state else None),
-            "last_refresh_at": _iso(state.last_refresh_at if state else None),
-            "last_error": state.last_error if state else "",
-            "last_error_at": _iso(last_error_at),
-            "counts": counts[source],
+            "reason": state.last_error_reason if state and failing else "",
         }
+        if audience == SIGNED_IN:
+            sources[source.value] |= {
+                "last_attempt_at": _iso(state.last_attempt_at if state else None),
+                "last_refresh_at": _iso(state.last_refresh_at if state else None),
+                "last_error_at": _iso(last_error_at),
+                "counts": _counts(source),
+            }
     enabled = [report for report in sources.values() if report["configured"]]
+    report = {"status": "ok" if all(report["ok"] for report in enabled) else "degraded", "sources": sources}
+    if audience == PUBLIC:
+        return report
+    report |= {"version": server_version(), "now": _iso(now), "poll_interval_seconds": settings.POLL_INTERVAL_SECONDS}
+    if audience == SIGNED_IN:
+        report["live_count"] = sources[Source.HTH.value]["counts"]["live"]
+    return report
+
+
+def _counts(source: Source) -> dict:
+    if source == Source.HTH:
+        return {"events": Event.objects.count(), "live": Event.objects.filter(status=EventStatus.LIVE).count()}
     return {
-        "status": "ok" if all(report["ok"] for report in enabled) else "degraded",
-        "version": server_version(),
-        "now": _iso(now),
-        "poll_interval_seconds": settings.POLL_INTERVAL_SECONDS,
-        "live_count": counts[Source.HTH]["live"],
-        "sources": sources,
+        "incidents": Incident.objects.count(),
+        "open_incidents": Incident.objects.filter(is_resolved=False).count(),
+        "notes": IncidentNote.objects.filter(deleted=False).count(),
+        "writes_pending": NoteWrite.objects.filter(state=NoteWrite.State.PENDING).count(),
+        "writes_failed": NoteWrite.objects.filter(state__in=[NoteWrite.State.FAILED, NoteWrite.State.CONFLICT]).count(),
     }
 
 

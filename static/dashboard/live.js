@@ -97,14 +97,18 @@
       var source = health.sources[key];
       if (!source.configured || source.ok) return;
       var when = source.last_success_at ? "last synced " + relative(new Date(source.last_success_at)) : "never synced";
-      parts.push((names[key] || key) + " " + when + (source.last_error ? " (" + source.last_error.slice(0, 120) + ")" : ""));
+      parts.push((names[key] || key) + " " + when + (source.reason ? " (" + source.reason + ")" : ""));
     });
     return parts.join("; ") || "data may be out of date";
   }
 
   // ---- /healthz: staleness of the poller and the upstreams, and the server's version ----
+  // A wall is nobody's session: its kiosk key earns it the sync times and short reasons strangers don't get.
+  var kioskKey = new URLSearchParams(location.search).get("key");
+  var healthUrl = kioskKey ? "/healthz?" + new URLSearchParams({ key: kioskKey }) : "/healthz";
+
   function checkHealth() {
-    return fetch("/healthz", { cache: "no-store", credentials: "same-origin" })
+    return fetch(healthUrl, { cache: "no-store", credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (health) {
         if (!health) return null;
