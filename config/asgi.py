@@ -1,4 +1,4 @@
-"""The protocol router: HTTP goes to Django, WebSockets through the origin check and auth."""
+"""The protocol router: HTTP goes to Django, WebSockets through the origin check (scheme, host, port) and auth."""
 
 import os
 
@@ -9,13 +9,13 @@ django_asgi_app = get_asgi_application()  # before anything that imports models
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from dashboard.live import routing  # noqa: E402
+from dashboard.live.origin import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns))),
     }
 )

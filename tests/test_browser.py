@@ -273,7 +273,7 @@ def test_hostile_upstream_ids_and_text_stay_text_on_open_pages(browser, server, 
     assert page.console_errors == [] and wall.console_errors == []
 
 
-def test_sockets_without_credentials_or_from_a_foreign_origin_are_refused(browser, server):
+def test_sockets_without_credentials_or_from_a_foreign_origin_are_refused(browser, server, hth_sim):
     screen = screens.screen_named("Office TV")
     page = new_page(browser)
     page.goto(server.url + "/accounts/login/")
@@ -287,6 +287,8 @@ def test_sockets_without_credentials_or_from_a_foreign_origin_are_refused(browse
     assert page.evaluate(probe, f"{ws}/ws/live/?page=wall").startswith("closed")
     assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.key}") == "open", "the same origin with a kiosk token"
     page.goto(f"http://foreign.test:{server.port}/healthz")  # another site, served from this machine
+    assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.key}").startswith("closed")
+    page.goto(f"{hth_sim.url}/")  # an allowed host name, on another port: another origin all the same
     assert page.evaluate(probe, f"{ws}/ws/live/?page=wall&screen={screen.key}").startswith("closed")
 
 

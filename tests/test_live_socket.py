@@ -25,6 +25,7 @@ from dashboard.upstreams.oneuptime.client import OneUptimeClient
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://localhost:8000")
+HOST = (b"host", b"localhost:8000")
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def run(scenario):
 
 
 def socket(path: str, *headers) -> WebsocketCommunicator:
-    return WebsocketCommunicator(application, path, headers=[ORIGIN, *headers])
+    return WebsocketCommunicator(application, path, headers=[ORIGIN, HOST, *headers])
 
 
 async def sync_events(client):
@@ -122,6 +123,37 @@ def test_a_socket_without_a_session_or_from_a_foreign_origin_is_refused(session_
         assert (await foreign.connect())[0] is False
         no_key_wall = socket("/ws/live/?page=wall")
         assert (await no_key_wall.connect())[0] is False
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "origin, scheme, forwarded_proto, accepted",
+    [
+        ("http://localhost:8000", "ws", None, True),
+        ("http://localhost:9999", "ws", None, False),  # another port is another site
+        ("https://localhost:8000", "ws", None, False),  # so is another scheme
+        ("http://localhost:8000", "wss", None, False),
+        ("https://localhost:8000", "wss", None, True),
+        ("https://localhost:8000", "ws", b"https", True),  # TLS ended at our proxy
+        ("http://127.0.0.1:8000", "ws", None, False),  # an allowed host name, but not this page's
+    ],
+)
+def test_the_origin_must_be_this_site_by_scheme_host_and_port(
+    session_cookie, settings, origin, scheme, forwarded_proto, accepted
+):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    headers = [(b"origin", origin.encode()), HOST, (b"cookie", session_cookie)]
+    if forwarded_proto:
+        headers.append((b"x-forwarded-proto", forwarded_proto))
+
+    async def scenario():
+        communicator = WebsocketCommunicator(application, "/ws/live/?page=dashboard", headers=headers)
+        communicator.scope["scheme"] = scheme
+        connected, _ = await communicator.connect()
+        assert connected is accepted
+        if connected:
+            await communicator.disconnect()
 
     run(scenario)
 
