@@ -6,6 +6,7 @@ class DashboardConfig(AppConfig):
     verbose_name = "Pulseboard"
 
     def ready(self):
-        from dashboard.live import push, transitions
+        from dashboard.live import push, sessions, transitions
 
         transitions.subscribe(push.publish)
+        sessions.listen()

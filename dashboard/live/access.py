@@ -1,16 +1,18 @@
 """Who may listen to what: a WebSocket's page, filters and groups, decided once when it connects.
 
 Logged-in people get the dashboard and timelines; a wall gets its screen's groups through its kiosk
-token. A revoked screen is told so with REVOKED, a code the page reads as "stop retrying".
+token. A revoked screen is told so with REVOKED, a code the page reads as "stop retrying". Each socket
+also learns whose allowance it uses (live/limits.py) and whether a login, which may end, lets it in.
 """
 
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from django.conf import settings
 from django.utils import timezone
 
 from dashboard import id_tokens
-from dashboard.live import push
+from dashboard.live import push, sessions
 from dashboard.models import Incident, Screen
 from dashboard.web.filters import EventFilter
 
@@ -28,6 +30,9 @@ class SocketAccess:
     screen: Screen | None = None
     incident: Incident | None = None
     refusal: int | None = None  # a close code, when the socket may not listen
+    holder: str = ""  # whose allowance of sockets this one uses: "screen.<id>" or "user.<id>"
+    limit: int = 0
+    signed_in: bool = False  # listens by a login, which may end (live/sessions.py)
 
 
 def socket_access(scope) -> SocketAccess:
@@ -36,10 +41,20 @@ def socket_access(scope) -> SocketAccess:
     page = query.get("page", "dashboard")
     user = scope.get("user")
     signed_in = bool(user and user.is_authenticated)
-    if page == "wall":
-        return _wall_access(query.get("screen", ""), signed_in=signed_in)
+    if page == "wall" and query.get("screen"):
+        return _kiosk_access(query["screen"])
     if not signed_in:
         return SocketAccess(refusal=LOGIN_REQUIRED)
+    access = _signed_in_access(page, query)
+    if not access.refusal:
+        access.groups.append(sessions.user_group(user.pk))
+        access.holder, access.limit, access.signed_in = f"user.{user.pk}", settings.LIVE_MAX_SOCKETS_PER_USER, True
+    return access
+
+
+def _signed_in_access(page: str, query: dict[str, str]) -> SocketAccess:
+    if page == "wall":
+        return SocketAccess(page="wall", groups=[push.wall_group("", 1.0), push.wall_incidents_group(1.0)])
     if page == "incident":
         incident_id = query.get("incident", "")
         incident = Incident.objects.filter(upstream_id=incident_id).first() if id_tokens.is_plain(incident_id) else None
@@ -52,11 +67,7 @@ def socket_access(scope) -> SocketAccess:
     )
 
 
-def _wall_access(token: str, *, signed_in: bool) -> SocketAccess:
-    if not token:
-        if not signed_in:
-            return SocketAccess(refusal=LOGIN_REQUIRED)
-        return SocketAccess(page="wall", groups=[push.wall_group("", 1.0), push.wall_incidents_group(1.0)])
+def _kiosk_access(token: str) -> SocketAccess:
     screen = Screen.objects.with_key(token).prefetch_related("panels").first()
     if screen is None or screen.is_revoked:
         return SocketAccess(refusal=REVOKED)
@@ -66,4 +77,6 @@ def _wall_access(token: str, *, signed_in: bool) -> SocketAccess:
         push.wall_incidents_group(screen.text_scale),
         push.screen_group(screen.pk),
     ]
-    return SocketAccess(page="wall", screen=screen, groups=groups)
+    return SocketAccess(
+        page="wall", screen=screen, groups=groups, holder=f"screen.{screen.pk}", limit=settings.LIVE_MAX_SOCKETS_PER_KEY
+    )

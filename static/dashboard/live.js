@@ -10,10 +10,11 @@
   var HEALTH_EVERY_MS = 15000;
   var SILENCE_LIMIT_MS = 50000; // the server sends a heartbeat every 20 s
   var FINISHED_ROW_MS = 60000; // a finished build stays in "Running now" for a minute
-  var REVOKED = 4403, RELOAD = 4100;
+  var REVOKED = 4403, RELOAD = 4100, LOGIN_REQUIRED = 4401, TOO_MANY = 4429;
+  var TOO_MANY_RETRY_MS = 60000; // another tab or TV holds this link's sockets: ask again now and then, not in a loop
   var RETRIED_BY_HTMX = [1006, 1011, 1012, 1013];
 
-  var state = { open: false, connecting: true, revoked: false, lastMessage: Date.now(), failures: 0, health: null, since: null };
+  var state = { open: false, connecting: true, revoked: false, tooMany: false, lastMessage: Date.now(), failures: 0, health: null, since: null };
   var body = document.body;
   var zone = browserZone(body.dataset.timeZone); // a wall's screen zone; otherwise the viewer's own
 
@@ -77,6 +78,7 @@
   function banner() {
     var reason = "";
     if (state.revoked) reason = "";
+    else if (state.tooMany && !state.open) reason = "too many screens are open with this link or login; trying again every minute";
     else if (!state.open && !state.connecting) reason = "connection lost, reconnecting" + (state.since ? " · showing data from " + clock(state.since) : "");
     else if (state.health && state.health.status !== "ok") reason = healthReason(state.health);
     var element = document.getElementById("stale-banner");
@@ -156,6 +158,7 @@
     state.open = true;
     state.connecting = false;
     state.failures = 0;
+    state.tooMany = false;
     state.since = new Date();
     state.lastMessage = Date.now();
     if (firstSinceOpen) checkHealth(); // the snapshot arrived: now find out whether the data behind it is fresh
@@ -174,9 +177,15 @@
       banner();
       return;
     }
+    if (code === TOO_MANY) {
+      state.tooMany = true;
+      banner();
+      setTimeout(reconnect, TOO_MANY_RETRY_MS * (0.75 + Math.random() / 2));
+      return;
+    }
     state.failures += 1;
     banner();
-    if (code === RELOAD) {
+    if (code === RELOAD || code === LOGIN_REQUIRED) { // new settings, or the login ended: the server shows which
       checkHealth().then(function (health) { if (health) location.reload(); else retryLater(); });
       return;
     }

@@ -1,0 +1,70 @@
+"""How many sockets one kiosk key, or one person, may hold open at once.
+
+One key opened on 40 tabs slowed a real wall's connect from 0.11 s to over 2 s, and each socket costs
+a snapshot render. A socket over the limit is accepted and closed at once with TOO_MANY, which the page
+reads as "wait a minute, then try again" (not as an error to retry at once).
+
+Counts live in Redis when REDIS_URL is set, so every daphne process sees them; without Redis, only one
+process serves sockets, and its own memory is the truth. Each claim expires unless the socket's
+heartbeat renews it, so a killed process cannot leave a key locked for long.
+"""
+
+import asyncio
+import time
+import weakref
+
+from django.conf import settings
+
+TOO_MANY = 4429
+CLAIM_SECONDS = 60  # three heartbeats: a live socket always renews in time
+
+# Drop expired claims, count the rest, and add this one if there is room: atomically, for racing connects.
+CLAIM_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+_claims_here: dict[str, dict[str, float]] = {}  # holder -> {channel name: expiry}, without Redis
+_redis_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a client is tied to its event loop
+
+
+async def claim(holder: str, channel: str, *, limit: int) -> bool:
+    """Room for one more socket of `holder` (e.g. "screen.3", "user.7")? Renews the claim if it is already held."""
+    now = time.time()
+    if not settings.REDIS_URL:
+        claims = _claims_here.setdefault(holder, {})
+        for name, expiry in list(claims.items()):
+            if expiry < now:
+                del claims[name]
+        if channel not in claims and len(claims) >= limit:
+            return False
+        claims[channel] = now + CLAIM_SECONDS
+        return True
+    redis = _redis()
+    granted = await redis.eval(CLAIM_SCRIPT, 1, _key(holder), now, now + CLAIM_SECONDS, limit, channel, CLAIM_SECONDS)
+    return bool(granted)
+
+
+async def release(holder: str, channel: str) -> None:
+    if not settings.REDIS_URL:
+        _claims_here.get(holder, {}).pop(channel, None)
+        return
+    await _redis().zrem(_key(holder), channel)
+
+
+def _key(holder: str) -> str:
+    return f"pulseboard:sockets:{holder}"
+
+
+def _redis():
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    if loop not in _redis_by_loop:
+        _redis_by_loop[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    return _redis_by_loop[loop]

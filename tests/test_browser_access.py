@@ -1,0 +1,43 @@
+"""In chromium: logging out in one tab ends the other tab's live page; a link open too often waits quietly."""
+
+import time
+
+import pytest
+
+from dashboard.live import screens
+from tests.processes import base_env
+from tests.test_browser import Server, browser, log_in, new_page, ou_sim, server, staff, wait_live  # noqa: F401
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_logging_out_in_another_tab_takes_the_open_dashboard_to_the_login_page(browser, server, staff):  # noqa: F811
+    page = new_page(browser)
+    log_in(page, server)
+    wait_live(page)
+    other_tab = page.context.new_page()
+    other_tab.goto(server.url + "/")
+    other_tab.click("text=Log out")
+    page.wait_for_url("**/accounts/login/**", timeout=15000)  # the socket closed, the page reloaded
+    assert page.is_visible("input[name=password]")
+
+
+def test_a_wall_over_its_links_limit_says_so_and_does_not_retry_in_a_loop(browser, tmp_path):  # noqa: F811
+    screen = screens.screen_named("Office TV")
+    with open(tmp_path / "server.log", "w") as log:
+        server = Server(base_env(LIVE_MAX_SOCKETS_PER_KEY="1"), log)
+        server.start()
+        try:
+            first = new_page(browser, width=1280, height=720)
+            first.goto(f"{server.url}/wall/?key={screen.key}")
+            wait_live(first)
+            second = new_page(browser, width=1280, height=720)
+            sockets = []
+            second.on("websocket", lambda socket: sockets.append(time.monotonic()))
+            second.goto(f"{server.url}/wall/?key={screen.key}")
+            second.wait_for_selector("#stale-banner:not([hidden]) >> text=too many screens", timeout=15000)
+            second.wait_for_timeout(8000)
+            assert len(sockets) == 1, f"{len(sockets)} connects in 8 s"
+            assert second.url.endswith(screen.key), "no reload loop either"
+        finally:
+            server.stop()
