@@ -1,5 +1,6 @@
 """The pages people look at, rendered from what the sync stored."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -204,3 +205,16 @@ def test_healthz_says_an_unreachable_upstream_is_unreachable_not_where_it_is(cli
 def login(client):
     client.force_login(get_user_model().objects.create_user("viewer", password="x"))
     return True
+
+
+def test_a_screen_added_in_the_admin_shows_its_link_once(client):
+    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.com", "x"))
+    form = {"name": "Lobby", "project": "", "time_zone": "Europe/Helsinki", "text_scale": "1.0"}
+    form |= {f"panels-{field}": value for field, value in {"TOTAL_FORMS": 0, "INITIAL_FORMS": 0}.items()}
+    added = client.post("/admin/dashboard/screen/add/", form, follow=True)
+    link = re.search(r"Kiosk link, shown only now: <a href=\"(http://testserver/wall/\?key=[\w-]+)\"", added.content.decode())
+    assert link, added.content.decode()[-3000:]
+    assert client.get(link.group(1).removeprefix("http://testserver")).status_code == 200
+    screen = Screen.objects.get(name="Lobby")
+    change_page = client.get(f"/admin/dashboard/screen/{screen.pk}/change/").content.decode()
+    assert link.group(1).split("key=")[1] not in change_page and "Shown only when it was made" in change_page
