@@ -5,6 +5,7 @@ import time
 import pytest
 
 from dashboard.live import screens
+from dashboard.models import Screen
 from tests.processes import base_env
 from tests.test_browser import Server, browser, log_in, new_page, ou_sim, server, staff, wait_live  # noqa: F401
 
@@ -41,3 +42,13 @@ def test_a_wall_over_its_links_limit_says_so_and_does_not_retry_in_a_loop(browse
             assert second.url.endswith(screen.key), "no reload loop either"
         finally:
             server.stop()
+
+
+def test_a_zone_the_browser_refuses_does_not_stop_the_walls_clock(browser, server):  # noqa: F811
+    screen = screens.screen_named("Office TV")
+    Screen.objects.filter(pk=screen.pk).update(time_zone="posix/Europe/Helsinki")  # saved before the server checked
+    page = new_page(browser, width=1280, height=720)
+    page.goto(f"{server.url}/wall/?key={screen.key}")
+    wait_live(page)
+    assert page.console_errors == []
+    assert page.locator("time[datetime][title]").count() > 0, "times were rendered, in the viewer's zone"

@@ -218,3 +218,8 @@ def test_a_screen_added_in_the_admin_shows_its_link_once(client):
     screen = Screen.objects.get(name="Lobby")
     change_page = client.get(f"/admin/dashboard/screen/{screen.pk}/change/").content.decode()
     assert link.group(1).split("key=")[1] not in change_page and "Shown only when it was made" in change_page
+
+
+def test_forms_may_post_only_to_this_site(client):
+    policy = client.get("/accounts/login/").headers["Content-Security-Policy"]
+    assert "form-action 'self'" in policy, "an injected <form> must not send what it collects elsewhere"
