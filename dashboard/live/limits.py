@@ -52,7 +52,10 @@ async def claim(holder: str, channel: str, *, limit: int) -> bool:
 
 async def release(holder: str, channel: str) -> None:
     if not settings.REDIS_URL:
-        _claims_here.get(holder, {}).pop(channel, None)
+        claims = _claims_here.get(holder, {})
+        claims.pop(channel, None)
+        if not claims:
+            _claims_here.pop(holder, None)
         return
     await _redis().zrem(_key(holder), channel)
 

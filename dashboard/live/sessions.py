@@ -50,13 +50,14 @@ def still_signed_in(scope) -> bool:
 def _logged_out(sender, request, user, **kwargs):
     if user is not None:
         ended = session_digest(request.session.session_key)
-        transaction.on_commit(lambda: tell_user(user.pk, ended_session=ended))
+        transaction.on_commit(lambda: tell_user(user.pk, ended_session=ended), robust=True)
 
 
 def _user_changed(sender, instance, created=False, update_fields=None, **kwargs):
     if created or (update_fields and set(update_fields) <= {"last_login"}):
         return  # a new user has no sockets; every login saves last_login, which ends no session
-    transaction.on_commit(lambda: tell_user(instance.pk))
+    # robust: a channel layer that is down must not fail the logout or the save (the heartbeat catches up)
+    transaction.on_commit(lambda: tell_user(instance.pk), robust=True)
 
 
 def listen() -> None:
