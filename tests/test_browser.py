@@ -239,7 +239,7 @@ def test_hostile_upstream_ids_and_text_stay_text_on_open_pages(browser, server, 
     log_in(page, server)
     wait_live(page)
     wall = new_page(browser, width=1920, height=1080)
-    wall.goto(f"{server.url}/wall/?key={screen.token}")
+    wall.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(wall)
     before = page.evaluate(DOM_SHAPE)
 

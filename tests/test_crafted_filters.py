@@ -62,7 +62,7 @@ def test_a_crafted_filter_is_ignored_on_the_socket(browser, query):
         socket = WebsocketCommunicator(
             application,
             f"/ws/live/?page=dashboard&{query}",
-            headers=[(b"origin", b"http://localhost:8000"), (b"cookie", cookie)],
+            headers=[(b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000"), (b"cookie", cookie)],
         )
         assert (await socket.connect())[0]
         snapshot = await socket.receive_output(timeout=5)
@@ -84,7 +84,7 @@ def test_a_crafted_incident_id_on_the_socket_is_not_found(browser):
         socket = WebsocketCommunicator(
             application,
             "/ws/live/?page=incident&incident=%00",
-            headers=[(b"origin", b"http://localhost:8000"), (b"cookie", cookie)],
+            headers=[(b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000"), (b"cookie", cookie)],
         )
         assert (await socket.connect())[0]
         assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4404}

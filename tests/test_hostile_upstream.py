@@ -141,7 +141,7 @@ def test_an_incident_id_with_a_slash_does_not_take_the_pages_down(client, caplog
     make_incident(slashed)
     make_incident("plain-1")
     screen = screens.screen_named("Office TV")
-    for path in ("/", "/wall/", f"/wall/?key={screen.token}"):
+    for path in ("/", "/wall/", f"/wall/?key={screen.key}"):
         response = client.get(path)
         assert response.status_code == 200, path
         html = response.content.decode()
@@ -161,10 +161,12 @@ def test_an_incident_id_with_a_slash_does_not_close_the_walls_socket():
 
     async def scenario():
         for path, headers in (
-            (f"/ws/live/?page=wall&screen={screen.token}", []),
+            (f"/ws/live/?page=wall&screen={screen.key}", []),
             ("/ws/live/?page=dashboard", [(b"cookie", cookie)]),
         ):
-            socket = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://localhost:8000"), *headers])
+            socket = WebsocketCommunicator(
+                application, path, headers=[(b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000"), *headers]
+            )
             assert (await socket.connect())[0]
             snapshot = await socket.receive_output(timeout=5)
             assert snapshot["type"] == "websocket.send" and 'data-incident-id="a/b"' in snapshot["text"], snapshot
