@@ -15,7 +15,7 @@ def hash_existing_keys(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dashboard", "0004_screen_validation"),
+        ("dashboard", "0007_hook_deliveries"),
     ]
 
     operations = [
