@@ -130,6 +130,7 @@ AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_FORM_FIELD = "username"  # axes' default is a lazy object that the DEBUG page's URL masking cannot read
 # The client's address: X-Forwarded-For only from our own proxy; otherwise anyone could pick a fresh one.
 AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if BEHIND_HTTPS_PROXY else ("REMOTE_ADDR",)
 AXES_IPWARE_PROXY_COUNT = 1 if BEHIND_HTTPS_PROXY else None
