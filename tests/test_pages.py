@@ -143,8 +143,8 @@ def test_existing_kiosk_links_keep_working_after_the_keys_are_hashed(client, tra
     from django.db.migrations.executor import MigrationExecutor
 
     executor = MigrationExecutor(connection)
-    executor.migrate([("dashboard", "0007_hook_deliveries")])
-    old_apps = executor.loader.project_state([("dashboard", "0007_hook_deliveries")]).apps
+    executor.migrate([("dashboard", "0008_incident_deleted_transition")])
+    old_apps = executor.loader.project_state([("dashboard", "0008_incident_deleted_transition")]).apps
     old_apps.get_model("dashboard", "Screen").objects.create(name="Old TV", token="an-old-kiosk-key")
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())

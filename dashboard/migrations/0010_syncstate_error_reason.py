@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dashboard', '0008_screen_key_hash'),
+        ('dashboard', '0009_screen_key_hash'),
     ]
 
     operations = [

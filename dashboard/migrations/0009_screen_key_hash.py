@@ -15,7 +15,7 @@ def hash_existing_keys(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dashboard", "0007_hook_deliveries"),
+        ("dashboard", "0008_incident_deleted_transition"),
     ]
 
     operations = [
