@@ -97,7 +97,7 @@ def wall_messages(*, projects: set[str], now) -> list[Message]:
     messages = []
     for project, scale in _wall_audiences(projects):
         context = pages.wall_context(screen=_screen_like(project, scale), now=now)
-        html = pages.render_parts(pages.WALL, ["wall-builds", "wall-activity", "wall-status"], context)
+        html = pages.render_parts(pages.WALL, ["wall-builds", "wall-activity", "wall-strip-builds", "wall-status"], context)
         messages.append(Message(wall_group(project, scale), html))
     return messages
 
@@ -108,7 +108,10 @@ def incident_messages(incidents, *, now) -> list[Message]:
     for scale in {scale for _, scale in _wall_audiences(set())}:
         context = pages.wall_context(screen=_screen_like("", scale), now=now)
         messages.append(
-            Message(wall_incidents_group(scale), pages.render_parts(pages.WALL, ["wall-incidents", "wall-status"], context))
+            Message(
+                wall_incidents_group(scale),
+                pages.render_parts(pages.WALL, ["wall-incidents", "wall-strip-incidents", "wall-status"], context),
+            )
         )
     for incident in incidents:
         html = pages.render_parts(pages.INCIDENT, ["incident-header", "timeline"], pages.incident_context(incident=incident))

@@ -1,9 +1,11 @@
 import functools
 import logging
 import re
+from html import unescape
 
 from django import template
 from django.urls import reverse
+from django.utils.html import strip_tags
 
 from dashboard import id_tokens
 from dashboard.models import Event, Incident
@@ -104,3 +106,64 @@ def first_line(text: str) -> str:
         if line.strip():
             return line.strip().lstrip("#").strip()
     return ""
+
+
+# Our own palette (pulseboard.css, contrast-checked in tests/test_palette.py), chosen by name, never upstream's
+# colours, and a symbol beside each so state reads without colour too.
+SEVERITY_TONES = {"critical": "bad", "major": "warn", "minor": "caution"}
+SEVERITY_MARKS = {"critical": "‼", "major": "!", "minor": "·"}
+STATE_TONES = {
+    "created": "bad",
+    "investigating": "bad",
+    "identified": "warn",
+    "acknowledged": "warn",
+    "monitoring": "info",
+    "resolved": "ok",
+}
+BLOCK_END = re.compile(r"<(?:/p|br|/li|/h\d|/pre|/tr|/td|/th|/blockquote)\b[^>]*>")
+BUILD_MARKS = {"failed": "✗", "stalled": "⏸", "running": "▶", "passed": "✓"}
+
+
+@register.filter
+def severity_tone(name: str) -> str:
+    return SEVERITY_TONES.get((name or "").strip().lower(), "neutral")
+
+
+@register.filter
+def severity_mark(name: str) -> str:
+    return SEVERITY_MARKS.get((name or "").strip().lower(), "")
+
+
+@register.filter
+def state_tone(name: str) -> str:
+    return STATE_TONES.get((name or "").strip().lower(), "neutral")
+
+
+@register.filter
+def state_mark(state: str) -> str:
+    return BUILD_MARKS.get(state, "")
+
+
+@register.filter
+def plain(text: str) -> str:
+    """A note as one line of words: rendered, sanitized, then stripped of tags, so no markdown syntax shows."""
+    html = BLOCK_END.sub(" ", render_markdown(text or ""))
+    return " ".join(unescape(strip_tags(html)).split())  # plain text: the template escapes it again
+
+
+@register.filter
+def span(duration) -> str:
+    """A duration the way people say it: "42 s", "4 min 12 s", "2 h 5 min", "3 d 4 h"."""
+    if duration is None:
+        return ""
+    seconds = max(0, int(duration.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {seconds} s"
+    return f"{seconds} s"

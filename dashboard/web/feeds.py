@@ -4,6 +4,7 @@ Views, the WebSocket snapshot and live/push.py all build their context here, so 
 after a reconnect and its live updates always agree.
 """
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +17,11 @@ from dashboard.web.filters import EventFilter, moment
 
 FEED_PAGE_SIZE = 50
 RECENT_RESULTS = timedelta(hours=24)
-WALL_ROWS = {"builds": 7, "results": 8, "incidents": 4, "activity": 12}
+# The most rows a wall is sent; the page shows what fits its screen and counts the rest as "+N more".
+WALL_ROWS = {"builds": 40, "incidents": 30, "activity": 40}
+RECENT_RUNS = 5  # finished runs of a pipeline that predict how long its running build will take
+SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
+STATE_RANK = {"created": 0, "investigating": 0, "identified": 1, "acknowledged": 2, "monitoring": 3}
 CURSOR = re.compile(r"(?P<timestamp>[^~]+)~(?P<pk>[0-9]{1,18})")  # timestamp~id; 18 digits fit a bigint
 CHOICES = {
     "projects": "project",
@@ -79,13 +84,26 @@ def live_events(*, event_filter: EventFilter) -> QuerySet[Event]:
 
 
 def open_incidents() -> list[Incident]:
-    """Unresolved incidents, newest first, each with its notes newest first (`recent_notes`)."""
+    """Unresolved incidents, worst first (see `incident_rank`), each with its notes newest first (`recent_notes`)."""
     notes = IncidentNote.objects.filter(deleted=False).order_by("-posted_at", "-pk")
-    return list(
+    incidents = list(
         Incident.objects.filter(is_resolved=False)
         .order_by("-declared_at", "-pk")
         .prefetch_related(Prefetch("notes", queryset=notes, to_attr="recent_notes"))
     )
+    incidents.sort(key=incident_rank)  # stable: equal ranks stay newest first
+    return incidents
+
+
+def severity_rank(incident: Incident) -> int:
+    return SEVERITY_RANK.get(incident.severity.strip().lower(), len(SEVERITY_RANK))
+
+
+def incident_rank(incident: Incident) -> tuple:
+    """Severity, then state (nobody on it yet comes first), then age (oldest first): the worst is never cut off."""
+    state = STATE_RANK.get(incident.state.strip().lower(), len(STATE_RANK))
+    declared = incident.declared_at.timestamp() if incident.declared_at else float("inf")
+    return (severity_rank(incident), state, declared)
 
 
 def timeline(incident: Incident) -> list[IncidentNote]:
@@ -94,34 +112,95 @@ def timeline(incident: Incident) -> list[IncidentNote]:
 
 
 @dataclass(frozen=True)
+class BuildTile:
+    """One pipeline (project, repository, build name) on the wall: its newest run and what to expect of it."""
+
+    key: str  # a stable DOM id, so a push changes the tile in place
+    run: Event
+    state: str  # failed, stalled, running or passed
+    typical: timedelta | None  # the median of the pipeline's recent finished runs
+
+    @property
+    def duration(self) -> timedelta | None:
+        return _duration(self.run)
+
+    @property
+    def expected_end(self) -> datetime | None:
+        """When a running build should finish, going by its pipeline's recent runs; the page counts down to it."""
+        return self.run.timestamp + self.typical if self.state == "running" and self.typical else None
+
+    @property
+    def number(self) -> str:
+        """The CI's build number, from the last numeric part of the build's link (".../job/x/412")."""
+        for url in self.run.resources or []:
+            last = str(url).rstrip("/").rsplit("/", 1)[-1]
+            if last.isdigit():
+                return last
+        return ""
+
+    @property
+    def commit(self) -> str:
+        commits = self.run.commits or []
+        first = commits[0] if commits else self.run.last_commit
+        sha = first.get("id") if isinstance(first, dict) else first
+        return str(sha)[:8] if sha else ""
+
+    @property
+    def branch(self) -> str:
+        bookmarks = [str(b) for b in self.run.bookmarks or [] if b]
+        return self.run.ref or (bookmarks[0] if bookmarks else "")
+
+
+@dataclass(frozen=True)
 class WallBuilds:
-    running: list[Event]
-    running_more: int
-    results: list[Event]
-    results_more: int
-    failures: int
+    tiles: list[BuildTile]
+    more: int  # pipelines not sent at all
+    failing: int
+    running: int
+    stalled: int
+
+
+TILE_ORDER = {"failed": 0, "stalled": 1, "running": 2, "passed": 3}
 
 
 def wall_builds(*, project: str = "", now: datetime, rows: dict[str, int] = WALL_ROWS) -> WallBuilds:
-    """Running and stalled builds, then the last result of every other build, failures first."""
+    """A tile per pipeline seen in the last day: failures first, then stalled, running, passed; by name within each."""
     builds = Event.objects.filter(target="build")
     if project:
         builds = builds.filter(project=project)
-    running = list(builds.filter(status__in=[EventStatus.LIVE, EventStatus.STALE]).order_by("-timestamp", "-pk")[:100])
-    running_keys = {_build_key(event) for event in running}
-    recent = builds.filter(status__in=[EventStatus.COMPLETED, EventStatus.FAILED], timestamp__gte=now - RECENT_RESULTS)
-    latest: dict[tuple, Event] = {}
-    for event in recent.order_by("-timestamp", "-pk")[:500]:
-        latest.setdefault(_build_key(event), event)
-    results = [event for key, event in latest.items() if key not in running_keys]
-    results.sort(key=lambda event: (event.status != EventStatus.FAILED, -event.timestamp.timestamp()))
+    unfinished = Q(status__in=[EventStatus.LIVE, EventStatus.STALE])
+    runs: dict[tuple, list[Event]] = {}
+    for event in builds.filter(unfinished | Q(timestamp__gte=now - RECENT_RESULTS)).order_by("-timestamp", "-pk")[:1000]:
+        runs.setdefault(_build_key(event), []).append(event)
+    tiles = []
+    for key, pipeline in runs.items():
+        newest = pipeline[0]
+        state = {EventStatus.FAILED: "failed", EventStatus.STALE: "stalled", EventStatus.LIVE: "running"}.get(
+            newest.status, "passed"
+        )
+        finished = [d for d in (_duration(run) for run in pipeline if run.status == EventStatus.COMPLETED) if d]
+        typical = sorted(finished[:RECENT_RUNS])[len(finished[:RECENT_RUNS]) // 2] if finished else None
+        tiles.append(BuildTile(key=_tile_id(key), run=newest, state=state, typical=typical))
+    tiles.sort(key=lambda tile: (TILE_ORDER[tile.state], [part.lower() for part in _build_key(tile.run)]))
+    count = {state: sum(tile.state == state for tile in tiles) for state in TILE_ORDER}
     return WallBuilds(
-        running=running[: rows["builds"]],
-        running_more=max(0, len(running) - rows["builds"]),
-        results=results[: rows["results"]],
-        results_more=max(0, len(results) - rows["results"]),
-        failures=sum(event.status == EventStatus.FAILED for event in results),
+        tiles=tiles[: rows["builds"]],
+        more=max(0, len(tiles) - rows["builds"]),
+        failing=count["failed"],
+        running=count["running"] + count["stalled"],
+        stalled=count["stalled"],
     )
+
+
+def _duration(event: Event) -> timedelta | None:
+    if event.status in (EventStatus.LIVE, EventStatus.STALE) or not event.updated_at:
+        return None
+    duration = event.updated_at - event.timestamp
+    return duration if duration > timedelta(0) else None
+
+
+def _tile_id(key: tuple) -> str:
+    return "tile-" + hashlib.blake2s("\x1f".join(key).encode(), digest_size=8).hexdigest()
 
 
 def wall_activity(*, project: str = "", limit: int = WALL_ROWS["activity"]) -> list[Event]:
@@ -148,9 +227,8 @@ def screen_panels(screen: Screen | None) -> list[dict]:
 
 
 def wall_rows(screen: Screen | None) -> dict[str, int]:
-    """Bigger text means fewer rows: the wall shows "+N more" rather than shrinking anything."""
-    scale = max(0.5, min(3.0, screen.text_scale if screen else 1.0))
-    return {name: max(1, int(count / scale)) for name, count in WALL_ROWS.items()}
+    """The most rows sent; live.js shows what fits and counts the rest, so bigger text means fewer rows, never smaller text."""
+    return dict(WALL_ROWS)
 
 
 def _build_key(event: Event) -> tuple:

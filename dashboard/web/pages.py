@@ -46,9 +46,13 @@ def wall_context(*, screen: Screen | None, now: datetime) -> dict:
         "screen": screen,
         "panels": feeds.screen_panels(screen),
         "builds": feeds.wall_builds(project=project, now=now, rows=rows),
-        "incidents": incidents,
-        "incident_rows": f":{rows['incidents']}",
+        "incidents": incidents[: rows["incidents"]],
         "incidents_more": max(0, len(incidents) - rows["incidents"]),
+        "incident_counts": {
+            "open": len(incidents),
+            "critical": sum(feeds.severity_rank(incident) == 0 for incident in incidents),
+            "major": sum(feeds.severity_rank(incident) == 1 for incident in incidents),
+        },
         "activity": feeds.wall_activity(project=project, limit=rows["activity"]),
         "now": now,
     }
@@ -70,9 +74,8 @@ def snapshot(
         return render_parts(INCIDENT, ["incident-header", "timeline"], incident_context(incident=incident))
     context = wall_context(screen=screen, now=now)
     shown = {panel["panel"] for panel in context["panels"]}
-    return render_parts(
-        WALL, [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown] + ["wall-status"], context
-    )
+    parts = [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown]
+    return render_parts(WALL, [*parts, "wall-strip-builds", "wall-strip-incidents", "wall-status"], context)
 
 
 def render_parts(template: str, partials: list[str], context: dict) -> str:

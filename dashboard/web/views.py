@@ -34,7 +34,7 @@ def wall(request):
     key = request.GET.get("key", "")
     screen = feeds.screen_for(key)
     if key and (screen is None or screen.is_revoked):
-        return render(request, "dashboard/screen_revoked.html", status=403)
+        return render(request, "dashboard/screen_revoked.html", {"unknown": screen is None}, status=403)
     if screen is None and not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     return render(request, pages.WALL, pages.wall_context(screen=screen, now=timezone.now()))

@@ -14,7 +14,7 @@
   var TOO_MANY_RETRY_MS = 60000; // another tab or TV holds this link's sockets: ask again now and then, not in a loop
   var RETRIED_BY_HTMX = [1006, 1011, 1012, 1013];
 
-  var state = { open: false, connecting: true, revoked: false, tooMany: false, lastMessage: Date.now(), failures: 0, health: null, since: null };
+  var state = { open: false, connecting: true, revoked: false, tooMany: false, lastMessage: Date.now(), lastData: 0, failures: 0, health: null, since: null };
   var body = document.body;
   var zone = browserZone(body.dataset.timeZone); // a wall's screen zone; otherwise the viewer's own
 
@@ -25,38 +25,80 @@
     try { new Intl.DateTimeFormat(undefined, { timeZone: name }); return name; } catch (error) { return undefined; }
   }
 
-  // ---- time: relative text, absolute time with its zone on hover ----
+  // ---- time: 24-hour, with the zone's name; relative text beside or on hover ----
+  var formats = {};
+  function format(name, options) {
+    if (!formats[name]) formats[name] = new Intl.DateTimeFormat(undefined, Object.assign({ hourCycle: "h23", timeZone: zone }, options));
+    return formats[name];
+  }
   function absolute(date) {
-    return new Intl.DateTimeFormat(undefined, {
-      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
-      timeZone: zone, timeZoneName: "short",
-    }).format(date);
+    return format("absolute", { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" }).format(date);
   }
   function clock(date) {
-    return new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: zone, timeZoneName: "short" }).format(date);
+    return format("clock", { hour: "2-digit", minute: "2-digit", second: "2-digit" }).format(date);
+  }
+  function zoneName(date) {
+    var part = format("zone", { timeZoneName: "short" }).formatToParts(date).filter(function (p) { return p.type === "timeZoneName"; })[0];
+    return part ? part.value : "";
+  }
+  function span(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return seconds + " s";
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min";
+    var hours = Math.floor(minutes / 60);
+    if (hours < 48) return hours + " h " + (minutes % 60) + " min";
+    return Math.floor(hours / 24) + " d " + (hours % 24) + " h";
   }
   function relative(date) {
-    var seconds = Math.round((Date.now() - date.getTime()) / 1000);
-    if (seconds < 45) return "just now";
-    var minutes = Math.round(seconds / 60);
-    if (minutes < 60) return minutes + " min ago";
-    var hours = Math.round(minutes / 60);
-    if (hours < 48) return hours + " h ago";
-    return Math.round(hours / 24) + " days ago";
+    var seconds = (Date.now() - date.getTime()) / 1000;
+    return seconds < -30 ? "in " + span(-seconds) : span(seconds) + " ago";
   }
+  var timeText = {
+    ago: relative,
+    both: function (date) { return absolute(date) + " · " + relative(date); },
+    duration: function (date) { return span((Date.now() - date.getTime()) / 1000); },
+    remaining: function (date) {
+      var left = (date.getTime() - Date.now()) / 1000;
+      return left > 0 ? "~" + span(left) + " left" : "over by " + span(-left);
+    },
+    updated: function (date) { return relative(new Date(Math.max(date.getTime(), state.lastData))); },
+  };
   function renderTimes(root) {
     (root || document).querySelectorAll("time[datetime]").forEach(function (element) {
       var date = new Date(element.getAttribute("datetime"));
       if (isNaN(date)) return;
       element.title = absolute(date);
-      element.textContent = element.classList.contains("clock") ? clock(date) : relative(date);
+      element.textContent = (timeText[element.dataset.format] || relative)(date);
     });
   }
+  function tick() {
+    var now = new Date();
+    var element = document.getElementById("clock");
+    if (element) element.textContent = clock(now);
+    var zoneElement = document.getElementById("clock-zone");
+    if (zoneElement && zone) zoneElement.textContent = zone === "UTC" ? "UTC" : zone.replace(/_/g, " ") + " (" + zoneName(now) + ")";
+    renderTimes(document);
+  }
 
-  // ---- upstream colours (CSP forbids inline styles in markup; the CSSOM is fine) ----
+  // ---- colours (CSP forbids inline styles in markup; the CSSOM is fine) ----
+  // An upstream colour without a tone of ours gets black or white text, whichever contrasts more.
+  function luminance(hex) {
+    if (hex.length < 7) hex = "#" + hex.slice(1).split("").map(function (c) { return c + c; }).join("");
+    return [1, 3, 5].map(function (i) {
+      var c = parseInt(hex.slice(i, i + 2), 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    }).reduce(function (sum, c, i) { return sum + c * [0.2126, 0.7152, 0.0722][i]; }, 0);
+  }
   function applyColors(root) {
-    (root || document).querySelectorAll("[data-color]").forEach(function (element) {
-      if (/^#[0-9a-fA-F]{3,8}$/.test(element.dataset.color)) element.style.setProperty("--badge-color", element.dataset.color);
+    (root || document).querySelectorAll("[data-color]:not([data-tone])").forEach(function (element) {
+      var color = element.dataset.color;
+      if (!/^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/.test(color)) return;
+      element.style.setProperty("--badge-color", color);
+      element.style.setProperty("--badge-text", (luminance(color) + 0.05) / 0.05 >= 1.05 / (luminance(color) + 0.05) ? "#000" : "#fff");
+    });
+    (root || document).querySelectorAll("[data-progress]").forEach(function (element) {
+      element.style.setProperty("--progress", String(Math.max(0, Math.min(100, parseInt(element.dataset.progress, 10) || 0)) / 100));
     });
   }
 
@@ -64,6 +106,7 @@
     renderTimes(root);
     applyColors(root);
     finishRows();
+    fit();
   }
 
   // ---- finished builds leave the live panel after a while ----
@@ -74,22 +117,25 @@
     });
   }
 
-  // ---- the stale banner ----
+  // ---- the stale banner: only on pages with a socket, never for a revoked or unknown kiosk link ----
   function banner() {
     var reason = "";
-    if (state.revoked) reason = "";
-    else if (state.tooMany && !state.open) reason = "too many screens are open with this link or login; trying again every minute";
-    else if (!state.open && !state.connecting) reason = "connection lost, reconnecting" + (state.since ? " · showing data from " + clock(state.since) : "");
-    else if (state.health && state.health.status !== "ok") reason = healthReason(state.health);
+    if (state.revoked || !socketElement()) reason = "";
+    else if (state.tooMany && !state.open) reason = "Not live: too many screens are open with this link or login; trying again every minute";
+    else if (!state.open && !state.connecting) {
+      reason = state.since
+        ? "Not live since " + clock(state.since) + " " + zoneName(state.since) + ": connection lost, reconnecting…"
+        : "Not live: cannot reach the server, retrying…";
+    } else if (state.open && state.health && state.health.status !== "ok") reason = "Data may be out of date: " + healthReason(state.health);
     var element = document.getElementById("stale-banner");
     if (!element) return;
     element.hidden = !reason;
     element.querySelector(".stale-reason").textContent = reason;
     body.classList.toggle("is-stale", !!reason);
     var connection = document.getElementById("connection");
-    if (connection) {
-      connection.dataset.state = state.open ? (reason ? "stale" : "live") : "down";
-      connection.textContent = state.open ? (reason ? "stale" : "live") : "reconnecting…";
+    if (connection && socketElement()) {
+      connection.dataset.state = state.open ? (reason ? "stale" : "live") : state.connecting ? "connecting" : "down";
+      connection.textContent = state.open ? (reason ? "stale" : "live") : state.connecting ? "connecting…" : "not live";
     }
   }
   function healthReason(health) {
@@ -160,7 +206,7 @@
     state.failures = 0;
     state.tooMany = false;
     state.since = new Date();
-    state.lastMessage = Date.now();
+    state.lastMessage = state.lastData = Date.now();
     if (firstSinceOpen) checkHealth(); // the snapshot arrived: now find out whether the data behind it is fresh
     banner();
   });
@@ -206,15 +252,129 @@
     if (!body.classList.contains("wall-page")) return;
     var scale = parseFloat(body.dataset.textScale || "1");
     if (scale > 0) document.documentElement.style.setProperty("--scale", String(scale));
+    window.addEventListener("resize", fit);
+    if (document.fonts) document.fonts.ready.then(fit);
     var slots = Array.prototype.slice.call(document.querySelectorAll("[data-panel-slot]"));
     if (body.dataset.rotate !== "true" || slots.length < 2) return;
     var index = 0;
     function show() {
       slots.forEach(function (slot, position) { slot.hidden = position !== index; });
+      fit();
       var dwell = parseInt(slots[index].dataset.dwell || "20", 10);
       setTimeout(function () { index = (index + 1) % slots.length; show(); }, Math.max(3, dwell) * 1000);
     }
     show();
+  }
+
+  // Rows are counted from the space each panel really has: whatever does not fit whole is hidden and
+  // counted in the panel's "+N more", which sits at the panel's foot. The server orders rows worst first.
+  function fit() {
+    document.querySelectorAll(".wall .fit").forEach(function (list) {
+      if (list.offsetParent === null) return; // a rotating panel that is not showing
+      var items = Array.prototype.slice.call(list.querySelectorAll(":scope > [data-fit-item]"));
+      var more = list.parentElement.querySelector("[data-more]");
+      var extra = parseInt(list.dataset.extra || "0", 10) || 0;
+      items.forEach(function (item) { item.hidden = false; });
+      if (more) { more.textContent = "+" + (items.length + extra) + " " + (list.dataset.moreLabel || "more"); more.hidden = false; }
+      var limit = list.clientHeight + 1;
+      var cut = items.findIndex(function (item) { return item.offsetTop + item.offsetHeight > limit; });
+      var hidden = cut < 0 ? 0 : items.length - cut;
+      items.slice(cut < 0 ? items.length : cut).forEach(function (item) { item.hidden = true; });
+      if (more) {
+        more.hidden = hidden + extra === 0;
+        more.textContent = "+" + (hidden + extra) + " " + (list.dataset.moreLabel || "more");
+      }
+    });
+  }
+
+  // A pushed panel changes in place: tiles keep their elements, so progress bars glide and nothing jumps.
+  function morph(from, to) {
+    Array.prototype.slice.call(from.attributes).forEach(function (attribute) {
+      if (attribute.name !== "style" && attribute.name !== "hidden" && !to.hasAttribute(attribute.name)) from.removeAttribute(attribute.name);
+    });
+    Array.prototype.slice.call(to.attributes).forEach(function (attribute) {
+      if (from.getAttribute(attribute.name) !== attribute.value) from.setAttribute(attribute.name, attribute.value);
+    });
+    var byId = {};
+    Array.prototype.forEach.call(from.children, function (child) { if (child.id) byId[child.id] = child; });
+    var wanted = Array.prototype.slice.call(to.childNodes).map(function (fresh, index) {
+      var old = fresh.id ? byId[fresh.id] : null;
+      var same = from.childNodes[index];
+      if (!old && !fresh.id && same && !same.id && same.nodeName === fresh.nodeName) old = same;
+      if (!old) return fresh;
+      if (old.nodeType === 1) morph(old, fresh);
+      else if (old.nodeValue !== fresh.nodeValue) old.nodeValue = fresh.nodeValue;
+      return old;
+    });
+    wanted.forEach(function (node, index) {
+      if (from.childNodes[index] !== node) from.insertBefore(node, from.childNodes[index] || null);
+    });
+    while (from.childNodes.length > wanted.length) from.removeChild(from.lastChild);
+  }
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target;
+    var fresh = event.detail.fragment && event.detail.fragment.firstElementChild;
+    if (!body.classList.contains("wall-page") || !fresh || !target.id || fresh.id !== target.id) return;
+    event.detail.shouldSwap = false;
+    morph(target, fresh);
+  });
+
+  // ---- the dashboard: a "N new events" pill while scrolled down, and a feed that trims itself ----
+  var FEED_KEEP = 200;
+  var unseen = 0;
+  function pill() {
+    var button = document.getElementById("new-events");
+    if (!button) return;
+    button.hidden = unseen === 0;
+    button.textContent = "↑ " + unseen + " new event" + (unseen === 1 ? "" : "s");
+  }
+  function feedScrolledAway() {
+    var feed = document.getElementById("feed");
+    return !!feed && feed.getBoundingClientRect().top < -40;
+  }
+  function trimFeed() {
+    var feed = document.getElementById("feed");
+    if (!feed) return;
+    var rows = feed.querySelectorAll(":scope > .event");
+    if (rows.length <= FEED_KEEP) return;
+    for (var i = rows.length - 1; i >= FEED_KEEP; i--) rows[i].remove();
+    // The "Older events" link now starts after the last row still shown, so nothing is skipped.
+    var last = rows[FEED_KEEP - 1];
+    var params = new URLSearchParams(location.search);
+    params.set("before", last.dataset.cursor);
+    var more = document.getElementById("feed-more");
+    if (!more) {
+      more = document.createElement("li");
+      more.id = "feed-more";
+      more.className = "more";
+      more.appendChild(document.createElement("a")).textContent = "Older events";
+      feed.insertBefore(more, feed.querySelector(":scope > .empty"));
+    }
+    var link = more.querySelector("a");
+    link.setAttribute("href", "?" + params);
+    link.setAttribute("hx-get", "?" + params);
+    link.setAttribute("hx-target", "#feed-more");
+    link.setAttribute("hx-swap", "outerHTML");
+    htmx.process(link);
+  }
+  function setupDashboard() {
+    var column = document.querySelector(".feed-column");
+    var button = document.getElementById("new-events");
+    if (!column || !button) return;
+    new MutationObserver(function (changes) {
+      var fresh = 0;
+      changes.forEach(function (change) {
+        change.addedNodes.forEach(function (node) { if (node.nodeType === 1 && node.classList.contains("is-new")) fresh += 1; });
+      });
+      if (fresh && feedScrolledAway()) { unseen += fresh; pill(); }
+      if (fresh) trimFeed();
+    }).observe(column, { childList: true, subtree: true });
+    window.addEventListener("scroll", function () { if (unseen && !feedScrolledAway()) { unseen = 0; pill(); } }, { passive: true });
+    button.addEventListener("click", function () {
+      document.getElementById("feed-heading").scrollIntoView({ behavior: "smooth" });
+      unseen = 0;
+      pill();
+    });
   }
 
   document.addEventListener("htmx:afterSettle", function (event) { refresh(event.target); });
@@ -222,9 +382,11 @@
   document.addEventListener("DOMContentLoaded", function () {
     refresh(document);
     setupWall();
+    setupDashboard();
     banner();
     checkHealth();
-    setInterval(function () { renderTimes(document); }, 30000);
+    tick();
+    setInterval(tick, 1000);
     setInterval(checkHealth, HEALTH_EVERY_MS);
     setTimeout(function () { state.connecting = false; banner(); }, 8000); // a first connect that never comes is news
   });

@@ -1,0 +1,89 @@
+"""The wall as people across the room see it: Debian's chromium at TV and laptop sizes, against a real server.
+
+Uses the fixtures of tests/test_browser.py (chromium, `manage.py serve`, the simulators).
+"""
+
+import pytest
+
+from dashboard.live import screens
+from tests import test_browser
+from tests.test_browser import keep_screenshot, new_page, wait_live
+
+browser, server, ou_sim = test_browser.browser, test_browser.server, test_browser.ou_sim  # the fixtures, shared
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+VIEWPORTS = [(1280, 720), (1920, 1080), (3840, 2160)]
+
+# Every visible block of the wall that must sit wholly inside its panel and the viewport.
+OVERFLOWS = """() => {
+    const view = {left: 0, top: 0, right: innerWidth, bottom: innerHeight};
+    const blocks = document.querySelectorAll(
+        '.status-strip, .status-strip > *, .panel > *, .panel [data-fit-item], .panel .empty');
+    const out = [];
+    for (const element of blocks) {
+        if (element.closest('[hidden]') || !element.getClientRects().length) continue;
+        const r = element.getBoundingClientRect();
+        const slot = element.closest('.panel-slot');
+        for (const box of [view, slot ? slot.getBoundingClientRect() : view]) {
+            if (r.left < box.left - 1 || r.top < box.top - 1 || r.right > box.right + 1 || r.bottom > box.bottom + 1) {
+                out.push(element.className + ' ' + JSON.stringify([r.left, r.top, r.right, r.bottom]));
+                break;
+            }
+        }
+    }
+    if (document.documentElement.scrollWidth > innerWidth || document.documentElement.scrollHeight > innerHeight)
+        out.push('the page scrolls');
+    return out;
+}"""
+
+# The smallest font size of any element that shows text of its own.
+SMALLEST_TEXT = """() => {
+    let smallest = Infinity, where = '';
+    for (const element of document.querySelectorAll('body *')) {
+        if (element.closest('[hidden]') || !element.getClientRects().length) continue;
+        const own = [...element.childNodes].some(node => node.nodeType === 3 && node.nodeValue.trim());
+        if (!own) continue;
+        const size = parseFloat(getComputedStyle(element).fontSize);
+        if (size < smallest) { smallest = size; where = element.tagName + '.' + element.className; }
+    }
+    return [smallest, where];
+}"""
+
+
+def add_incidents(ou_sim):
+    """Six open incidents; the only Critical one is the oldest, so newest-first would have cut it off."""
+    critical = ou_sim.add_incident("Database primary unreachable", state="Acknowledged", severity="Critical")
+    ou_sim.add_note(
+        critical["_id"], "## Identified\n\nFailover in progress:\n\n```\npg_ctl promote\n```\n" + "More detail. " * 40
+    )
+    for number in range(5):
+        minor = ou_sim.add_incident(f"Slow thumbnails in region {number}", state="Created", severity="Minor")
+        ou_sim.add_note(minor["_id"], f"Looking into it ({number}).")
+    return critical
+
+
+@pytest.mark.parametrize("width,height", VIEWPORTS)
+def test_the_wall_fits_the_screen_reads_from_across_the_room_and_shows_the_worst_first(
+    browser, server, hth_sim, ou_sim, width, height
+):
+    critical = add_incidents(ou_sim)
+    for number in range(12):
+        hth_sim.start_build(project="atlas", repository=f"service-{number}", name="Release")
+    screen = screens.screen_named("Office TV")
+    page = new_page(browser, width=width, height=height)
+    page.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(page)
+    page.wait_for_selector(f'#wall-incidents [data-incident-id="{critical["_id"]}"]', timeout=20000)
+    page.wait_for_function("() => document.querySelectorAll('#wall-builds [data-live]').length >= 12", timeout=20000)
+    page.wait_for_timeout(500)
+    assert page.is_visible(f'#wall-incidents [data-incident-id="{critical["_id"]}"]'), "the worst incident is on screen"
+    assert page.evaluate(OVERFLOWS) == []
+    smallest, where = page.evaluate(SMALLEST_TEXT)
+    print(f"{width}x{height}: smallest text {smallest:.1f} px ({smallest / height:.2%} of the height) in {where}")
+    assert smallest >= 0.024 * height - 0.05, where
+    more = page.inner_text("#wall-builds [data-more]")
+    assert more.startswith("+") and page.is_visible("#wall-builds [data-more]"), "what does not fit is counted, in view"
+    assert page.console_errors == []
+    if (width, height) == (1920, 1080):
+        keep_screenshot(page, "wall-failing")
