@@ -169,10 +169,14 @@ def test_a_progress_bump_moves_the_open_wall_without_a_reload(browser, server, h
     build = hth_sim.start_build(project="luotsi", repository="chef", name="Release")
     page.wait_for_selector(f'#wall-builds [data-event-id="{build}"]', timeout=15000)
     hth_sim.set_progress(build, 55)
-    page.wait_for_selector(f'#wall-builds [data-event-id="{build}"] progress[value="55"]', timeout=15000)
+    page.evaluate(f"window.__tile = document.querySelector('#wall-builds [data-event-id=\"{build}\"]')")
+    page.wait_for_selector(f'#wall-builds [data-event-id="{build}"] [data-progress="55"]', timeout=15000)
     hth_sim.set_progress(build, 100)
-    page.wait_for_selector(f'#wall-builds .result[data-event-id="{build}"]', timeout=15000)
+    page.wait_for_selector(f'#wall-builds .tile--passed[data-event-id="{build}"]', state="attached", timeout=15000)
     assert page.evaluate("window.__sameDocument") is True
+    assert page.evaluate(f"window.__tile === document.querySelector('#wall-builds [data-event-id=\"{build}\"]')"), (
+        "the tile changed in place"
+    )
     assert page.console_errors == []
     keep_screenshot(page, "wall")
 
@@ -197,6 +201,9 @@ def test_the_wall_says_it_is_stale_while_daphne_is_down_and_recovers(browser, se
     wait_live(page)
     server.kill()
     page.wait_for_selector("#stale-banner:not([hidden])", timeout=20000)
+    assert "Not live since" in page.inner_text("#stale-banner")
+    assert page.evaluate("getComputedStyle(document.querySelector('.wall-panels')).opacity") < "1", "the content dims"
+    keep_screenshot(page, "wall-stale")
     started_while_down = hth_sim.start_build(project="atlas", repository="atlas", name="Nightly")
     server.start()
     page.wait_for_selector(f'#wall-builds [data-event-id="{started_while_down}"]', timeout=60000)
@@ -399,7 +406,7 @@ def test_with_redis_a_separate_poller_reaches_walls_on_every_daphne(browser, hth
             build = hth_sim.start_build(project="luotsi", repository="chef", name="Release")
             hth_sim.set_progress(build, 35)
             for wall in walls:
-                wall.wait_for_selector(f'#wall-builds [data-event-id="{build}"] progress[value="35"]', timeout=20000)
+                wall.wait_for_selector(f'#wall-builds [data-event-id="{build}"] [data-progress="35"]', timeout=20000)
         finally:
             for server in servers:
                 server.stop()

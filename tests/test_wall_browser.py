@@ -5,7 +5,10 @@ Uses the fixtures of tests/test_browser.py (chromium, `manage.py serve`, the sim
 
 import pytest
 
+from django.utils import timezone
+
 from dashboard.live import screens
+from dashboard.models import Screen
 from tests import test_browser
 from tests.test_browser import keep_screenshot, new_page, wait_live
 
@@ -87,3 +90,20 @@ def test_the_wall_fits_the_screen_reads_from_across_the_room_and_shows_the_worst
     assert page.console_errors == []
     if (width, height) == (1920, 1080):
         keep_screenshot(page, "wall-failing")
+
+
+def test_pages_without_a_live_socket_never_show_the_stale_banner(browser, server):
+    screen = screens.screen_named("Office TV")
+    Screen.objects.filter(pk=screen.pk).update(revoked_at=timezone.now())  # as revoke() does, without a socket to tell
+    page = new_page(browser, width=1920, height=1080)
+    pages = {"/accounts/login/": "Log in", "/wall/?key=mistyped": "unknown link", f"/wall/?key={screen.token}": "revoked"}
+    for path, says in pages.items():
+        page.goto(server.url + path)
+        assert says in page.inner_text("body")
+    page.goto(server.url + "/accounts/login/")
+    page.wait_for_timeout(9000)  # the first connect is given 8 s before it is news
+    assert page.is_hidden("#stale-banner")
+    page.goto(f"{server.url}/wall/?key=mistyped")
+    page.wait_for_timeout(9000)
+    assert page.is_hidden("#stale-banner") and "reconnecting" not in page.inner_text("body")
+    assert "revoked" not in page.inner_text("body")
