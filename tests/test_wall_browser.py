@@ -3,6 +3,8 @@
 Uses the fixtures of tests/test_browser.py (chromium, `manage.py serve`, the simulators).
 """
 
+import re
+
 import pytest
 
 from django.utils import timezone
@@ -107,3 +109,19 @@ def test_pages_without_a_live_socket_never_show_the_stale_banner(browser, server
     page.wait_for_timeout(9000)
     assert page.is_hidden("#stale-banner") and "reconnecting" not in page.inner_text("body")
     assert "revoked" not in page.inner_text("body")
+
+
+def test_the_text_scale_scales_the_text_and_the_clock_ticks_in_24_hour_time_with_its_zone(browser, server):
+    screen = screens.screen_named("Berlin TV", time_zone="Europe/Berlin")
+    Screen.objects.filter(pk=screen.pk).update(text_scale=1.5)
+    page = new_page(browser, width=1920, height=1080)
+    page.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(page)
+    size = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+    assert abs(size - 1.5 * 0.028 * 1080) < 0.5, size
+    first = page.inner_text("#clock")
+    page.wait_for_timeout(1500)
+    second = page.inner_text("#clock")
+    assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d", second) and second != first
+    assert page.inner_text("#clock-zone").startswith("Europe/Berlin (")
+    assert re.fullmatch(r"updated \d+ s ago", page.inner_text("#wall-status"))
