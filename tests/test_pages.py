@@ -103,7 +103,7 @@ def test_the_timeline_is_chronological_and_sanitized(client, person):
     assert html.index('data-note-id="n1"') < html.index('data-note-id="n2"')
     assert 'data-note-id="n3"' not in html
     assert "<script>alert" not in html
-    assert 'data-color="#F59E0B"' in html
+    assert 'data-tone="bad"' in html and "#F59E0B" not in html, "our palette, not upstream's colour"
 
 
 def test_a_kiosk_link_opens_its_screen_without_a_login_until_revoked(client):
