@@ -14,7 +14,12 @@ from dashboard.models import Screen
 from tests import test_browser
 from tests.test_browser import keep_screenshot, new_page, wait_live
 
-browser, server, ou_sim = test_browser.browser, test_browser.server, test_browser.ou_sim  # the fixtures, shared
+browser, server, ou_sim, staff = (
+    test_browser.browser,
+    test_browser.server,
+    test_browser.ou_sim,
+    test_browser.staff,
+)  # shared fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -125,3 +130,43 @@ def test_the_text_scale_scales_the_text_and_the_clock_ticks_in_24_hour_time_with
     assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d", second) and second != first
     assert page.inner_text("#clock-zone").startswith("Europe/Berlin (")
     assert re.fullmatch(r"updated \d+ s ago", page.inner_text("#wall-status"))
+
+
+def log_in(page, server):
+    test_browser.log_in(page, server)
+
+
+@pytest.mark.parametrize("width", [360, 390])
+def test_the_dashboard_on_a_phone_has_no_sideways_scroll_and_puts_builds_and_incidents_first(
+    browser, server, staff, hth_sim, width
+):
+    hth_sim.add_event(target="build", operation="completed", project="a-very-long-project-name-" * 4, name="x" * 80)
+    page = new_page(browser, width=width, height=844)
+    log_in(page, server)
+    wait_live(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    tops = page.evaluate(
+        "['#summary', '.side-column', '.feed-column'].map(s => document.querySelector(s).getBoundingClientRect().top)"
+    )
+    assert tops == sorted(tops), "summary, then running builds and incidents, then the feed"
+    if width == 390:
+        keep_screenshot(page, "dashboard-phone")
+
+
+def test_new_events_while_scrolled_down_show_a_pill_and_the_feed_trims_itself(browser, server, staff, hth_sim):
+    page = new_page(browser)
+    log_in(page, server)
+    wait_live(page)
+    page.evaluate("document.getElementById('feed').dataset.keep = '52'")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    for number in range(3):
+        hth_sim.add_event(target="push", operation="created", project="luotsi", name=f"pill {number}")
+    page.wait_for_selector("#new-events:not([hidden])", timeout=15000)
+    page.wait_for_function("() => /^↑ 3 new events$/.test(document.getElementById('new-events').textContent)", timeout=15000)
+    assert page.evaluate("document.querySelectorAll('#feed > .event').length") == 52
+    cursor = page.evaluate("[...document.querySelectorAll('#feed > .event')].pop().dataset.cursor")
+    older = page.evaluate("new URL(document.querySelector('#feed-more a').href).searchParams.get('before')")
+    assert older == cursor, "the older-events link starts after the last row kept"
+    page.click("#new-events")
+    page.wait_for_selector("#new-events", state="hidden", timeout=5000)
+    assert page.console_errors == []

@@ -78,6 +78,8 @@ def render_messages(changes: list[Transition]) -> list[Message]:
     incident_ids = {change.incident_id for change in changes if change.incident_id}
     if incident_ids or any(change.kind == TransitionKind.INCIDENT_DELETED for change in changes):
         messages += incident_messages(Incident.objects.filter(pk__in=incident_ids), now=now)
+    if events or incident_ids:  # every dashboard joins INCIDENTS: its summary strip, whatever its filters
+        messages.append(Message(INCIDENTS, render_to_string(f"{pages.DASHBOARD}#summary", pages.summary_context(now=now))))
     return messages
 
 

@@ -7,6 +7,7 @@ the same partials with fresh data, so nothing missed while it was away stays mis
 from datetime import datetime
 
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from dashboard.models import Incident, Screen
 from dashboard.web import feeds
@@ -17,10 +18,11 @@ INCIDENT = "dashboard/incident.html"
 WALL = "dashboard/wall.html"
 
 
-def dashboard_context(*, event_filter: EventFilter, before: str = "") -> dict:
+def dashboard_context(*, event_filter: EventFilter, before: str = "", now: datetime | None = None) -> dict:
     """The dashboard's live regions and its feed: what a snapshot needs, without the filter form's choices."""
     page = feeds.event_feed(event_filter=event_filter, before=before)
     return {
+        **summary_context(now=now or timezone.now()),
         "event_filter": event_filter,
         "page": page,
         "older_query": event_filter.as_query(before=page.next_cursor) if page.next_cursor else "",
@@ -32,6 +34,23 @@ def dashboard_context(*, event_filter: EventFilter, before: str = "") -> dict:
 def dashboard_page_context(*, event_filter: EventFilter, before: str = "") -> dict:
     """The whole page: the live regions plus the filter form's choices, which only the page shows."""
     return dashboard_context(event_filter=event_filter, before=before) | {"choices": feeds.filter_choices()}
+
+
+def summary_context(*, now: datetime) -> dict:
+    """The counts the wall's status strip shows, for the dashboard's summary strip: the same words in both places."""
+    incidents = feeds.open_incidents()
+    return {
+        "builds": feeds.wall_builds(now=now),
+        "incident_counts": incident_counts(incidents),
+    }
+
+
+def incident_counts(incidents: list[Incident]) -> dict[str, int]:
+    return {
+        "open": len(incidents),
+        "critical": sum(feeds.severity_rank(incident) == 0 for incident in incidents),
+        "major": sum(feeds.severity_rank(incident) == 1 for incident in incidents),
+    }
 
 
 def incident_context(*, incident: Incident) -> dict:
@@ -48,11 +67,7 @@ def wall_context(*, screen: Screen | None, now: datetime) -> dict:
         "builds": feeds.wall_builds(project=project, now=now, rows=rows),
         "incidents": incidents[: rows["incidents"]],
         "incidents_more": max(0, len(incidents) - rows["incidents"]),
-        "incident_counts": {
-            "open": len(incidents),
-            "critical": sum(feeds.severity_rank(incident) == 0 for incident in incidents),
-            "major": sum(feeds.severity_rank(incident) == 1 for incident in incidents),
-        },
+        "incident_counts": incident_counts(incidents),
         "activity": feeds.wall_activity(project=project, limit=rows["activity"]),
         "now": now,
     }
@@ -69,7 +84,7 @@ def snapshot(
     """Every live region of a page, freshly rendered, as out-of-band swaps."""
     if page == "dashboard":
         context = dashboard_context(event_filter=event_filter or EventFilter())
-        return render_parts(DASHBOARD, ["live-list", "feed", "open-incidents"], context)
+        return render_parts(DASHBOARD, ["summary", "live-list", "feed", "open-incidents"], context)
     if page == "incident":
         return render_parts(INCIDENT, ["incident-header", "timeline"], incident_context(incident=incident))
     context = wall_context(screen=screen, now=now)

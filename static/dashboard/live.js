@@ -335,11 +335,12 @@
   function trimFeed() {
     var feed = document.getElementById("feed");
     if (!feed) return;
+    var keep = parseInt(feed.dataset.keep || "", 10) || FEED_KEEP;
     var rows = feed.querySelectorAll(":scope > .event");
-    if (rows.length <= FEED_KEEP) return;
-    for (var i = rows.length - 1; i >= FEED_KEEP; i--) rows[i].remove();
+    if (rows.length <= keep) return;
+    for (var i = rows.length - 1; i >= keep; i--) rows[i].remove();
     // The "Older events" link now starts after the last row still shown, so nothing is skipped.
-    var last = rows[FEED_KEEP - 1];
+    var last = rows[keep - 1];
     var params = new URLSearchParams(location.search);
     params.set("before", last.dataset.cursor);
     var more = document.getElementById("feed-more");
