@@ -6,7 +6,6 @@ Uses the fixtures of tests/test_browser.py (chromium, `manage.py serve`, the sim
 import re
 
 import pytest
-
 from django.utils import timezone
 
 from dashboard.live import screens
