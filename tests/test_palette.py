@@ -62,7 +62,7 @@ def lab(linear_rgb) -> tuple[float, float, float]:
 
 def seen_with(color: str, simulation) -> tuple[float, float, float]:
     channels = [linear(c) for c in rgb(color)]
-    return tuple(min(1.0, max(0.0, sum(m * c for m, c in zip(row, channels)))) for row in simulation)
+    return tuple(min(1.0, max(0.0, sum(m * c for m, c in zip(row, channels, strict=True)))) for row in simulation)
 
 
 PAIRS = [
@@ -88,5 +88,5 @@ def test_failed_passed_and_warning_tones_stay_apart_under_red_green_colour_blind
     tones = palettes()[":root"]
     seen = {tone: lab(seen_with(tones[f"--tone-{tone}-bg"], SIMULATIONS[simulation])) for tone in ("bad", "ok", "warn")}
     for one, other in combinations(seen, 2):
-        distance = sum((a - b) ** 2 for a, b in zip(seen[one], seen[other])) ** 0.5
+        distance = sum((a - b) ** 2 for a, b in zip(seen[one], seen[other], strict=True)) ** 0.5
         assert distance >= 20, f"{one} and {other} look alike under {simulation} (ΔE {distance:.0f})"
