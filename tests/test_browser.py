@@ -5,6 +5,7 @@ simulators this test controls, so a test can move a build, edit a note, or kill 
 """
 
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -191,6 +192,9 @@ def test_a_note_edited_upstream_appears_on_the_open_timeline(browser, server, st
     page.wait_for_selector(f'[data-note-id="{note["_id"]}"]', timeout=15000)
     ou_sim.edit_note(note["_id"], note="Rolled back the **payment** service; errors are falling.")
     page.wait_for_selector(f'[data-note-id="{note["_id"]}"] strong:text("payment")', timeout=15000)
+    posted = page.inner_text(f'[data-note-id="{note["_id"]}"] time')
+    assert re.search(r"\b([01]\d|2[0-3]):[0-5]\d \S+ · \d+ s ago$", posted), "absolute time with its zone, and relative"
+    assert page.is_visible("#incident-header time[data-format=duration]")
     keep_screenshot(page, "timeline")
 
 

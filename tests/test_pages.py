@@ -223,3 +223,39 @@ def test_a_screen_added_in_the_admin_shows_its_link_once(client):
 def test_forms_may_post_only_to_this_site(client):
     policy = client.get("/accounts/login/").headers["Content-Security-Policy"]
     assert "form-action 'self'" in policy, "an injected <form> must not send what it collects elsewhere"
+
+
+def test_the_timeline_shows_each_notes_state_both_times_the_duration_and_a_link_to_oneuptime(client, person, settings):
+    settings.ONEUPTIME_API_URL = "https://oneuptime.example/api"
+    now = timezone.now()
+    incident = Incident.objects.create(
+        upstream_id="inc-9",
+        project_id="proj-1",
+        title="Checkout errors",
+        state="Escalated",
+        state_color="#FACC15",
+        severity="Critical",
+        declared_at=now - timedelta(hours=2, minutes=5),
+        synced_at=now,
+    )
+    for minutes, text in [
+        (120, "Looking."),
+        (90, "## Identified\n\nBad deploy."),
+        (60, "Rolling back."),
+        (10, "**Monitoring** now."),
+    ]:
+        IncidentNote.objects.create(
+            incident=incident, note=text, posted_at=now - timedelta(minutes=minutes), upstream_id=f"n{minutes}"
+        )
+    html = client.get("/incidents/inc-9/").content.decode()
+    notes = html.split('class="note"')[1:]
+    assert [("Identified" in note.split("</div>")[0], "Monitoring" in note.split("</div>")[0]) for note in notes] == [
+        (False, False),
+        (True, False),
+        (True, False),
+        (False, True),
+    ], "a note without a state of its own keeps the last one announced"
+    assert html.count('data-format="both"') == 5, "every note, and the declaration, shows absolute and relative time"
+    assert "open for <strong>" in html and "2\xa0hours" in html
+    assert 'href="https://oneuptime.example/dashboard/proj-1/incidents/inc-9"' in html
+    assert 'data-color="#FACC15"' in html, "a state we have no tone for keeps upstream's colour"

@@ -4,12 +4,16 @@ The view renders a whole page from these contexts; a socket that (re)connects ge
 the same partials with fresh data, so nothing missed while it was away stays missing.
 """
 
+import re
 from datetime import datetime
+from urllib.parse import quote
+
+from django.conf import settings
 
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from dashboard.models import Incident, Screen
+from dashboard.models import Incident, IncidentNote, Screen
 from dashboard.web import feeds
 from dashboard.web.filters import EventFilter
 
@@ -54,7 +58,33 @@ def incident_counts(incidents: list[Incident]) -> dict[str, int]:
 
 
 def incident_context(*, incident: Incident) -> dict:
-    return {"incident": incident, "notes": feeds.timeline(incident)}
+    return {"incident": incident, "notes": with_states(feeds.timeline(incident)), "oneuptime_url": oneuptime_url(incident)}
+
+
+NOTE_STATE = re.compile(r"\s*(?:#+\s*|\*\*)?(investigating|identified|acknowledged|monitoring|resolved)\b", re.IGNORECASE)
+
+
+def with_states(notes: list[IncidentNote]) -> list[IncidentNote]:
+    """Each note's `state`: the one it announces ("## Identified", "**Monitoring**"), else the last one announced.
+
+    OneUptime keeps no state history for notes; status updates name their state by convention, so a
+    postmortem can read which phase each note was written in.
+    """
+    state = ""
+    for note in notes:
+        match = NOTE_STATE.match(note.note or "")
+        state = match.group(1).capitalize() if match else state
+        note.state = state
+    return notes
+
+
+def oneuptime_url(incident: Incident) -> str:
+    """The incident's page in OneUptime's dashboard, next to the API it came from; empty if unknown."""
+    project = incident.project_id or settings.ONEUPTIME_PROJECT_ID
+    base = settings.ONEUPTIME_API_URL.removesuffix("/api")
+    if not (base and project):
+        return ""
+    return f"{base}/dashboard/{quote(project, safe='')}/incidents/{quote(incident.upstream_id, safe='')}"
 
 
 def wall_context(*, screen: Screen | None, now: datetime) -> dict:
