@@ -9,7 +9,6 @@ from datetime import datetime
 from urllib.parse import quote
 
 from django.conf import settings
-
 from django.template.loader import render_to_string
 from django.utils import timezone
 
