@@ -8,6 +8,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
 from dashboard.live import screens
@@ -16,6 +17,8 @@ from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.oneuptime.client import OneUptimeClient
 from dashboard.upstreams.oneuptime.sync import UNDELIVERED
+from dashboard.templatetags.pulseboard import plain
+from dashboard.web.diff import side_by_side
 from dashboard.web.markdown import render_markdown
 
 
@@ -141,7 +144,8 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     """
 
     form = IncidentNoteForm
-    list_display = ["incident", "posted_at", "author", "first_line", "write_back"]
+    list_display = ["write_back", "incident", "posted_at", "author", "first_line"]
+    list_display_links = ["first_line"]
     list_filter = [("incident", admin.RelatedOnlyFieldListFilter), "incident__state", "incident__is_resolved", WriteBackFilter]
     search_fields = ["note", "created_by_name", "created_by_email", "incident__title", "incident__incident_number_with_prefix"]
     ordering = ["-posted_at", "-id"]
@@ -149,6 +153,7 @@ class IncidentNoteAdmin(admin.ModelAdmin):
 
     class Media:
         js = ["dashboard/admin-preview.js"]
+        css = {"all": ["dashboard/admin-notes.css"]}
 
     def get_queryset(self, request):
         # The list's write-back column reads each note's undelivered writes: one query for the page.
@@ -213,7 +218,8 @@ class IncidentNoteAdmin(admin.ModelAdmin):
 
     @admin.display(description="note")
     def first_line(self, note):
-        return str(note)
+        """The words, not the markdown: "## Identified **now**" reads "Identified now"."""
+        return Truncator(plain(note.note)).chars(120) or "(empty)"
 
     @admin.display(description="write-back")
     def write_back(self, note):
@@ -223,20 +229,33 @@ class IncidentNoteAdmin(admin.ModelAdmin):
             reason = write.last_error or CONFLICT_REASON
         else:
             reason = write.last_error if write else ""
-        return format_html('<img src="{}" alt=""> {}{}{}', static(STATE_ICONS[state]), state, ": " if reason else "", reason)
+        return format_html(
+            '<span class="write-back" title="{}"><img src="{}" alt=""> {}{}{}</span>',
+            reason,
+            static(STATE_ICONS[state]),
+            state,
+            ": " if reason else "",
+            Truncator(reason).chars(60),
+        )
 
     @admin.display(description="preview")
     def preview(self, note):
         url = reverse("admin:dashboard_incidentnote_preview")
-        return format_html('<div id="note-preview" data-url="{}">{}</div>', url, render_markdown(note.note))
+        return format_html(
+            '<div id="note-preview" class="note-preview markdown" data-url="{}">{}</div>', url, render_markdown(note.note)
+        )
 
     @admin.display(description="both versions")
     def conflict(self, note):
         write = writeback.outstanding_write(note)
         context = {
-            "yours": render_markdown(write.data["note"]),
+            "rows": side_by_side(write.data.get("note") or "", write.upstream_copy.get("note") or ""),
+            "yours": render_markdown(write.data.get("note") or ""),
             "theirs": render_markdown(write.upstream_copy.get("note") or ""),
             "upstream": write.upstream_copy,
+            "note_pk": note.pk,
+            "can_resolve": not note.deleted,
+            "changelist_url": reverse("admin:dashboard_incidentnote_changelist"),
         }
         return render_to_string("admin/dashboard/incidentnote/conflict.html", context)
 

@@ -66,6 +66,7 @@ def demo_password() -> str:
     password = password_file.read_text().strip()
     user, _ = get_user_model().objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True})
     user.is_staff = user.is_superuser = True
-    user.set_password(password)
+    if not user.check_password(password):  # re-hashing the same password would still log everyone out
+        user.set_password(password)
     user.save()
     return password

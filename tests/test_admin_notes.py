@@ -414,3 +414,35 @@ def test_taking_oneuptimes_version_of_a_note_deleted_there_removes_it_here(admin
     )
 
     assert not IncidentNote.objects.filter(pk=note.pk).exists()
+
+
+def test_the_conflict_page_shows_a_side_by_side_diff_and_settles_with_one_button(admin_client, sim, upstream):
+    note = mirrored_note(sim, upstream, "## Investigating\n\nLatency is up.\nNext update soon.")
+    url = change_url(note)
+    loaded = admin_client.get(url)
+    sim.edit_note(note.upstream_id, note="## Investigating\n\nLatency is up <b>a lot</b>.\nNext update soon.")
+    admin_client.post(url, form_data(loaded, note="## Identified\n\nLatency is up.\nNext update soon."))
+    deliver(upstream)
+
+    conflict = admin_client.get(url)
+    page = conflict.content.decode()
+    assert page.count('class="diff-changed"') == 2 and page.count('class="diff-same"') == 2
+    assert "Latency is up &lt;b&gt;a lot&lt;/b&gt;." in page, "upstream text is escaped in the diff"
+    assert ">Keep mine</button>" in page and ">Take OneUptime's</button>" in page
+
+    # What the "Take OneUptime's" button posts: the whole change form, to the list's action.
+    admin_client.post(
+        reverse("admin:dashboard_incidentnote_changelist"),
+        form_data(conflict, action="use_upstream", _selected_action=note.pk, index="0"),
+    )
+
+    note.refresh_from_db()
+    assert note.note.startswith("## Investigating") and writeback.state_of(note) == "synced"
+
+
+def test_the_notes_list_puts_write_back_first_and_shows_words_not_markdown(admin_client, sim, upstream):
+    mirrored_note(sim, upstream, "## Identified\n\nRolled back **payments**; see [status](https://status.example.com).")
+    page = admin_client.get(reverse("admin:dashboard_incidentnote_changelist")).content.decode()
+    headers = page.split("<thead>")[1].split("</thead>")[0].lower()
+    assert headers.index("write-back") < headers.index("incident")
+    assert "Identified Rolled back payments; see status." in page and "**payments**" not in page

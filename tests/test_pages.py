@@ -259,3 +259,15 @@ def test_the_timeline_shows_each_notes_state_both_times_the_duration_and_a_link_
     assert "open for <strong>" in html and "2\xa0hours" in html
     assert 'href="https://oneuptime.example/dashboard/proj-1/incidents/inc-9"' in html
     assert 'data-color="#FACC15"' in html, "a state we have no tone for keeps upstream's colour"
+
+
+def test_restarting_the_demo_keeps_its_admin_password_and_everyones_sessions(settings, tmp_path):
+    from dashboard import demo
+
+    settings.DATA_DIR = tmp_path
+    password = demo.demo_password()
+    user = get_user_model().objects.get(username=demo.DEMO_USER)
+    session_hash = user.get_session_auth_hash()
+    assert demo.demo_password() == password
+    user.refresh_from_db()
+    assert user.check_password(password) and user.get_session_auth_hash() == session_hash, "nobody is logged out"
