@@ -13,11 +13,11 @@ from django.views.decorators.http import require_POST
 
 from dashboard.live import screens
 from dashboard.models import Event, Incident, IncidentNote, NoteWrite, Screen, ScreenPanel, SyncState
+from dashboard.templatetags.pulseboard import plain
 from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.oneuptime.client import OneUptimeClient
 from dashboard.upstreams.oneuptime.sync import UNDELIVERED
-from dashboard.templatetags.pulseboard import plain
 from dashboard.web.diff import side_by_side
 from dashboard.web.markdown import render_markdown
 
