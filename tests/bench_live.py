@@ -1,6 +1,6 @@
 """`make bench`, live part: how fast and how far the wall's live updates go, with the demo's setup.
 
-1. Bump → DOM: a progress bump in the simulator until the wall's <progress> changes in chromium,
+1. Bump → DOM: a progress bump in the simulator until the wall's progress bar changes in chromium,
    through `manage.py serve` (daphne with the poller inside), at the default refresh and at 0.5 s.
 2. Fan-out: how long one fragment takes to reach 100, 1,000 and 5,000 WebSocket clients of one
    daphne process, and its memory, for Pulseboard's consumer and for a bare one (tests/bench_echo.py).
@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
     "--js-flags=--expose-gc",  # window.gc(), so heap figures are live objects, not garbage not yet collected
     "--enable-precise-memory-info",  # otherwise performance.memory is rounded
 ]
-REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of the bench's own: it is flushed before each server
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")  # the bench's own database: flushed before each server
 HISTORY = 600  # events the simulator starts with, as in `make demo`
 DEFAULT_REFRESH_SECONDS = 3.0  # LIVE_REFRESH_SECONDS's default in config/settings.py
 BUMPS = 20
@@ -70,7 +70,7 @@ def main() -> None:
             browser_missing = missing_browser()
             redis_missing = missing_redis()
 
-            print(f"\n-- 1. Bump → DOM latency: simulator progress bump until the wall's <progress> changes ({BUMPS} bumps) --")
+            print(f"\n-- 1. Bump → DOM latency: simulator progress bump until the wall's progress bar changes ({BUMPS} bumps) --")
             if browser_missing:
                 print(f"skipped: {browser_missing}")
             else:
@@ -225,10 +225,10 @@ def flush_redis() -> None:
 
 # ---- 1. bump → DOM ----
 
-# Records when the bumped value lands: htmx swaps the whole #wall-builds section, so watch the body.
+# Records when the bumped value lands: the tile changes in place (live.js morphs it), so watch attributes too.
 OBSERVE_PROGRESS = """([build, progress]) => {
     window.__benchSeen = null;
-    const selector = `#wall-builds [data-event-id="${build}"] progress[value="${progress}"]`;
+    const selector = `#wall-builds [data-event-id="${build}"] [data-progress="${progress}"]`;
     const observer = new MutationObserver(() => {
         if (document.querySelector(selector)) {
             window.__benchSeen = performance.timeOrigin + performance.now();
@@ -510,7 +510,7 @@ def wall_fragments(count: int) -> list[str]:
     from dashboard.web import pages
 
     start = timezone.now()
-    parts = ["wall-builds", "wall-activity", "wall-status"]
+    parts = ["wall-builds", "wall-activity", "wall-strip-builds", "wall-status"]
     return [
         pages.render_parts(pages.WALL, parts, pages.wall_context(screen=None, now=start + timedelta(seconds=i)))
         for i in range(count)

@@ -169,3 +169,58 @@ def test_new_events_while_scrolled_down_show_a_pill_and_the_feed_trims_itself(br
     page.click("#new-events")
     page.wait_for_selector("#new-events", state="hidden", timeout=5000)
     assert page.console_errors == []
+
+
+def test_all_clear_is_green_and_says_so(browser, server, hth_sim, ou_sim):
+    for incident_id in list(ou_sim.incidents):
+        ou_sim.set_incident_state(incident_id, "Resolved")
+    for number, progress in enumerate((100, 100, 100, 40)):
+        hth_sim.set_progress(hth_sim.start_build(project="harbor", repository=f"harbor-{number}", name="Release"), progress)
+    screen = screens.screen_named("Harbor TV", project="harbor")
+    page = new_page(browser, width=1920, height=1080)
+    page.goto(f"{server.url}/wall/?key={screen.token}")
+    wait_live(page)
+    page.wait_for_selector(".all-clear-label", state="visible", timeout=20000)
+    page.wait_for_function("() => document.querySelectorAll('#wall-builds .tile--passed').length >= 3", timeout=20000)
+    page.wait_for_selector("#wall-incidents .all-clear", timeout=20000)
+    assert "no open incidents" in page.inner_text("#status-strip")
+    keep_screenshot(page, "wall-all-clear")
+
+
+def test_a_write_back_conflict_is_settled_from_its_page(browser, server, staff, ou_sim):
+    from dashboard.models import IncidentNote
+
+    incident = ou_sim.add_incident("Checkout errors", state="Acknowledged", severity="Critical")
+    row = ou_sim.add_note(
+        incident["_id"], "## Identified\n\nA bad deploy of the rate limiter.\n\n- rolling back\n- watching errors"
+    )
+    page = new_page(browser)
+    log_in(page, server)
+    for _ in range(100):
+        note = IncidentNote.objects.filter(upstream_id=row["_id"]).first()
+        if note:
+            break
+        page.wait_for_timeout(200)
+    page.goto(f"{server.url}/admin/dashboard/incidentnote/{note.pk}/change/")
+    ou_sim.edit_note(
+        row["_id"],
+        note="## Identified\n\nA bad deploy of the rate limiter, rolled back at 14:05.\n\n- rolling back\n- watching errors",
+    )
+    page.fill("#id_note", "## Monitoring\n\nA bad deploy of the rate limiter.\n\n- rolled back\n- watching errors")
+    page.wait_for_selector("#note-preview h2:text('Monitoring')", timeout=10000)
+    assert page.evaluate("getComputedStyle(document.querySelector('#note-preview li')).listStyleType") == "disc"
+    page.click("input[name=_save]")
+    page.goto(f"{server.url}/admin/dashboard/incidentnote/{note.pk}/change/")
+    for _ in range(50):
+        if page.query_selector("text=Keep mine"):
+            break
+        page.wait_for_timeout(300)
+        page.reload()
+    assert page.query_selector_all(".note-diff tr.diff-changed")
+    page.evaluate("document.querySelector('.note-diff').closest('fieldset').scrollIntoView()")
+    keep_screenshot(page, "conflict")
+    page.click("text=Take OneUptime's")
+    page.wait_for_selector("text=now show OneUptime's text")
+    note.refresh_from_db()
+    assert "rolled back at 14:05" in note.note
+    assert page.console_errors == []
