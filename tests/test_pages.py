@@ -271,3 +271,60 @@ def test_restarting_the_demo_keeps_its_admin_password_and_everyones_sessions(set
     assert demo.demo_password() == password
     user.refresh_from_db()
     assert user.check_password(password) and user.get_session_auth_hash() == session_hash, "nobody is logged out"
+
+
+def test_the_wall_has_a_tile_per_pipeline_failures_first_with_what_tells_runs_apart(client):
+    now = timezone.now()
+
+    def build(upstream_id, repository, status, *, minutes_ago, took=None, **fields):
+        started = now - timedelta(minutes=minutes_ago)
+        return make_event(
+            upstream_id,
+            timestamp=started,
+            target="build",
+            operation="failed" if status == EventStatus.FAILED else "completed",
+            project="borealis",
+            repository=repository,
+            name="Release",
+            status=status,
+            updated_at=started + timedelta(minutes=took) if took else None,
+            **fields,
+        )
+
+    build("old-pass", "api", EventStatus.COMPLETED, minutes_ago=300, took=10)
+    build("older-pass", "api", EventStatus.COMPLETED, minutes_ago=400, took=12)
+    build("new-fail", "api", EventStatus.FAILED, minutes_ago=60, took=3, resources=["https://ci.example/job/api/412"])
+    build("web-pass", "web", EventStatus.COMPLETED, minutes_ago=30, took=5, ref="main", commits=[{"id": "abcdef1234567"}])
+    build("cli-run", "cli", EventStatus.LIVE, minutes_ago=2, progress=40)
+    build("cli-pass", "cli", EventStatus.COMPLETED, minutes_ago=90, took=8)
+    build("db-stale", "db", EventStatus.STALE, minutes_ago=50, progress=70)
+    screen = screens.screen_named("Borealis TV", project="borealis")
+    html = client.get(f"/wall/?key={screen.token}").content.decode()
+    tiles = [part.split('"')[0] for part in html.split('data-event-id="')[1:]]
+    assert tiles[:4] == ["new-fail", "db-stale", "cli-run", "web-pass"], "one tile per pipeline, worst first"
+    assert "#412" in html and "⎇ main" in html and "abcdef12" in html and "took 5 min 0 s" in html
+    assert f'datetime="{(now - timedelta(minutes=2) + timedelta(minutes=8)).isoformat()}"' in html, "ends as its last run took"
+    assert 'id="strip-builds" class="strip-part" data-level="bad"' in html and "1 FAILING" in html
+
+
+def test_the_worst_incident_comes_first_on_the_wall(client):
+    now = timezone.now()
+    for upstream_id, severity, state, hours in [
+        ("minor-new", "Minor", "Created", 1),
+        ("critical-old-acked", "Critical", "Acknowledged", 9),
+        ("critical-new", "Critical", "Created", 2),
+        ("major", "Major", "Created", 3),
+    ]:
+        Incident.objects.create(
+            upstream_id=upstream_id,
+            title=upstream_id,
+            severity=severity,
+            state=state,
+            declared_at=now - timedelta(hours=hours),
+            synced_at=now,
+        )
+    screen = screens.screen_named("Ops TV")
+    html = client.get(f"/wall/?key={screen.token}").content.decode()
+    order = [part.split('"')[0] for part in html.split('data-incident-id="')[1:]]
+    assert order == ["critical-new", "critical-old-acked", "major", "minor-new"]
+    assert "(2 critical)" in html
