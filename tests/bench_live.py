@@ -462,6 +462,7 @@ def wall_growth(sim, env: dict[str, str], scratch: Path) -> list[dict]:
     print(
         f"rendered {len(fragments):,} wall fragments ({len(fragments[0]):,} bytes each) in {time.perf_counter() - started:.0f} s"
     )
+    manage(["sync", "--once"], env)  # again: rendering takes minutes, and a wall says "stale" once the last sync is old
 
     flush_redis()
     rows = []
