@@ -275,6 +275,8 @@ def test_hostile_upstream_ids_and_text_stay_text_on_open_pages(browser, server, 
         "data-incident-id",
         "data-note-id",
         "data-color",
+        "data-tone",
+        "data-cursor",
         "style",
     }  # style: live.js
     assert set(after["attributes"]) <= set(before["attributes"]) | rows_and_cards
