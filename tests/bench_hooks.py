@@ -166,7 +166,7 @@ def change_to_dom(scratch: Path) -> None:
 def bumps(page, api, build: str, rng: random.Random, *, cadence: float) -> list[float]:
     latencies = []
     for bump in range(1, CHANGES + 1):
-        page.evaluate(OBSERVE, f'#wall-builds [data-event-id="{build}"] progress[value="{4 * bump}"]')
+        page.evaluate(OBSERVE, f'#wall-builds [data-event-id="{build}"] [data-progress="{4 * bump}"]')
         time.sleep(rng.uniform(0, cadence))
         changed = time.time() * 1000
         api.update(build, progress=4 * bump)
