@@ -299,7 +299,7 @@ def test_the_wall_has_a_tile_per_pipeline_failures_first_with_what_tells_runs_ap
     build("cli-pass", "cli", EventStatus.COMPLETED, minutes_ago=90, took=8)
     build("db-stale", "db", EventStatus.STALE, minutes_ago=50, progress=70)
     screen = screens.screen_named("Borealis TV", project="borealis")
-    html = client.get(f"/wall/?key={screen.token}").content.decode()
+    html = client.get(f"/wall/?key={screen.key}").content.decode()
     tiles = [part.split('"')[0] for part in html.split('data-event-id="')[1:]]
     assert tiles[:4] == ["new-fail", "db-stale", "cli-run", "web-pass"], "one tile per pipeline, worst first"
     assert "#412" in html and "⎇ main" in html and "abcdef12" in html and "took 5 min 0 s" in html
@@ -324,7 +324,7 @@ def test_the_worst_incident_comes_first_on_the_wall(client):
             synced_at=now,
         )
     screen = screens.screen_named("Ops TV")
-    html = client.get(f"/wall/?key={screen.token}").content.decode()
+    html = client.get(f"/wall/?key={screen.key}").content.decode()
     order = [part.split('"')[0] for part in html.split('data-incident-id="')[1:]]
     assert order == ["critical-new", "critical-old-acked", "major", "minor-new"]
     assert "(2 critical)" in html

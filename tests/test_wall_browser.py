@@ -81,7 +81,7 @@ def test_the_wall_fits_the_screen_reads_from_across_the_room_and_shows_the_worst
         hth_sim.start_build(project="atlas", repository=f"service-{number}", name="Release")
     screen = screens.screen_named("Office TV")
     page = new_page(browser, width=width, height=height)
-    page.goto(f"{server.url}/wall/?key={screen.token}")
+    page.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(page)
     page.wait_for_selector(f'#wall-incidents [data-incident-id="{critical["_id"]}"]', timeout=20000)
     page.wait_for_function("() => document.querySelectorAll('#wall-builds [data-live]').length >= 12", timeout=20000)
@@ -102,7 +102,7 @@ def test_pages_without_a_live_socket_never_show_the_stale_banner(browser, server
     screen = screens.screen_named("Office TV")
     Screen.objects.filter(pk=screen.pk).update(revoked_at=timezone.now())  # as revoke() does, without a socket to tell
     page = new_page(browser, width=1920, height=1080)
-    pages = {"/accounts/login/": "Log in", "/wall/?key=mistyped": "unknown link", f"/wall/?key={screen.token}": "revoked"}
+    pages = {"/accounts/login/": "Log in", "/wall/?key=mistyped": "unknown link", f"/wall/?key={screen.key}": "revoked"}
     for path, says in pages.items():
         page.goto(server.url + path)
         assert says in page.inner_text("body")
@@ -119,7 +119,7 @@ def test_the_text_scale_scales_the_text_and_the_clock_ticks_in_24_hour_time_with
     screen = screens.screen_named("Berlin TV", time_zone="Europe/Berlin")
     Screen.objects.filter(pk=screen.pk).update(text_scale=1.5)
     page = new_page(browser, width=1920, height=1080)
-    page.goto(f"{server.url}/wall/?key={screen.token}")
+    page.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(page)
     size = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
     assert abs(size - 1.5 * 0.028 * 1080) < 0.5, size
@@ -178,7 +178,7 @@ def test_all_clear_is_green_and_says_so(browser, server, hth_sim, ou_sim):
         hth_sim.set_progress(hth_sim.start_build(project="harbor", repository=f"harbor-{number}", name="Release"), progress)
     screen = screens.screen_named("Harbor TV", project="harbor")
     page = new_page(browser, width=1920, height=1080)
-    page.goto(f"{server.url}/wall/?key={screen.token}")
+    page.goto(f"{server.url}/wall/?key={screen.key}")
     wait_live(page)
     page.wait_for_selector(".all-clear-label", state="visible", timeout=20000)
     page.wait_for_function("() => document.querySelectorAll('#wall-builds .tile--passed').length >= 3", timeout=20000)
