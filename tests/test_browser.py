@@ -206,7 +206,7 @@ def test_the_wall_says_it_is_stale_while_daphne_is_down_and_recovers(browser, se
     server.kill()
     page.wait_for_selector("#stale-banner:not([hidden])", timeout=20000)
     assert "Not live since" in page.inner_text("#stale-banner")
-    assert page.evaluate("getComputedStyle(document.querySelector('.wall-panels')).opacity") < "1", "the content dims"
+    page.wait_for_function("() => getComputedStyle(document.querySelector('.wall-panels')).opacity < 0.5", timeout=5000)  # dims
     keep_screenshot(page, "wall-stale")
     started_while_down = hth_sim.start_build(project="atlas", repository="atlas", name="Nightly")
     server.start()
