@@ -157,6 +157,7 @@ def test_new_events_while_scrolled_down_show_a_pill_and_the_feed_trims_itself(br
     log_in(page, server)
     wait_live(page)
     page.evaluate("document.getElementById('feed').dataset.keep = '52'")
+    page.evaluate("window.__oobErrors = 0; document.body.addEventListener('htmx:oobErrorNoTarget', () => window.__oobErrors++)")
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     for number in range(3):
         hth_sim.add_event(target="push", operation="created", project="luotsi", name=f"pill {number}")
@@ -166,6 +167,7 @@ def test_new_events_while_scrolled_down_show_a_pill_and_the_feed_trims_itself(br
     cursor = page.evaluate("[...document.querySelectorAll('#feed > .event')].pop().dataset.cursor")
     older = page.evaluate("new URL(document.querySelector('#feed-more a').href).searchParams.get('before')")
     assert older == cursor, "the older-events link starts after the last row kept"
+    assert page.evaluate("window.__oobErrors") == 0, "no swap aimed at a row that is not there"
     page.click("#new-events")
     page.wait_for_selector("#new-events", state="hidden", timeout=5000)
     assert page.console_errors == []

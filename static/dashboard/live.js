@@ -358,6 +358,21 @@
     link.setAttribute("hx-swap", "outerHTML");
     htmx.process(link);
   }
+  // A new row comes in on top: an older copy of it (from a snapshot that already had it) goes.
+  function dropDuplicateRows() {
+    ["feed", "live-list"].forEach(function (id) {
+      var list = document.getElementById(id);
+      if (!list) return;
+      var seen = {};
+      Array.prototype.slice.call(list.children).forEach(function (row) {
+        if (!row.id) return;
+        if (seen[row.id]) row.remove();
+        else seen[row.id] = true;
+      });
+    });
+  }
+  document.addEventListener("htmx:wsAfterMessage", dropDuplicateRows);
+
   function setupDashboard() {
     var column = document.querySelector(".feed-column");
     var button = document.getElementById("new-events");
