@@ -253,6 +253,12 @@ HTH_ACCOUNT_KEY = os.environ.get("HTH_ACCOUNT_KEY", "")
 HTH_PROJECTS = env_list("HTH_PROJECTS")
 # The first sync of an empty mirror stops after this many events; later syncs always catch up fully.
 HTH_BACKFILL_EVENTS = env_int("HTH_BACKFILL_EVENTS", 10_000)
+# A pass reads down to the previous pass's start minus this much (upstream's clock may be behind ours);
+# every HTH_RESCAN_SECONDS it reads the whole backfill window again, to find backdated events.
+HTH_CLOCK_SKEW_SECONDS = env_seconds("HTH_CLOCK_SKEW_SECONDS", 300)
+HTH_RESCAN_SECONDS = env_seconds("HTH_RESCAN_SECONDS", 3600)
+# How many unfinished events the live refresh fetches at once.
+HTH_REFRESH_CONCURRENCY = env_int("HTH_REFRESH_CONCURRENCY", 8)
 
 # OneUptime: skipped when ONEUPTIME_API_URL is unset.
 ONEUPTIME_API_URL = env_api_url("ONEUPTIME_API_URL")
