@@ -106,3 +106,46 @@ def test_poll_syncs_and_stops_cleanly_on_sigterm(hth_sim):
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert stdout.strip().splitlines()[-1] == "Stopped."
+
+
+def test_events_arriving_during_a_killed_sync_are_not_skipped(hth_sim):
+    hth_sim.generate(3000)
+    hth_sim.delay = 0.05
+    process = start_sync(command_env(hth_sim))
+    wait_for_rows(300)
+    for _ in range(44):  # arrivals during the run push what it has not read yet further down
+        hth_sim.add_event(target="push", operation="created", project=hth_sim.projects[0])
+    wait_for_rows(900)
+    process.kill()
+    process.wait()
+    assert Event.objects.count() < 3044
+
+    hth_sim.delay = 0
+    result = manage("sync", "--once", env=command_env(hth_sim))
+    assert result.returncode == 0, result.stderr
+    assert set(Event.objects.values_list("upstream_id", flat=True)) == {e["id"] for e in hth_sim.events}
+
+
+def test_a_pass_aborted_by_503s_while_events_arrive_loses_nothing(hth_sim):
+    hth_sim.generate(2000)
+    hth_sim.delay = 0.02
+    plan = {"arrive_at": 300, "fail_at": 600}
+
+    def arrivals_then_503s(offset):
+        if plan.get("arrive_at") and offset >= plan["arrive_at"]:
+            del plan["arrive_at"]
+            for _ in range(25):  # they push what the run has not read yet further down
+                hth_sim.add_event(target="push", operation="created", project=hth_sim.projects[0])
+        elif plan.get("fail_at") and offset >= plan["fail_at"]:
+            del plan["fail_at"]
+            hth_sim.fail_next(6, status=503)  # one more than the retries: the pass gives up after this page
+
+    hth_sim.before_list = arrivals_then_503s
+    result = manage("sync", "--once", env=command_env(hth_sim))
+    assert result.returncode == 1 and "503" in result.stderr, result.stderr
+    assert Event.objects.count() < 2025
+
+    hth_sim.delay = 0
+    result = manage("sync", "--once", env=command_env(hth_sim))
+    assert result.returncode == 0, result.stderr
+    assert set(Event.objects.values_list("upstream_id", flat=True)) == {e["id"] for e in hth_sim.events}

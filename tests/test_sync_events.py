@@ -201,3 +201,77 @@ def test_hth_projects_syncs_only_those_projects(hth_sim, clock, settings):
     call_command("sync", "--once")
     expected = {e["id"] for e in hth_sim.events if e["objects"]["project"]["id"] in hth_sim.projects[:2]}
     assert set(Event.objects.values_list("upstream_id", flat=True)) == expected
+
+
+def stored_ids():
+    return set(Event.objects.values_list("upstream_id", flat=True))
+
+
+def test_an_event_dated_ahead_does_not_hide_newer_ones(hth_sim, client, clock):
+    hth_sim.generate(50)
+    sync.sync_events(client=client, now=clock.now)
+    ahead = hth_sim.add_event(timestamp=clock.now + timedelta(days=1))  # a skewed clock upstream
+    sync.sync_events(client=client, now=clock.advance(seconds=30))
+    newer = hth_sim.add_event(timestamp=clock.advance(seconds=30))
+    sync.sync_events(client=client, now=clock.advance(seconds=30))
+    assert {ahead["id"], newer["id"]} <= stored_ids()
+
+
+def test_a_backdated_event_is_found_by_the_next_rescan(hth_sim, client, clock, settings):
+    settings.HTH_RESCAN_SECONDS = 600
+    hth_sim.generate(300)
+    sync.sync_events(client=client, now=clock.now)
+    backdated = hth_sim.add_event(timestamp=clock.advance(seconds=30) - timedelta(hours=3))
+    sync.sync_events(client=client, now=clock.now)
+    assert backdated["id"] not in stored_ids(), "an incremental pass reads down to its floor only"
+    sync.sync_events(client=client, now=clock.advance(seconds=600))
+    assert backdated["id"] in stored_ids()
+    assert kinds(backdated["id"]) == [TransitionKind.EVENT_NEW]
+
+
+def test_events_deleted_during_a_backfill_do_not_make_paging_skip_survivors(hth_sim, client, clock):
+    hth_sim.generate(600)
+    deleted = []
+
+    def delete_above(offset):
+        """Before each page but the first, delete five events the sync has already read."""
+        if offset:
+            doomed = [event["id"] for event in hth_sim.events[offset - 20 : offset - 15]]
+            for event_id in doomed:
+                hth_sim.delete_event(event_id)
+            deleted.extend(doomed)
+
+    hth_sim.before_list = delete_above
+    assert sync.sync_events(client=client, now=clock.now).finished
+    hth_sim.before_list = None
+    survivors = {e["id"] for e in hth_sim.events}
+    assert len(deleted) >= 25 and survivors <= stored_ids(), f"{len(survivors - stored_ids())} survivors skipped"
+
+
+def test_a_malformed_item_corrected_later_is_read_again(hth_sim, client, clock):
+    hth_sim.generate(20)
+    bad = hth_sim.add_malformed_event(kind="bad_timestamp")
+    assert sync.sync_events(client=client, now=clock.advance(seconds=5)).skipped == 1
+    sync.sync_events(client=client, now=clock.advance(seconds=30))
+    assert bad["id"] not in stored_ids()
+
+    # Corrected upstream, and dated an hour back: below the floor of every later list pass.
+    hth_sim.repair_event(bad["id"], timestamp=clock.advance(seconds=30) - timedelta(hours=1))
+    sync.sync_events(client=client, now=clock.now)
+    assert bad["id"] in stored_ids()
+    assert SyncState.objects.get(source="hth").cursor["retry"] == {}
+
+
+@pytest.mark.skipif("sqlite" in __import__("os").environ.get("DATABASE_URL", "sqlite"), reason="PostgreSQL refuses NUL")
+def test_a_row_the_database_refuses_is_retried_every_pass_until_it_stores(hth_sim, client, clock):
+    hth_sim.generate(30)
+    refused = hth_sim.add_event(target="task_title", operation="updated", title="bad \x00 title")
+    report = sync.sync_events(client=client, now=clock.advance(seconds=5))
+    assert report.finished and report.skipped >= 1 and len(stored_ids()) == 30
+    assert refused["id"] in SyncState.objects.get(source="hth").cursor["retry"]
+    sync.sync_events(client=client, now=clock.advance(seconds=30))
+    assert refused["id"] not in stored_ids()
+
+    hth_sim.update_event(refused["id"], title="good title")
+    sync.sync_events(client=client, now=clock.advance(seconds=30))
+    assert refused["id"] in stored_ids()

@@ -18,6 +18,7 @@ import json
 import random
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -263,6 +264,14 @@ class Simulator(loopback.LoopbackSimulator):
         self.webhooks: list[tuple[str, dict[str, str]]] = []
         self.hooks: list[tuple[str, str, str]] = []
         self.deliveries: list[tuple[str, int]] = []
+        # Fault hooks: `before_list(offset)` runs (under the lock) before each list page is answered, to
+        # change the list between two pages; `get_delay` slows each GET /events/:id outside the lock, and
+        # `max_in_flight` says how many requests were ever answered at once.
+        self.before_list: Callable[[int], None] | None = None
+        self.get_delay = 0.0
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._flight_lock = threading.Lock()
 
     @property
     def events(self) -> list[Any]:
@@ -407,6 +416,20 @@ class Simulator(loopback.LoopbackSimulator):
             "project": objects.get("project"),
         }
 
+    def delete_event(self, event_id: str) -> None:
+        """Remove an event, as upstream does when its project or repository is deleted."""
+        with self._lock:
+            sort_time, _ = self._stored.pop(event_id)
+            del self._order[bisect.bisect_left(self._order, (sort_time, event_id))]
+            self._malformed.discard(event_id)
+
+    def repair_event(self, event_id: str, **fields: Any) -> Event:
+        """Correct a malformed item that has an id: it becomes a valid event, in the place its timestamp gives."""
+        with self._lock:
+            item = self._update(event_id, fields, self.clock())
+            self._malformed.discard(event_id)
+            return item
+
     def fail_next(self, count: int, status: int = 503) -> None:
         with self._lock:
             self._faults.extend([(status, None)] * count)
@@ -436,6 +459,18 @@ class Simulator(loopback.LoopbackSimulator):
             return item
 
     def respond(self, method: str, path: str, headers: Message, body: bytes) -> Response:
+        with self._flight_lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            if self.get_delay and method == "GET" and EVENT_PATH.fullmatch(urlsplit(path).path.rstrip("/")):
+                time.sleep(self.get_delay)
+            return self._respond(method, path, headers, body)
+        finally:
+            with self._flight_lock:
+                self._in_flight -= 1
+
+    def _respond(self, method: str, path: str, headers: Message, body: bytes) -> Response:
         """Answer one HTTP request; serialised under the lock so no writer changes an item mid-dump."""
         with self._lock:
             self.requests.append((method, path))
@@ -495,6 +530,8 @@ class Simulator(loopback.LoopbackSimulator):
     def _list(self, params: dict[str, str], stamp: str, expand_subject: bool) -> dict[str, Any]:
         limit = min(_count_param(params, "limit", 20), MAX_LIMIT)
         offset = _count_param(params, "offset", 0)
+        if self.before_list:
+            self.before_list(offset)
         filters = {name: params[name] for name in ("project", "operation", "target") if name in params}
         # Malformed items ignore filters, so a client that filters still meets the items it must reject.
         selected = (item for key, item in self._newest_first() if key in self._malformed or _matches(item, filters))
