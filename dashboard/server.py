@@ -1,13 +1,21 @@
 """daphne with the poller inside one process: the way to run without Redis.
 
 The in-memory channel layer lives in one process, so the poller's pushes reach browsers only from
-inside daphne's process. The poller runs in a worker thread started from daphne's event loop through
-sync_to_async, so that its pushes (async_to_sync) hop back onto that loop safely. For the same reason
-it is stopped before that loop is: a push into a stopped loop would wait for ever.
+inside daphne's process. Each poller job runs in a worker thread started from daphne's event loop
+through sync_to_async, so that its pushes (async_to_sync) hop back onto that loop safely. A job's
+loop survives its own errors; should it end anyway, it is started again a second later, so the pages
+never keep serving while the mirror has silently stopped. The jobs are stopped before daphne's loop
+is: a push into a stopped loop would wait for ever.
 """
 
 import asyncio
+import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger(__name__)
+
+RESTART_AFTER_SECONDS = 1
 
 
 def serve(*, host: str, port: int, poll: bool = True) -> None:
@@ -16,22 +24,31 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
     from channels.routing import get_default_application
     from twisted.internet import defer, reactor
 
-    from dashboard.poller import poll_forever
+    from dashboard.poller import jobs_for, run_job
     from dashboard.sources import configured_sources
 
-    sources = configured_sources()
+    jobs = jobs_for(configured_sources())
     stop = threading.Event()
+
+    async def keep_running(job, executor):
+        while not stop.is_set():
+            try:
+                await sync_to_async(run_job, thread_sensitive=False, executor=executor)(job, stop)
+            except Exception:
+                log.exception("poller job %s ended unexpectedly; restarting it", job.name)
+            if not stop.is_set():
+                await asyncio.sleep(RESTART_AFTER_SECONDS)
 
     def start_poller():
         if not poll:
             return
-        poller = asyncio.get_event_loop().create_task(
-            sync_to_async(poll_forever, thread_sensitive=False)(stop=stop, sources=sources)
-        )
+        executor = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="poller")
+        loop = asyncio.get_event_loop()
+        running = asyncio.gather(*(loop.create_task(keep_running(job, executor)) for job in jobs))
 
         def stop_poller():
-            stop.set()  # sync stops between pages
-            return defer.Deferred.fromFuture(poller)  # and shutdown waits for it
+            stop.set()  # a sync stops between pages
+            return defer.Deferred.fromFuture(running)  # and shutdown waits for every job
 
         reactor.addSystemEventTrigger("before", "shutdown", stop_poller)
 

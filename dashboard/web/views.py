@@ -1,5 +1,8 @@
+import logging
+
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
@@ -9,6 +12,8 @@ from dashboard import id_tokens
 from dashboard.models import Incident
 from dashboard.web import feeds, health, pages
 from dashboard.web.filters import EventFilter
+
+log = logging.getLogger(__name__)
 
 
 @login_required
@@ -42,5 +47,12 @@ def wall(request):
 
 @never_cache
 def healthz(request):
-    """Anyone may ask; how much they are told depends on who they are (see web/health.py)."""
-    return JsonResponse(health.health_report(now=timezone.now(), audience=health.audience(request)))
+    """Anyone may ask; how much they are told depends on who they are (see web/health.py).
+
+    While the database is unreachable: 503, still JSON (never the HTML error page), and no details.
+    """
+    try:
+        return JsonResponse(health.health_report(now=timezone.now(), audience=health.audience(request)))
+    except DatabaseError as exc:
+        log.warning("/healthz: the database is unavailable: %s", " ".join(str(exc).split())[:300])
+        return JsonResponse({"status": "unavailable"}, status=503)

@@ -3,6 +3,7 @@ import threading
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from dashboard import poller
 from dashboard.sources import configured_sources
@@ -10,7 +11,7 @@ from dashboard.upstreams.http import UpstreamError
 
 
 class Command(BaseCommand):
-    help = "Run one full pass of every configured source (list sync, refresh of unfinished events), then exit."
+    help = "Run one full pass of every configured source (list sync, live refresh, outbox delivery), then exit."
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", required=True, help="one pass, then exit (`poll` runs forever)")
@@ -29,6 +30,9 @@ class Command(BaseCommand):
             reports = poller.sync_once(sources=sources, on_progress=ProgressBar(self.stderr), stop=stop)
         except UpstreamError as exc:
             raise CommandError(exc) from None
+        except DatabaseError as exc:
+            reason = " ".join(str(exc).split())
+            raise CommandError(f"the database failed ({reason}); nothing past the last stored page was recorded") from None
         for source, report in reports.items():
             self.stdout.write(f"{source}: {report}")
         if stop.is_set():
