@@ -279,7 +279,9 @@ HOOK_QUEUE_CHECK_SECONDS = env_seconds("HOOK_QUEUE_CHECK_SECONDS", 0.1)
 UPSTREAM_TIMEOUT = (env_seconds("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5), env_seconds("UPSTREAM_READ_TIMEOUT_SECONDS", 30))
 UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 5)
 UPSTREAM_BACKOFF_FACTOR = env_seconds("UPSTREAM_BACKOFF_SECONDS", 0.5)
-UPSTREAM_RETRY_AFTER_MAX = env_seconds("UPSTREAM_RETRY_AFTER_MAX_SECONDS", 120)
+# Each wait a Retry-After asks for is cut to this (at most UPSTREAM_RETRIES waits per call); meanwhile only
+# that source waits, since every source runs in its own thread.
+UPSTREAM_RETRY_AFTER_MAX = env_seconds("UPSTREAM_RETRY_AFTER_MAX_SECONDS", 30)
 
 POLL_INTERVAL_SECONDS = env_seconds("POLL_INTERVAL_SECONDS", 30)
 # How often every not-yet-complete event is fetched by id: an updated old event never returns to the top.
