@@ -53,6 +53,11 @@ def bench_events() -> None:
             run(["sync", "--once"], env)
             elapsed = time.perf_counter() - started
             print(f"backfill 10,000 events, {name}: {elapsed:.1f} s for sync --once, {10_000 / elapsed:,.0f} events/s")
+    scratch = Path(tempfile.mkdtemp(prefix="pulseboard-bench-"))
+    subprocess.run(
+        [sys.executable, "-m", "tests.bench_refresh", f"sqlite:///{scratch / 'refresh.sqlite3'}"], cwd=BASE_DIR, check=True
+    )
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def databases(label: str):
