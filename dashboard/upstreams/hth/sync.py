@@ -189,7 +189,8 @@ def _place(anchor: list[dict], page: EventPage, fetch_at: int) -> int | str:
     index = {event.id: i for i, event in enumerate(page.events)}
     found = [index[ref["id"]] for ref in anchor if ref["id"] in index]
     if found:
-        return min(found) + 1  # the earliest one: re-reading a few beats skipping any
+        # After the last, unless an edit reordered them: then after the earliest (re-reading beats skipping).
+        return (found[-1] if found == sorted(found) else min(found)) + 1
     if not page.events:
         return DOWN if page.more_results else (UP if fetch_at > 0 and not page.bad_items else 0)
     # Every anchor event is gone or moved beyond this page: place by time, the order of the list.
@@ -342,7 +343,10 @@ def store_events(
 def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> SyncReport:
     report = SyncReport()
     unique = list({event.id: event for event in events}.values())
-    existing = {e.upstream_id: e for e in Event.objects.filter(upstream_id__in=[event.id for event in unique])}
+    # Locked (in one order, against deadlocks) so that the sync and the live refresh, or two pollers, cannot
+    # both turn the same old row into the same transition.
+    rows_now = Event.objects.select_for_update().filter(upstream_id__in=[event.id for event in unique]).order_by("upstream_id")
+    existing = {e.upstream_id: e for e in rows_now}
     rows, kinds_by_id = [], {}
     for event in unique:
         old = existing.get(event.id)
