@@ -229,14 +229,15 @@ def test_a_backdated_event_is_found_by_the_next_rescan(hth_sim, client, clock, s
     assert kinds(backdated["id"]) == [TransitionKind.EVENT_NEW]
 
 
-def test_events_deleted_during_a_backfill_do_not_make_paging_skip_survivors(hth_sim, client, clock):
+@pytest.mark.parametrize("above", [20, 5], ids=["above-the-anchor", "the-anchor-itself"])
+def test_events_deleted_during_a_backfill_do_not_make_paging_skip_survivors(hth_sim, client, clock, above):
     hth_sim.generate(600)
     deleted = []
 
     def delete_above(offset):
         """Before each page but the first, delete five events the sync has already read."""
         if offset:
-            doomed = [event["id"] for event in hth_sim.events[offset - 20 : offset - 15]]
+            doomed = [event["id"] for event in hth_sim.events[offset - above : offset - above + 5]]
             for event_id in doomed:
                 hth_sim.delete_event(event_id)
             deleted.extend(doomed)

@@ -45,7 +45,7 @@ from django.db import DataError, IntegrityError, transaction
 
 from dashboard.live import detection, transitions
 from dashboard.models import Event, EventStatus, Source, SyncState, Transition
-from dashboard.upstreams.hth.client import MAX_ID_LENGTH, EventPage, HthClient, HthEvent, MalformedEvent
+from dashboard.upstreams.hth.client import MAX_ID_LENGTH, PAGE_SIZE, EventPage, HthClient, HthEvent, MalformedEvent
 from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.report import SyncReport
 
@@ -152,7 +152,8 @@ class _Scan:
                     log.warning("lost the place of stream %s; reading its region again from the top", self.key)
                     anchor, fetch_at, searched = [], 0, 0
                 else:
-                    step = max(1, page.next_offset - fetch_at - 1)  # neighbouring pages share an event
+                    read = page.next_offset - fetch_at  # an empty page: the list ends above; step a whole page
+                    step = read - 1 if read > 1 else PAGE_SIZE - 1  # neighbouring pages share an event
                     fetch_at = fetch_at + step if start == DOWN else max(0, fetch_at - step)
                 continue
             searched = 0
