@@ -87,8 +87,9 @@ def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | Non
                 threads[job.name] = threading.Thread(target=run_job, args=(job, stop), name=job.name, daemon=True)
                 threads[job.name].start()
         stop.wait(SUPERVISE_EVERY_SECONDS)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     for thread in threads.values():
-        thread.join(timeout=STOP_TIMEOUT_SECONDS)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def run_job(job: Job, stop: threading.Event) -> None:
