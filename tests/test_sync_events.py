@@ -276,3 +276,13 @@ def test_a_row_the_database_refuses_is_retried_every_pass_until_it_stores(hth_si
     hth_sim.update_event(refused["id"], title="good title")
     sync.sync_events(client=client, now=clock.advance(seconds=30))
     assert refused["id"] in stored_ids()
+
+
+def test_no_pass_reads_below_the_retention_horizon(hth_sim, client, clock, settings):
+    settings.EVENTS_KEPT_DAYS = 1
+    settings.HTH_RESCAN_SECONDS = 60
+    hth_sim.generate(300)  # about two days of history
+    sync.sync_events(client=client, now=clock.now)
+    sync.sync_events(client=client, now=clock.advance(seconds=120))  # a rescan
+    kept = {e["id"] for e in hth_sim.events if datetime.fromisoformat(e["timestamp"]) >= clock.now - timedelta(days=1)}
+    assert kept and stored_ids() == kept

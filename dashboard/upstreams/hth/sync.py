@@ -23,7 +23,8 @@ How pages join: each page is fetched overlapping the previous one by the anchor,
 after the first anchor event found in it, wherever arrivals or deletions have moved it. If no anchor
 event is there (all deleted, or pushed beyond the page), the page's timestamps (the list is ordered by
 timestamp) say whether to look further down or back up, and reading resumes after the last event newer
-than the anchor. Every step can re-read an event; none can step over one.
+than the anchor. Every step can re-read an event; none can step over one. No pass reads below the
+retention horizon (EVENTS_KEPT_DAYS): what retention deleted must not come back.
 
 Why a killed or aborted pass never skips anything: a page's rows and the cursor that covers them commit
 in one transaction, so the anchor always names the last stored page. The next pass first reads the top
@@ -132,6 +133,8 @@ class _Scan:
     def __init__(self, *, client, project, key, now, announce_new, should_stop):
         self.client, self.project, self.key, self.now = client, project, key, now
         self.announce_new, self.should_stop = announce_new, should_stop
+        # Retention (dashboard/retention.py) deletes what is older: reading it again would bring it back.
+        self.kept_from = now - timedelta(days=settings.EVENTS_KEPT_DAYS) if settings.EVENTS_KEPT_DAYS else None
 
     def read(self, *, floor, bound=None, anchor=(), offset=0, commit=None, on_progress=None) -> SyncReport:
         """Read from `anchor` (or the top) until an event older than `floor`, position `bound`, or the end.
@@ -139,6 +142,7 @@ class _Scan:
         `commit(anchor, offset)` gives the cursor to save with each page; without it only rows are saved.
         """
         report = SyncReport()
+        floor = max((f for f in (floor, self.kept_from) if f is not None), default=None)
         anchor, fetch_at, searched = list(anchor), max(0, offset - len(anchor)), 0
         while True:
             if self.should_stop():
