@@ -96,13 +96,13 @@ def test_serve_keeps_its_poller_through_a_database_outage_and_healthz_says_503(h
             relay.down()
             time.sleep(2)
             status, body = get_json(f"http://127.0.0.1:{port}/healthz")
-            assert status == 503 and body["status"] == "unavailable" and "database" in body["error"]
+            assert status == 503 and body == {"status": "unavailable"}
             time.sleep(2)
             relay.up()
             hth_sim.add_event(target="push", operation="created", project="luotsi")
             wait_for_rows(101, timeout=30)
             status, body = get_json(f"http://127.0.0.1:{port}/healthz")
-            assert status == 200 and body["sources"]["hth"]["counts"]["events"] == 101
+            assert status == 200 and body["sources"]["hth"]["configured"]
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
@@ -118,4 +118,4 @@ def test_healthz_answers_json_503_when_the_database_cannot_be_opened(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert status == 503 and body["status"] == "unavailable" and "database" in body["error"]
+    assert status == 503 and body == {"status": "unavailable"}
