@@ -264,6 +264,9 @@ HTH_REFRESH_CONCURRENCY = env_int("HTH_REFRESH_CONCURRENCY", 8)
 ONEUPTIME_API_URL = env_api_url("ONEUPTIME_API_URL")
 ONEUPTIME_API_KEY = os.environ.get("ONEUPTIME_API_KEY", "")
 ONEUPTIME_PROJECT_ID = os.environ.get("ONEUPTIME_PROJECT_ID", "")
+# Every ONEUPTIME_RESCAN_SECONDS a notes pass reads everything again, not only from its watermark: an edit
+# stamped while OneUptime's clock ran behind ours lies below the watermark and is found only so.
+ONEUPTIME_RESCAN_SECONDS = env_seconds("ONEUPTIME_RESCAN_SECONDS", 3600)
 # Use POST …/update-item and …/delete-item from the start, for a proxy known to refuse PUT and DELETE
 # (without it the client falls back on its own after a 405 or 501).
 ONEUPTIME_USE_POST_ALTERNATIVES = env_bool("ONEUPTIME_USE_POST_ALTERNATIVES", False)

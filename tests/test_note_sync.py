@@ -237,6 +237,25 @@ def test_a_note_dated_a_day_ahead_does_not_seal_out_later_changes(oneuptime_sim)
     assert IncidentNote.objects.filter(upstream_id=added["_id"]).exists()
 
 
+def test_an_edit_stamped_while_oneuptimes_clock_runs_behind_is_found_by_the_rescan(oneuptime_sim, settings):
+    """Against the real command: an edit stamped a day in the past lies below the watermark; the rescan finds it."""
+    sim = oneuptime_sim
+    settings.ONEUPTIME_RESCAN_SECONDS = 3600
+    incident = sim.add_incident("Clock behind")
+    note = sim.add_note(incident["_id"], "first")
+    call_command("sync", "--once")
+    sim.clock = lambda: datetime.now(UTC) - timedelta(days=1)
+    sim.edit_note(note["_id"], note="edited while the clock ran a day behind")
+    call_command("sync", "--once")
+    assert IncidentNote.objects.get(upstream_id=note["_id"]).note == "first"  # below the watermark: unseen
+
+    settings.ONEUPTIME_RESCAN_SECONDS = 0.001  # the rescan is due
+    call_command("sync", "--once")
+    assert IncidentNote.objects.get(upstream_id=note["_id"]).note == "edited while the clock ran a day behind"
+    rescanned = datetime.fromisoformat(SyncState.objects.get(source="oneuptime").cursor["rescanned_at"])
+    assert datetime.now(UTC) - rescanned < timedelta(minutes=1)
+
+
 def test_a_deletion_is_mirrored_when_one_upstream_note_cannot_be(client, sim):
     """Equal counts (one note unmirrorable, one deleted) must not hide the deletion."""
     incident = sim.add_incident("Queue backlog")

@@ -17,7 +17,9 @@ The saved watermark never passes `now - WATERMARK_LAG`, however far ahead a reco
 stamped a day ahead (a skewed clock, a hostile value) is read again every pass until its time comes,
 instead of sealing out every change made before then, and a write that commits a little after its
 `updatedAt` (or a clock a little behind ours) is still read. Reading runs ahead of the saved
-watermark within a pass, so the pass itself always ends.
+watermark within a pass, so the pass itself always ends. A clock far behind ours stamps edits below the
+watermark, where no watermark can find them: so every ONEUPTIME_RESCAN_SECONDS a pass reads both
+resources from the start, and only a pass that finishes that re-read records it as done.
 
 A record that cannot be mirrored (a malformed value, a note whose incident nobody can name) is
 logged, skipped, and its id kept in the cursor with the page; every pass reads those ids again, so
@@ -39,6 +41,7 @@ from datetime import datetime, timedelta
 from itertools import batched
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
 
 from dashboard.live import transitions
@@ -88,9 +91,13 @@ def sync_notes(*, client: OneUptimeClient, now: datetime, should_stop: Callable[
             lambda items, announce: _store_notes(items, client=client, now=now, announce=announce),
         ),
     ]
+    rescan = _rescan_due(now)
     for key, fetch, store in resources:
         if report.finished:
-            report.add(_walk(key, fetch, store, now=now, should_stop=should_stop))
+            report.add(_walk(key, fetch, store, now=now, should_stop=should_stop, rescan=rescan))
+    if report.finished and rescan:
+        with transaction.atomic():
+            _save_cursor("rescanned_at", now.isoformat())
     if report.finished:
         report.add(reconcile_deleted_notes(client=client, now=now))
         report.add(reconcile_deleted_incidents(client=client, now=now))
@@ -99,11 +106,22 @@ def sync_notes(*, client: OneUptimeClient, now: datetime, should_stop: Callable[
     return report
 
 
-def _walk(key: str, fetch: Callable[..., Page], store: Callable[..., tuple], *, now: datetime, should_stop) -> SyncReport:
-    """Read `key` from its watermark on. The first pass of an empty mirror announces nothing: it is history, not news."""
+def _rescan_due(now: datetime) -> bool:
+    done = _cursor().get("rescanned_at")
+    return done is None or now - datetime.fromisoformat(done) >= timedelta(seconds=settings.ONEUPTIME_RESCAN_SECONDS)
+
+
+def _walk(
+    key: str, fetch: Callable[..., Page], store: Callable[..., tuple], *, now: datetime, should_stop, rescan: bool = False
+) -> SyncReport:
+    """Read `key` from its watermark on (from the start when `rescan`).
+
+    The first pass of an empty mirror announces nothing: it is history, not news."""
     report = SyncReport()
     saved = _cursor().get(key, {"updated_at": None, "skip": 0})
     announce = saved["updated_at"] is not None
+    if rescan:
+        saved = {"updated_at": None, "skip": 0}
     ceiling = now - WATERMARK_LAG
     if saved["updated_at"] and datetime.fromisoformat(saved["updated_at"]) > now + WATERMARK_LAG:
         # Saved by a version that let a future-dated record carry it ahead: what it sealed out is unknown, so read it all.
