@@ -4,8 +4,9 @@ It follows the vendor's Event document (REST API v1): `GET /events` as a metadat
 `GET /events/:id`, `POST /events` for bot build events and `PUT /events/:id` for the progress of an
 incomplete build. Where the document is ambiguous it does what the examples do: linked attributes
 live inside `objects`, commits are `{"id": ...}` objects, and every item carries `api_status` and
-`api_timestamp`. Fault switches (errors, rate limits, slowness, malformed items) let tests show that
-the client copes with a misbehaving upstream, over real HTTP rather than mocks.
+`api_timestamp`. Fault switches (errors, rate limits, slowness, cut-off JSON, malformed items that can
+be corrected, deletions) let tests show that the client copes with a misbehaving upstream, over real
+HTTP rather than mocks.
 
 Run `python -m dashboard.simulators.hth --generate 500 --activity` for a standalone server.
 """
@@ -438,6 +439,29 @@ class Simulator(loopback.LoopbackSimulator):
         with self._lock:
             self._faults.extend([(429, retry_after)] * count)
 
+    def corrupt_next(self, count: int) -> None:
+        """Answer the next `count` requests with a 200 whose JSON stops halfway, as a dropped proxy connection leaves it."""
+        with self._lock:
+            self._faults.extend([(200, None)] * count)
+
+    def clear_faults(self) -> None:
+        """Forget every queued fault answer (fail_next, rate_limit_next, corrupt_next)."""
+        with self._lock:
+            self._faults.clear()
+
+    def well_formed_events(self) -> list[Event]:
+        """What a correct mirror holds: every stored event except the malformed items."""
+        with self._lock:
+            return [item for key, item in self._newest_first() if key not in self._malformed]
+
+    def repair_malformed_events(self) -> None:
+        """Correct every malformed item that has an id (see `repair_event`); the others stay malformed."""
+        with self._lock:
+            for key in list(self._malformed):
+                sort_time, item = self._stored[key]
+                if isinstance(item, dict) and item.get("id") == key:
+                    self.repair_event(key, timestamp=_iso(sort_time), progress=100)
+
     def add_malformed_event(self, kind: str = "bad_timestamp") -> Any:
         """Insert, as the newest item, something a client must reject; returns the raw item."""
         if kind not in MALFORMED_KINDS:
@@ -476,6 +500,9 @@ class Simulator(loopback.LoopbackSimulator):
             self.requests.append((method, path))
             if method in ("POST", "PUT"):
                 self.writes.append((method, path, body))
+            if self._faults and self._faults[0][0] == 200:
+                self._faults.popleft()
+                return Response(200, b'{"metadata": {"more_results": true, "next_offset": 1', {})
             stamp = _iso(self.clock())
             try:
                 status, payload = self._route(method, path, headers, body, stamp)

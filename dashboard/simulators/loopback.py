@@ -4,6 +4,7 @@
 No Django here: the simulators stand in for servers on other machines, reached only over HTTP.
 """
 
+import sys
 import threading
 import time
 import urllib.error
@@ -68,6 +69,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], simulator: LoopbackSimulator):
         super().__init__(address, _Handler)
         self.simulator = simulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (timed out, or was killed) is normal for a server; anything else is printed."""
+        if not isinstance(sys.exception(), ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -665,6 +665,11 @@ class Simulator(loopback.LoopbackSimulator):
         with self._lock:
             self._canned.extend([Response(200, b'{"count": 3, "limit": 10, "skip": 0, "data": [{"_id": "', {})] * count)
 
+    def clear_faults(self) -> None:
+        """Forget every queued fault answer (fail_next, rate_limit_next, corrupt_next)."""
+        with self._lock:
+            self._canned.clear()
+
     def respond(self, method: str, target: str, headers: Message, raw_body: bytes) -> Response:
         """Answer one HTTP request, under the lock so that nothing changes a record mid-answer."""
         try:
