@@ -21,7 +21,7 @@ POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only")
-    from tests import bench_hooks, bench_live, bench_notes, bench_scale
+    from tests import bench_faults, bench_hooks, bench_live, bench_notes, bench_scale
 
     print("== Helix TeamHub events ==")
     bench_events()
@@ -30,6 +30,8 @@ def main() -> None:
     bench_scale.main()
     bench_live.main()
     bench_hooks.main()
+    print("\n== Fault injection ==")
+    bench_faults.bench_faults(dict(os.environ))
 
 
 def bench_events() -> None:
