@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django import forms
@@ -112,7 +113,9 @@ class World:
         if self.db_relay:
             env["DATABASE_URL"] = self.db_relay.url
         if self.redis_relay:
-            env["REDIS_URL"] = self.redis_relay.url
+            # The relay's own `url` keeps a user part, which a Redis URL without credentials does not have.
+            parts = urlsplit(self.redis_url)
+            env["REDIS_URL"] = urlunsplit(parts._replace(netloc=f"127.0.0.1:{self.redis_relay.listener.getsockname()[1]}"))
         else:
             env.pop("REDIS_URL", None)
         return env
