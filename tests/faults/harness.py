@@ -113,9 +113,11 @@ class World:
         if self.db_relay:
             env["DATABASE_URL"] = self.db_relay.url
         if self.redis_relay:
-            # The relay's own `url` keeps a user part, which a Redis URL without credentials does not have.
+            # The relay's own `url` assumes a user part, which a Redis URL often does not have.
             parts = urlsplit(self.redis_url)
-            env["REDIS_URL"] = urlunsplit(parts._replace(netloc=f"127.0.0.1:{self.redis_relay.listener.getsockname()[1]}"))
+            credentials = parts.netloc.rpartition("@")[0]
+            address = f"127.0.0.1:{self.redis_relay.listener.getsockname()[1]}"
+            env["REDIS_URL"] = urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials else address))
         else:
             env.pop("REDIS_URL", None)
         return env
