@@ -2,18 +2,21 @@
 
 The world: both simulators over loopback, the poller as a real process (`poll`, or `serve` with the
 poller inside), occasional `sync --once` runs beside it, and, on PostgreSQL/Redis, TCP relays between
-those processes and the servers (tests/db_relay.py). Admin edits go through the real admin views (a logged-in Django test
-client in this process, which reaches the database directly, not through the relay).
+those processes and the servers (tests/db_relay.py). Admin edits go through the real admin views (a
+logged-in Django test client in this process, which reaches the database directly, not through a relay).
 
-After the schedule every fault is switched off, malformed items are corrected upstream, and the poller
-gets a few passes. Then:
+After the schedule every fault is switched off and the poller gets a few passes; the invariants are
+checked once with malformed records still upstream (one bad record must not freeze the rest of its
+mirror), and again after they are corrected (a corrected record must be read again):
   mirror:  every well-formed event, incident and note upstream is mirrored once, with the same fields
            that matter; nothing deleted upstream stays (events may: the API cannot say an event went);
            a note with an undelivered admin edit is compared by the admin invariant instead.
   admin:   every admin edit is in OneUptime, or visibly held (conflict or failed) in the outbox, or
            was knowingly replaced (by an edit whose author had seen it).
-  upstream edits: every edit made in OneUptime is still there, or was knowingly replaced.
+  upstream edits: every edit made in OneUptime is still there, or was knowingly replaced, or its note
+           is held as a conflict (OneUptime has no If-Match: a write racing ours can only be shown).
   poller:  the poller process never exited by itself and still makes passes; `sync --once` exits 0.
+Each invariant is re-checked for up to 20 s (30 s after the repair) before it counts as broken.
 """
 
 import os
