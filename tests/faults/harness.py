@@ -109,8 +109,10 @@ class World:
             "UPSTREAM_RETRIES": "2",
             "UPSTREAM_BACKOFF_SECONDS": "0.05",
             "UPSTREAM_RETRY_AFTER_MAX_SECONDS": "2",
-            # The hourly re-read that finds events backdated below a pass's floor, due within a schedule here.
+            # The hourly re-reads that find events backdated below a pass's floor, and note edits stamped
+            # while OneUptime's clock ran behind ours: due within a schedule here.
             "HTH_RESCAN_SECONDS": "10",
+            "ONEUPTIME_RESCAN_SECONDS": "10",
         }
         env = base_env(**overrides)
         if self.db_relay:
