@@ -286,3 +286,13 @@ def test_no_pass_reads_below_the_retention_horizon(hth_sim, client, clock, setti
     sync.sync_events(client=client, now=clock.advance(seconds=120))  # a rescan
     kept = {e["id"] for e in hth_sim.events if datetime.fromisoformat(e["timestamp"]) >= clock.now - timedelta(days=1)}
     assert kept and stored_ids() == kept
+
+
+def test_an_event_id_with_a_slash_is_mirrored_and_refreshed(hth_sim, client, clock):
+    """Upstream ids are stored whatever they hold (only HTML ids, groups and URLs need a plain token)."""
+    odd = hth_sim.add_event(id="builds/42 #7", target="build", operation="completed", progress=10)
+    sync.sync_events(client=client, now=clock.now)
+    assert Event.objects.get(upstream_id="builds/42 #7").progress == 10
+    hth_sim.set_progress(odd["id"], 60)
+    sync.refresh_unfinished_events(client=client, now=clock.advance(seconds=1))
+    assert Event.objects.get(upstream_id="builds/42 #7").progress == 60

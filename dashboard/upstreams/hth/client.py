@@ -204,7 +204,7 @@ def parse_event(item: Any) -> HthEvent:
     if not isinstance(item, dict):
         raise MalformedEvent(f"expected an object, got {type(item).__name__}")
     event_id = item.get("id")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH or "/" in event_id:
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH:
         raise MalformedEvent(f"missing or invalid id {event_id!r}")
     raw = {key: value for key, value in item.items() if key not in ("api_status", "api_timestamp")}
     objects = item.get("objects", {})
