@@ -10,6 +10,7 @@ a lost database, a bug) is logged and recorded for /healthz, its database connec
 the next run reconnects, and it runs again after a back-off; the supervisor restarts a thread that died
 anyway. `stop` (a threading.Event that SIGTERM sets) ends every loop, and a sync checks it between pages.
 
+With several processes only the one holding the poller lock runs the jobs (dashboard/leader.py).
 To add work, add a Job in `jobs_for`; setting a job's `wake` runs it now.
 """
 
@@ -26,6 +27,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from dashboard import hooks, retention
+from dashboard.leader import Leadership
 from dashboard.live import transitions
 from dashboard.sources import SYNC, ConfiguredSource, Task, configured_sources, run_pass
 from dashboard.upstreams.http import UpstreamError
@@ -75,8 +77,21 @@ def jobs_for(sources: list[ConfiguredSource]) -> list[Job]:
 
 
 def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | None = None) -> None:
-    """Run every job in a thread of its own until `stop`, restarting any thread that ends before it."""
+    """Stand by until this process is the poller (dashboard/leader.py), then run every job until `stop`
+    or until the lock is lost, and stand by again."""
     jobs = jobs_for(configured_sources() if sources is None else sources)
+    leadership = Leadership()
+    while leadership.wait(stop):
+        term = threading.Event()
+        runner = threading.Thread(target=run_jobs, args=(jobs, term), name="poller", daemon=True)
+        runner.start()
+        leadership.hold(stop, term)
+        term.set()
+        runner.join()
+
+
+def run_jobs(jobs: list[Job], stop: threading.Event) -> None:
+    """Run every job in a thread of its own until `stop`, restarting any thread that ends before it."""
     threads: dict[str, threading.Thread] = {}
     while not stop.is_set():
         for job in jobs:

@@ -4,7 +4,9 @@ The in-memory channel layer lives in one process, so the poller's pushes reach b
 inside daphne's process. Each poller job runs in a worker thread started from daphne's event loop
 through sync_to_async, so that its pushes (async_to_sync) hop back onto that loop safely. A job's
 loop survives its own errors; should it end anyway, it is started again a second later, so the pages
-never keep serving while the mirror has silently stopped. The jobs are stopped before daphne's loop
+never keep serving while the mirror has silently stopped. With PostgreSQL, every `serve` may run behind a
+load balancer: only the one holding the poller lock (dashboard/leader.py) runs the jobs, the others
+stand by and serve pages and sockets, which then get their pushes through Redis. The jobs are stopped before daphne's loop
 is: a push into a stopped loop would wait for ever.
 """
 
@@ -24,30 +26,40 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
     from channels.routing import get_default_application
     from twisted.internet import defer, reactor
 
+    from dashboard.leader import Leadership
     from dashboard.poller import jobs_for, run_job
     from dashboard.sources import configured_sources
 
     jobs = jobs_for(configured_sources())
     stop = threading.Event()
 
-    async def keep_running(job, executor):
-        while not stop.is_set():
+    async def keep_running(job, executor, term):
+        while not term.is_set():
             try:
-                await sync_to_async(run_job, thread_sensitive=False, executor=executor)(job, stop)
+                await sync_to_async(run_job, thread_sensitive=False, executor=executor)(job, term)
             except Exception:
                 log.exception("poller job %s ended unexpectedly; restarting it", job.name)
-            if not stop.is_set():
+            if not term.is_set():
                 await asyncio.sleep(RESTART_AFTER_SECONDS)
+
+    async def lead(executor):
+        """Stand by until this process holds the poller lock, poll until it is lost or `stop`, repeat."""
+        leadership = Leadership()
+        while await sync_to_async(leadership.wait, thread_sensitive=False)(stop):
+            term = threading.Event()
+            running = asyncio.gather(*(keep_running(job, executor, term) for job in jobs))
+            await sync_to_async(leadership.hold, thread_sensitive=False)(stop, term)
+            term.set()  # a sync stops between pages
+            await running
 
     def start_poller():
         if not poll:
             return
         executor = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="poller")
-        loop = asyncio.get_event_loop()
-        running = asyncio.gather(*(loop.create_task(keep_running(job, executor)) for job in jobs))
+        running = asyncio.get_event_loop().create_task(lead(executor))
 
         def stop_poller():
-            stop.set()  # a sync stops between pages
+            stop.set()
             return defer.Deferred.fromFuture(running)  # and shutdown waits for every job
 
         reactor.addSystemEventTrigger("before", "shutdown", stop_poller)

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 
 from dashboard.live import screens
@@ -163,6 +164,12 @@ def test_healthz_reports_each_source(client, person, hth_sim):
     assert hth["counts"] == {"events": 13, "live": 1}
     assert health["sources"]["oneuptime"]["configured"] is False
     assert health["sources"]["oneuptime"]["counts"]["notes"] == 0
+    poller = health["poller"]  # `sync --once` holds no lock: nobody polls
+    assert poller == (
+        {"mode": "advisory lock", "holder": None, "since": None}
+        if connection.vendor == "postgresql"
+        else {"mode": "single node (SQLite: no lock, every process that polls is the poller)"}
+    )
 
 
 def fail_a_sync(hth_sim, settings, status=500):

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from dashboard import leader
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, NoteWrite, Source, SyncState
 from dashboard.version import server_version
 from dashboard.web import feeds
@@ -54,6 +55,7 @@ def health_report(*, now: datetime, audience: str) -> dict:
     report |= {"version": server_version(), "now": _iso(now), "poll_interval_seconds": settings.POLL_INTERVAL_SECONDS}
     if audience == SIGNED_IN:
         report["live_count"] = sources[Source.HTH.value]["counts"]["live"]
+        report["poller"] = leader.holder()  # which process polls (PostgreSQL), or that SQLite has no lock
     return report
 
 
