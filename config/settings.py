@@ -299,3 +299,7 @@ EVENTS_KEPT_DAYS = env_int("EVENTS_KEPT_DAYS", 90)
 # a minute later. A TV needs one; a few spare cover a second TV on the same link and reconnect overlaps.
 LIVE_MAX_SOCKETS_PER_KEY = env_int("LIVE_MAX_SOCKETS_PER_KEY", 10)
 LIVE_MAX_SOCKETS_PER_USER = env_int("LIVE_MAX_SOCKETS_PER_USER", 20)
+
+# GET /metrics (Prometheus) answers only a scraper that sends "Authorization: Bearer <METRICS_TOKEN>";
+# unset, /metrics is 404. Each process exposes its own counters: scrape every node.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()

@@ -11,6 +11,7 @@ urlpatterns = [
     path("wall/", views.wall, name="wall"),
     path("incidents/<str:upstream_id>/", views.incident, name="incident"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("hooks/hth/", hth_hooks.receive, name="hth-hook"),
     path("hooks/oneuptime/", oneuptime_hooks.receive, name="oneuptime-hook"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from dashboard import metrics
 from dashboard.models import Source, SyncState
 from dashboard.upstreams.hth import sync as hth_sync
 from dashboard.upstreams.hth.client import HthClient
@@ -97,9 +98,12 @@ def run_pass(source: ConfiguredSource, task: Task, *, now: datetime, **kwargs) -
     SyncState.objects.get_or_create(source=source.source)
     state = SyncState.objects.filter(source=source.source)
     state.update(last_attempt_at=now)
+    timer = metrics.SYNC_SECONDS.labels(source.source, task.kind).time()
     try:
-        report = task.run(now=now, **kwargs)
+        with timer:
+            report = task.run(now=now, **kwargs)
     except Exception as exc:
+        metrics.SYNC_RUNS.labels(source.source, task.kind, "error").inc()
         reason = str(exc) if isinstance(exc, UpstreamError) else f"{exc.__class__.__name__}: {exc}"
         state.update(
             last_error=" ".join(f"{task.kind}: {reason}".split()),
@@ -107,6 +111,7 @@ def run_pass(source: ConfiguredSource, task: Task, *, now: datetime, **kwargs) -
             last_error_at=timezone.now(),
         )
         raise
+    metrics.SYNC_RUNS.labels(source.source, task.kind, "ok" if report.finished else "unfinished").inc()
     if task.kind == LIVE_REFRESH:
         state.update(last_refresh_at=now)
     elif task.kind == SYNC and report.finished:

@@ -11,6 +11,7 @@ from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
+from dashboard import metrics
 from dashboard.live import limits, sessions
 from dashboard.live.access import LOGIN_REQUIRED, RELOAD, REVOKED, SocketAccess, socket_access
 from dashboard.web import pages
@@ -36,6 +37,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self.send(text_data=await database_sync_to_async(self.snapshot)())
+        metrics.SOCKETS.inc()
         self.heartbeat = asyncio.create_task(self.beat())
 
     def snapshot(self) -> str:
@@ -64,6 +66,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.heartbeat:
             self.heartbeat.cancel()
+            metrics.SOCKETS.dec()
         if self.access.holder and not self.access.refusal:
             await limits.release(self.access.holder, self.channel_name)
 

@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from dashboard import metrics
 from dashboard.id_tokens import id_token
 from dashboard.models import Event, EventStatus, Incident, Screen, Transition, TransitionKind
 from dashboard.web import feeds, pages
@@ -53,7 +54,8 @@ def publish(changes: list[Transition]) -> None:
     """The transitions subscriber: render what changed and send it. Runs after the sync's commit."""
     messages = render_messages(changes)
     if messages:
-        async_to_sync(_send)(messages)
+        with metrics.PUSH_SECONDS.time():
+            async_to_sync(_send)(messages)
 
 
 def tell_screen(screen: Screen, action: str) -> None:

@@ -9,6 +9,8 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from dashboard import metrics
+
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -44,6 +46,7 @@ def make_session(*, headers: dict[str, str], retried_methods: frozenset[str] = R
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update(headers)
+    session.hooks["response"].append(metrics.count_upstream_answer)
     return session
 
 
@@ -52,6 +55,7 @@ def send(session: requests.Session, method: str, url: str, **kwargs) -> requests
     try:
         return session.request(method, url, timeout=settings.UPSTREAM_TIMEOUT, **kwargs)
     except requests.RequestException as exc:
+        metrics.UPSTREAM_ERRORS.labels("network").inc()
         raise UpstreamError(f"{method} {url} failed: {_reason(exc)}") from exc
 
 

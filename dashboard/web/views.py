@@ -3,14 +3,14 @@ import logging
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from dashboard import id_tokens
 from dashboard.models import Incident
-from dashboard.web import feeds, health, pages
+from dashboard.web import feeds, health, pages, scrape
 from dashboard.web.filters import EventFilter
 
 log = logging.getLogger(__name__)
@@ -56,3 +56,13 @@ def healthz(request):
     except DatabaseError as exc:
         log.warning("/healthz: the database is unavailable: %s", " ".join(str(exc).split())[:300])
         return JsonResponse({"status": "unavailable"}, status=503)
+
+
+@never_cache
+def metrics(request):
+    """Prometheus scrapes this with a bearer token (web/scrape.py); 404 when no token is set, 403 for a wrong one."""
+    if not scrape.enabled():
+        raise Http404("metrics are off (set METRICS_TOKEN)")
+    if not scrape.authorized(request):
+        return HttpResponseForbidden("wrong or missing metrics token")
+    return HttpResponse(scrape.exposition(now=timezone.now()), content_type="text/plain; version=0.0.4; charset=utf-8")
