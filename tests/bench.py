@@ -3,7 +3,8 @@
 Each figure runs the real command in a fresh process against a fresh database and the simulator
 over loopback, so it includes Django's start-up (about half a second). The live figures (latency,
 fan-out, the wall's memory) are in tests/bench_live.py, the read side at 1,000,000 events (PostgreSQL,
-with DATABASE_URL) in tests/bench_scale.py, the webhook figures in tests/bench_hooks.py.
+with DATABASE_URL) in tests/bench_scale.py, the webhook figures in tests/bench_hooks.py, failover in
+tests/bench_failover.py.
 """
 
 import os
@@ -32,6 +33,8 @@ def main() -> None:
     bench_hooks.main()
     print("\n== Fault injection ==")
     bench_faults.bench_faults(dict(os.environ))
+    print("\n== Failover ==")
+    bench_failover()
 
 
 def bench_events() -> None:
@@ -60,6 +63,15 @@ def bench_events() -> None:
         [sys.executable, "-m", "tests.bench_refresh", f"sqlite:///{scratch / 'refresh.sqlite3'}"], cwd=BASE_DIR, check=True
     )
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_failover() -> None:
+    """SIGKILL of the polling `serve` to the next sync by another one (PostgreSQL only: SQLite has no lock)."""
+    database_url = list(databases("failover"))[1][1]
+    if database_url is None:
+        print("failover: skipped (PostgreSQL is not running on 127.0.0.1:5432)")
+        return
+    subprocess.run([sys.executable, "-m", "tests.bench_failover", database_url], cwd=BASE_DIR, check=True)
 
 
 def databases(label: str):
