@@ -7,9 +7,10 @@
     live/        what counts as live, the transitions seam, pushes, and the /ws/live/ socket
     web/         the pages, /healthz, and markdown
     poller.py    when each source syncs (sources.py: which are configured; hooks.py: queued webhook work);
-                 server.py runs it in daphne
+                 server.py runs it in daphne; leader.py lets one process of many poll
 
 Imports point down this list and never up (see the contracts in pyproject.toml): a page never calls an
 upstream, and a sync reaches the pages only through `live.transitions`. `simulators/` (both APIs on
-loopback), `demo.py`, `admin.py` and `management/` sit outside the flow and may use any of it.
+loopback), `demo.py`, `admin.py` and `management/` sit outside the flow and may use any of it; `metrics.py`
+imports nothing of ours, so every layer may count into it.
 """
