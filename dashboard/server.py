@@ -45,17 +45,17 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
     async def lead(executor):
         """Stand by until this process holds the poller lock, poll until it is lost or `stop`, repeat."""
         leadership = Leadership()
-        while await sync_to_async(leadership.wait, thread_sensitive=False)(stop):
+        while await sync_to_async(leadership.wait, thread_sensitive=False, executor=executor)(stop):
             term = threading.Event()
             running = asyncio.gather(*(keep_running(job, executor, term) for job in jobs))
-            await sync_to_async(leadership.hold, thread_sensitive=False)(stop, term)
+            await sync_to_async(leadership.hold, thread_sensitive=False, executor=executor)(stop, term)
             term.set()  # a sync stops between pages
             await running
 
     def start_poller():
         if not poll:
             return
-        executor = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="poller")
+        executor = ThreadPoolExecutor(max_workers=len(jobs) + 1, thread_name_prefix="poller")  # + the lock's
         running = asyncio.get_event_loop().create_task(lead(executor))
 
         def stop_poller():

@@ -65,3 +65,61 @@ def test_stop_ends_the_hold_and_releases_the_lock():
     leadership.hold(stop, lost)
     assert not lost.is_set()
     assert nobody_holds()
+
+
+def test_poll_forever_stops_its_jobs_while_another_holds_the_lock_and_resumes_when_it_is_free():
+    from dashboard.poller import poll_forever
+    from dashboard.sources import SYNC, ConfiguredSource, Task
+    from dashboard.upstreams.report import SyncReport
+
+    runs = []
+
+    def sync(**kwargs):
+        runs.append(time.monotonic())
+        return SyncReport()
+
+    source = ConfiguredSource("hth", sync=Task(SYNC, sync, 0.05))
+    stop = threading.Event()
+    poller = threading.Thread(target=poll_forever, kwargs={"stop": stop, "sources": [source]})
+    poller.start()
+    try:
+        assert wait_until(lambda: runs), "the only process takes the lock and polls"
+        rival = Leadership()
+        rival.conn = rival._connect()
+        queued = threading.Thread(target=rival.conn.execute, args=("SELECT pg_advisory_lock(%s)", [leader.LOCK_KEY]))
+        queued.start()  # another process queues for the lock, so it wins it the moment it is free
+        assert wait_until(lambda: waiting_for_the_lock() == 1)
+        with connection.cursor() as cursor:  # the poller's lock connection breaks
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s AND pid <> %s",
+                [leader.APPLICATION_NAME + "%", rival.conn.info.backend_pid],
+            )
+        queued.join(timeout=5)
+        assert rival._still_held()
+        time.sleep(leader.check_seconds() + 0.5)  # its loss is noticed within a check; a run in flight ends
+        before = len(runs)
+        time.sleep(1)
+        assert len(runs) == before, "no sync runs while another process holds the lock"
+        rival._close()
+        assert wait_until(lambda: len(runs) > before), "it takes the lock back once it is free"
+    finally:
+        stop.set()
+        poller.join(timeout=15)
+    assert not poller.is_alive()
+
+
+def wait_until(check, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def waiting_for_the_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND NOT granted", [leader.LOCK_KEY]
+        )
+        return cursor.fetchone()[0]
