@@ -47,11 +47,15 @@ class Leadership:
     def wait(self, stop: threading.Event) -> bool:
         if not is_shared():
             return not stop.is_set()
+        said = False
         while not stop.is_set():
             try:
                 if self._try_lock():
                     log.info("this process (%s) is now the poller", self.name)
                     return True
+                if not said:
+                    log.info("another process polls; %s stands by", self.name)
+                    said = True
             except Exception as exc:
                 log.warning("could not try the poller lock (%s); retrying", " ".join(str(exc).split())[:200])
                 self._close()

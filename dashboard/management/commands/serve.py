@@ -4,7 +4,10 @@ from dashboard.server import serve
 
 
 class Command(BaseCommand):
-    help = "Run daphne with the poller inside (one process, no Redis needed); with REDIS_URL use `poll` and daphne instead."
+    help = (
+        "Run daphne with the poller inside (one process, no Redis needed); on PostgreSQL with REDIS_URL, "
+        "run it on every node: one process polls, the others stand by."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
