@@ -56,6 +56,9 @@ def test_three_serves_one_poller_and_the_walls_keep_updating_when_it_is_killed(b
                 server.start()
             by_pid = {server.process.pid: server for server in servers}
             first = polling_pid(list(by_pid))
+            log.flush()
+            assert wait_for_text(tmp_path / "serve.log", "stands by", count=2), "the other two stand by"
+            assert (tmp_path / "serve.log").read_text().count("is now the poller") == 1
             walls = {}
             for server in servers:
                 wall = new_page(browser, width=1920, height=1080)
@@ -102,3 +105,12 @@ def test_a_second_poll_stands_by_and_takes_over_when_the_first_is_killed(hth_sim
                 if poller.poll() is None:
                     poller.terminate()
                     poller.wait(timeout=20)
+
+
+def wait_for_text(path, text: str, *, count: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while path.read_text().count(text) < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
