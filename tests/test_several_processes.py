@@ -3,9 +3,11 @@ Redis, one of which polls. Killing the poller with SIGKILL hands the polling to 
 every wall left open keeps updating. Skipped unless DATABASE_URL is PostgreSQL and REDIS_URL is set."""
 
 import os
+import re
 import time
 
 import pytest
+import requests
 from django.db import connection
 
 from dashboard import leader
@@ -19,6 +21,7 @@ pytestmark = [
 ]
 
 POLL_INTERVAL = 1
+TOKEN = "a-long-scraper-token"
 
 
 def hth_env(hth_sim, **overrides):
@@ -50,7 +53,7 @@ def test_three_serves_one_poller_and_the_walls_keep_updating_when_it_is_killed(b
     hth_sim.generate(20)
     screen = screens.screen_named("Office TV")
     with open(tmp_path / "serve.log", "w") as log:
-        servers = [Server(hth_env(hth_sim), log) for _ in range(3)]
+        servers = [Server(hth_env(hth_sim, METRICS_TOKEN=TOKEN), log) for _ in range(3)]
         try:
             for server in servers:
                 server.start()
@@ -80,6 +83,12 @@ def test_three_serves_one_poller_and_the_walls_keep_updating_when_it_is_killed(b
                     wall.wait_for_selector(f'#wall-builds [data-event-id="{after}"] [data-progress="60"]', timeout=20000)
                     wall.wait_for_selector('#connection[data-state="live"]')
             assert second != first
+            for pid, server in by_pid.items():  # each process counts for itself: the scraper scrapes every node
+                if pid != first:
+                    text = requests.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
+                    synced = re.search(r'^pulseboard_sync_runs_total\{outcome="ok",source="hth",task="sync"\} (\S+)$', text, re.M)
+                    assert bool(synced and float(synced.group(1)) >= 1) == (pid == second), f"only the poller syncs: {pid}"
+                    assert re.search(r"^pulseboard_sockets_connected 1\.0$", text, re.M), "its own wall's socket"
         finally:
             for server in servers:
                 server.stop()
