@@ -6,6 +6,7 @@ also learns whose allowance it uses (live/limits.py) and whether a login, which 
 """
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -20,12 +21,14 @@ LOGIN_REQUIRED = 4401
 REVOKED = 4403
 NOT_FOUND = 4404
 RELOAD = 4100  # the screen's settings changed: the page reloads itself
+SEEN_EVERY = timedelta(minutes=1)  # how fresh a screen's "last seen" is kept
 
 
 @dataclass
 class SocketAccess:
     page: str = ""
     groups: list[str] = field(default_factory=list)
+    numbered: list[str] = field(default_factory=list)  # the groups that get fragments, each numbered
     event_filter: EventFilter = field(default_factory=EventFilter)
     screen: Screen | None = None
     incident: Incident | None = None
@@ -54,29 +57,33 @@ def socket_access(scope) -> SocketAccess:
 
 def _signed_in_access(page: str, query: dict[str, str]) -> SocketAccess:
     if page == "wall":
-        return SocketAccess(page="wall", groups=[push.wall_group("", 1.0), push.wall_incidents_group(1.0)])
+        groups = [push.wall_group("", 1.0), push.wall_incidents_group(1.0)]
+        return SocketAccess(page="wall", groups=groups, numbered=list(groups))
     if page == "incident":
         incident_id = query.get("incident", "")
         incident = Incident.objects.filter(upstream_id=incident_id).first() if id_tokens.is_plain(incident_id) else None
         if incident is None:
             return SocketAccess(refusal=NOT_FOUND)
-        return SocketAccess(page="incident", incident=incident, groups=[push.incident_group(incident.upstream_id)])
+        groups = [push.incident_group(incident.upstream_id)]
+        return SocketAccess(page="incident", incident=incident, groups=groups, numbered=list(groups))
     event_filter = EventFilter.from_query(query)
-    return SocketAccess(
-        page="dashboard", event_filter=event_filter, groups=[push.events_group(event_filter.project), push.INCIDENTS]
-    )
+    groups = [push.events_group(event_filter.project), push.INCIDENTS]
+    return SocketAccess(page="dashboard", event_filter=event_filter, groups=groups, numbered=list(groups))
 
 
 def _kiosk_access(token: str) -> SocketAccess:
     screen = Screen.objects.with_key(token).prefetch_related("panels").first()
     if screen is None or screen.is_revoked:
         return SocketAccess(refusal=REVOKED)
-    Screen.objects.filter(pk=screen.pk).update(last_seen_at=timezone.now())
-    groups = [
-        push.wall_group(screen.project, screen.text_scale),
-        push.wall_incidents_group(screen.text_scale),
-        push.screen_group(screen.pk),
-    ]
+    now = timezone.now()
+    if not screen.last_seen_at or now - screen.last_seen_at > SEEN_EVERY:  # a reconnect storm is not a write storm
+        Screen.objects.filter(pk=screen.pk).update(last_seen_at=now)
+    numbered = [push.wall_group(screen.project, screen.text_scale), push.wall_incidents_group(screen.text_scale)]
     return SocketAccess(
-        page="wall", screen=screen, groups=groups, holder=f"screen.{screen.pk}", limit=settings.LIVE_MAX_SOCKETS_PER_KEY
+        page="wall",
+        screen=screen,
+        groups=[*numbered, push.screen_group(screen.pk)],
+        numbered=numbered,
+        holder=f"screen.{screen.pk}",
+        limit=settings.LIVE_MAX_SOCKETS_PER_KEY,
     )

@@ -5,6 +5,7 @@ carries. Rendering happens once per change in live/push.py, and once per connect
 """
 
 import asyncio
+import time
 
 from channels.db import database_sync_to_async
 from channels.exceptions import DenyConnection
@@ -12,17 +13,19 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
 from dashboard import metrics
-from dashboard.live import limits, sessions
+from dashboard.live import limits, sessions, snapshots
 from dashboard.live.access import LOGIN_REQUIRED, RELOAD, REVOKED, SocketAccess, socket_access
-from dashboard.web import pages
+from dashboard.web import feeds, pages
 
 HEARTBEAT_SECONDS = 20  # lets a page notice a dead connection the network did not report
+SNAPSHOT_EVERY_SECONDS = 1.0  # the most often a page may ask for a fresh snapshot
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.heartbeat, self.access = None, SocketAccess()  # what disconnect() sees if connect() fails
-        self.access = await database_sync_to_async(socket_access)(self.scope)
+        self.last_snapshot, self.snapshot_due = 0.0, None
+        self.access = await snapshots.in_pool(socket_access)(self.scope)
         if self.access.refusal == LOGIN_REQUIRED:
             raise DenyConnection
         if not self.access.refusal and not await self.claim():
@@ -36,15 +39,46 @@ class LiveConsumer(AsyncWebsocketConsumer):
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        await self.send(text_data=await database_sync_to_async(self.snapshot)())
+        await self.send_snapshot()
         metrics.SOCKETS.inc()
         self.heartbeat = asyncio.create_task(self.beat())
 
-    def snapshot(self) -> str:
+    async def send_snapshot(self) -> None:
+        self.last_snapshot = time.monotonic()
+        await self.send(text_data=await snapshots.snapshot(self.audience(), self.access.numbered, self.render_snapshot))
+
+    def audience(self) -> tuple:
+        """What decides a snapshot's content: sockets with the same audience share one rendering."""
+        access = self.access
+        if access.page == "wall":
+            project, scale = (access.screen.project, access.screen.text_scale) if access.screen else ("", 1.0)
+            return ("wall", project, scale, tuple(panel["panel"] for panel in feeds.screen_panels(access.screen)))
+        if access.page == "incident":
+            return ("incident", access.incident.pk)
+        return ("dashboard", access.event_filter.as_query())
+
+    def render_snapshot(self) -> str:
         access = self.access
         return pages.snapshot(
             page=access.page, event_filter=access.event_filter, screen=access.screen, incident=access.incident, now=timezone.now()
         )
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """The page asks for a snapshot when it missed a numbered fragment (static/dashboard/live.js).
+        One per SNAPSHOT_EVERY_SECONDS at most, a later one is sent when that is up: a page cannot
+        make us render in a loop, and never waits for nothing."""
+        if not text_data or '"snapshot"' not in text_data or self.snapshot_due:
+            return
+        wait = self.last_snapshot + SNAPSHOT_EVERY_SECONDS - time.monotonic()
+        if wait <= 0:
+            await self.send_snapshot()
+        else:
+            self.snapshot_due = asyncio.create_task(self.snapshot_later(wait))
+
+    async def snapshot_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self.snapshot_due = None
+        await self.send_snapshot()
 
     async def claim(self) -> bool:
         return await limits.claim(self.access.holder, self.channel_name, limit=self.access.limit)
@@ -64,16 +98,22 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def disconnect(self, code):
-        if self.heartbeat:
-            self.heartbeat.cancel()
+        if self.heartbeat:  # set once connect() got as far as counting the socket
             metrics.SOCKETS.dec()
+        for task in (self.heartbeat, self.snapshot_due):
+            if task:
+                task.cancel()
         if self.access.holder and not self.access.refusal:
             await limits.release(self.access.holder, self.channel_name)
 
     async def fragment(self, message):
-        meta = message.get("meta")
+        """The hot path: as cheap as a bare consumer's. An event outside the socket's filters still
+        sends its number, so the page does not take it for a missed one."""
+        meta = message["meta"]
         if meta is None or self.access.event_filter.matches(meta):
             await self.send(text_data=message["html"])
+        else:
+            await self.send(text_data=message["skip"])
 
     async def control(self, message):
         await self.stop(REVOKED if message["action"] == "revoke" else RELOAD)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from dashboard import metrics
 from dashboard.id_tokens import id_token
+from dashboard.live import sequence
 from dashboard.models import Event, EventStatus, Incident, Screen, Transition, TransitionKind
 from dashboard.web import feeds, pages
 from dashboard.web.filters import event_meta
@@ -55,7 +56,7 @@ def publish(changes: list[Transition]) -> None:
     messages = render_messages(changes)
     if messages:
         with metrics.PUSH_SECONDS.time():
-            async_to_sync(_send)(messages)
+            async_to_sync(_send)(messages, sequence.take([message.group for message in messages]))
 
 
 def tell_screen(screen: Screen, action: str) -> None:
@@ -134,10 +135,15 @@ def _screen_like(project: str, scale: float) -> Screen:
     return Screen(project=project, text_scale=scale) if (project or scale != 1.0) else None
 
 
-async def _send(messages: list[Message]) -> None:
+async def _send(messages: list[Message], numbers: list[int]) -> None:
+    """Each message numbered in its group (live/sequence.py), so a page can tell it missed one. A socket
+    whose filter the event does not match still gets the number ("skip"), or it would look like a gap."""
     layer = get_channel_layer()
-    for message in messages:
-        await layer.group_send(message.group, {"type": "fragment", "html": message.html, "meta": message.meta})
+    for message, number in zip(messages, numbers, strict=True):
+        mark = sequence.marker(message.group, number)
+        await layer.group_send(
+            message.group, {"type": "fragment", "html": mark + message.html, "meta": message.meta, "skip": mark}
+        )
 
 
 def _scale_token(scale: float) -> str:
