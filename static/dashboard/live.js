@@ -126,7 +126,8 @@
       reason = state.since
         ? "Not live since " + clock(state.since) + " " + zoneName(state.since) + ": connection lost, reconnecting…"
         : "Not live: cannot reach the server, retrying…";
-    } else if (state.open && state.health && state.health.status !== "ok") reason = "Data may be out of date: " + healthReason(state.health);
+    } else if (gaps && gaps.missed) reason = "Not live: missed an update, fetching a fresh copy…";
+    else if (state.open && state.health && state.health.status !== "ok") reason = "Data may be out of date: " + healthReason(state.health);
     var element = document.getElementById("stale-banner");
     if (!element) return;
     element.hidden = !reason;
@@ -237,6 +238,33 @@
     }
     if (RETRIED_BY_HTMX.indexOf(code) < 0 || state.failures >= 3) retryLater();
   });
+
+  // ---- no silent gaps (issue 11) ----
+  // Every pushed message starts with <!--seq GROUP N-->, numbered per group; a snapshot starts with
+  // <!--snapshot GROUP=N ...-->, the numbers it is as new as. A number skipped means the server dropped
+  // messages (a full channel): ask for a snapshot at once, and say so in the banner until it comes.
+  var gaps = { last: {}, missed: false };
+  var SEQ = /^<!--seq (\S+) (\d+)-->/, SNAPSHOT = /^<!--snapshot ([^>]*)-->/;
+
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    var message = event.detail.message, match;
+    if ((match = SNAPSHOT.exec(message))) {
+      gaps.last = {};
+      match[1].split(" ").forEach(function (pair) {
+        var parts = pair.split("=");
+        if (parts.length === 2) gaps.last[parts[0]] = parseInt(parts[1], 10);
+      });
+      gaps.missed = false;
+    } else if ((match = SEQ.exec(message))) {
+      var group = match[1], number = parseInt(match[2], 10), last = gaps.last[group];
+      gaps.last[group] = number;
+      if (last !== undefined && number !== last + 1 && !gaps.missed) {
+        gaps.missed = true;
+        event.detail.socketWrapper.send(JSON.stringify({ want: "snapshot" }));
+      }
+    }
+  });
+  document.addEventListener("htmx:wsOpen", function () { gaps.last = {}; gaps.missed = false; });
 
   // A connection can die without a close: no heartbeat for too long means start again.
   setInterval(function () {
