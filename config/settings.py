@@ -183,9 +183,15 @@ if REDIS_URL:
     # redis-py 8 reads with a 5 s timeout by default, exactly as long as channels_redis blocks waiting
     # for a message, so an idle layer would time out and close sockets with 1011; and its default pool
     # of 100 connections refuses bursts of connecting walls (after a deploy) with HTTP 500.
+    # "core" queues each socket's messages in Redis (a group_send writes once per socket); "pubsub"
+    # publishes a group once and each process hands it to its own sockets. See README, "Live updates".
+    REDIS_CHANNEL_LAYER = os.environ.get("REDIS_CHANNEL_LAYER", "core").strip() or "core"
+    REDIS_LAYERS = {"core": "channels_redis.core.RedisChannelLayer", "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer"}
+    if REDIS_CHANNEL_LAYER not in REDIS_LAYERS:
+        raise ImproperlyConfigured(f"REDIS_CHANNEL_LAYER must be one of {', '.join(REDIS_LAYERS)}, not {REDIS_CHANNEL_LAYER!r}")
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": REDIS_LAYERS[REDIS_CHANNEL_LAYER],
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}]},
         }
     }

@@ -1,10 +1,14 @@
-"""A bare Channels app for `make bench`'s fan-out figures: one group, and a fixed string per message.
+"""Bare and real Channels apps for `make bench`'s fan-out figures, each with the same bench-only trigger.
 
-Side by side with Pulseboard's LiveConsumer it shows what our consumer adds on top of daphne and
-channels_redis themselves (the access check, a rendered snapshot per connect, a heartbeat task).
-Run it as `python -m daphne tests.bench_echo:application` with DJANGO_SETTINGS_MODULE=config.settings
-and REDIS_URL set, so that it shares the real settings' channel layer.
+`application` is a bare consumer: one group, and a fixed string per message. `pulseboard` is the real
+app (config/asgi.py). Both add /ws/bench-trigger/: a socket whose every message becomes one
+group_send from inside the server, so the in-memory layer (which lives in one process) is measured the
+same way as Redis. Side by side they show what Pulseboard's consumer adds on top of daphne and the
+channel layer. Run them as `python -m daphne tests.bench_echo:application` (or `:pulseboard`) with
+DJANGO_SETTINGS_MODULE=config.settings, so they share the real settings' channel layer.
 """
+
+import json
 
 import django
 
@@ -12,7 +16,7 @@ django.setup()  # the channel layer comes from settings.CHANNEL_LAYERS
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
 
 GROUP = "bench"
 FORWARDED = '<span id="bench">forwarded</span>'
@@ -25,4 +29,24 @@ class EchoConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=FORWARDED)
 
 
-application = ProtocolTypeRouter({"websocket": URLRouter([path("ws/live/", EchoConsumer.as_asgi())])})
+class TriggerConsumer(AsyncWebsocketConsumer):
+    """Bench only: each message, [group, html], is sent to the group as a pushed fragment would be."""
+
+    async def receive(self, text_data=None, bytes_data=None):
+        group, html = json.loads(text_data)
+        await self.channel_layer.group_send(group, {"type": "fragment", "html": html, "meta": None, "skip": ""})
+        await self.send(text_data="sent")
+
+
+TRIGGER = path("ws/bench-trigger/", TriggerConsumer.as_asgi())
+
+application = ProtocolTypeRouter({"websocket": URLRouter([TRIGGER, path("ws/live/", EchoConsumer.as_asgi())])})
+
+
+def __getattr__(name: str):
+    """`pulseboard`, built only when daphne asks: the bench process imports this module for GROUP alone."""
+    if name != "pulseboard":
+        raise AttributeError(name)
+    from config import asgi
+
+    return ProtocolTypeRouter({"http": asgi.application, "websocket": URLRouter([TRIGGER, re_path(r"^", asgi.application)])})

@@ -141,7 +141,7 @@ def running(args: list[str], *, env: dict[str, str], log: Path):
     port = free_port()
     with open(log, "w") as output:
         process = subprocess.Popen(
-            [sys.executable, *[str(port) if arg == "{port}" else arg for arg in args]],
+            [sys.executable, *[arg.replace("{port}", str(port)) for arg in args]],
             cwd=BASE_DIR,
             env=env,
             stdout=output,

@@ -1,0 +1,182 @@
+"""`make bench`, fan-out and connect storms (issue 11), on every channel layer Pulseboard can use.
+
+1. Fan-out: one fragment to 100, 1,000 and 5,000 WebSocket clients of one daphne process, from the
+   group_send to the last client's receipt, for Pulseboard's consumer and a bare one (tests/bench_echo.py)
+   in the same run, on the in-memory layer, channels_redis's core layer and its pub/sub layer. The send
+   comes from inside the server (bench_echo's trigger socket), so the in-memory layer is measured too.
+2. Connect storm: 5,000 walls connecting at once (a deploy, a network blip): time until the last one has
+   its snapshot, and the server's memory.
+
+The clients run on the same machine as the server: their own work is inside every figure.
+Run one part alone with `python -m tests.bench_fanout fan-out` or `... storm`.
+"""
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests import bench_live
+from tests.bench_live import REDIS_URL, flush_redis, kiosk_link, manage, missing_redis, running, server_env, setup_django
+
+SIZES = (100, 1_000, 5_000)
+STORM = 5_000
+CONNECT_BATCH = 100
+WAIT_SECONDS = 20
+LAYERS = {  # name → environment: no REDIS_URL means the in-memory layer
+    "in-memory": {},
+    "redis core": {"REDIS_URL": REDIS_URL, "REDIS_CHANNEL_LAYER": "core"},
+    "redis pubsub": {"REDIS_URL": REDIS_URL, "REDIS_CHANNEL_LAYER": "pubsub"},
+}
+
+
+def daphne(app: str) -> list[str]:
+    # -v 0: no access log, as `serve` has none. A backlog as deep as the kernel allows, for the storm.
+    return ["-m", "daphne", "-v", "0", "-e", "tcp:port={port}:interface=127.0.0.1:backlog=4096", f"tests.bench_echo:{app}"]
+
+
+def main(parts=("fan-out", "storm")) -> None:
+    print("\n== Fan-out and connect storms (tests/bench_fanout.py; shared 2-core machine, figures are noisy) ==")
+    if missing := missing_redis():
+        print(f"Redis layers skipped: {missing}")
+    from dashboard.simulators import hth
+
+    scratch = Path(tempfile.mkdtemp(prefix="pulseboard-bench-fanout-"))
+    with hth.serve(port=0, seed=7) as sim:
+        sim.generate(bench_live.HISTORY)
+        env = server_env(sim, database_url=f"sqlite:///{scratch / 'fanout.sqlite3'}")
+        env |= {"DJANGO_DEBUG": "false", "LIVE_MAX_SOCKETS_PER_KEY": "100000", "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
+        manage(["migrate", "--noinput"], env)
+        manage(["sync", "--once"], env)
+        setup_django(env)
+        layers = {name: extra for name, extra in LAYERS.items() if not (extra and missing)}
+        if "fan-out" in parts:
+            print("\n-- 1. Fan-out: group_send inside the server → last client's receipt --")
+            results = {}
+            for layer, extra in layers.items():
+                for consumer in ("pulseboard", "bare"):
+                    results[layer, consumer] = run_fan_out(env | extra, consumer, scratch)
+            print_table(results)
+        if "storm" in parts:
+            print(f"\n-- 2. Connect storm: {STORM:,} walls connect at once; time until the last has its snapshot --")
+            for layer in ("in-memory", "redis pubsub"):
+                if layer in layers:
+                    run_storm(env | layers[layer], layer, scratch)
+
+
+def run_fan_out(env: dict[str, str], consumer: str, scratch: Path) -> list[tuple[int, int, float | None]]:
+    from dashboard.live import push
+    from tests import bench_echo
+
+    app, group = ("pulseboard", push.wall_group("", 1.0)) if consumer == "pulseboard" else ("application", bench_echo.GROUP)
+    if env.get("REDIS_URL"):
+        flush_redis()
+    with running(daphne(app), env=env, log=scratch / f"fan-out-{consumer}.log") as (process, port):
+        url = f"ws://127.0.0.1:{port}/ws/live/?page=wall&screen={screen_key(env, port)}"
+        rows = asyncio.run(fan_out(port, url, group, snapshot=consumer == "pulseboard"))
+    layer = env.get("REDIS_CHANNEL_LAYER", "in-memory")
+    for size, reached, elapsed in rows:
+        print(f"{layer:<10} {consumer:<10} {size:>6,} clients: {ms(elapsed)} to the last ({reached:,} got it)", flush=True)
+    return rows
+
+
+def screen_key(env: dict[str, str], port: int) -> str:
+    return kiosk_link(env, f"http://127.0.0.1:{port}").rsplit("key=", 1)[1]
+
+
+async def fan_out(port: int, url: str, group: str, *, snapshot: bool) -> list[tuple[int, int, float | None]]:
+    from websockets.asyncio.client import connect
+
+    origin = f"http://127.0.0.1:{port}"
+    arrivals: dict = {}
+    sockets, listeners, rows = [], [], []
+
+    async def listen(socket):
+        async for message in socket:
+            if 'id="bench"' in message:
+                arrivals[socket] = time.perf_counter()
+
+    async def connect_one():
+        socket = await connect(url, origin=origin, proxy=None, compression=None, ping_interval=None, open_timeout=120)
+        if snapshot:
+            await socket.recv()
+        return socket
+
+    trigger = await connect(f"ws://127.0.0.1:{port}/ws/bench-trigger/", origin=origin, proxy=None, ping_interval=None)
+    for size in SIZES:
+        while len(sockets) < size:
+            batch = await asyncio.gather(*(connect_one() for _ in range(min(CONNECT_BATCH, size - len(sockets)))))
+            sockets += batch
+            listeners += [asyncio.create_task(listen(socket)) for socket in batch]
+        await asyncio.sleep(1)  # let the last connects' work settle
+        arrivals.clear()
+        sent = time.perf_counter()
+        await trigger.send(json.dumps([group, f'<!--seq {group} {size}--><span id="bench">to {size} clients</span>']))
+        while len(arrivals) < size and time.perf_counter() - sent < WAIT_SECONDS:
+            await asyncio.sleep(0.005)
+        rows.append((size, len(arrivals), max(arrivals.values()) - sent if arrivals else None))
+    for socket in [trigger, *sockets]:
+        socket.transport.abort()
+    for listener in listeners:
+        listener.cancel()
+    await asyncio.gather(*listeners, return_exceptions=True)
+    return rows
+
+
+def run_storm(env: dict[str, str], layer: str, scratch: Path) -> None:
+    import psutil
+
+    if env.get("REDIS_URL"):
+        flush_redis()
+    with running(daphne("pulseboard"), env=env, log=scratch / "storm.log") as (process, port):
+        url = f"ws://127.0.0.1:{port}/ws/live/?page=wall&screen={screen_key(env, port)}"
+        memory = psutil.Process(process.pid)
+        before = memory.memory_info().rss / 2**20
+        elapsed, reached, failed = asyncio.run(storm(port, url))
+        after = memory.memory_info().rss / 2**20
+    print(
+        f"{layer:<12} {reached:,}/{STORM:,} walls had their snapshot after {elapsed:.1f} s ({failed:,} failed);"
+        f" server RSS {before:,.0f} MB before, {after:,.0f} MB with {reached:,} walls open",
+        flush=True,
+    )
+
+
+async def storm(port: int, url: str) -> tuple[float, int, int]:
+    from websockets.asyncio.client import connect
+
+    async def wall():
+        socket = await connect(
+            url, origin=f"http://127.0.0.1:{port}", proxy=None, compression=None, ping_interval=None, open_timeout=120
+        )
+        await socket.recv()  # the snapshot
+        return socket
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(wall() for _ in range(STORM)), return_exceptions=True)
+    elapsed = time.perf_counter() - started
+    sockets = [socket for socket in results if not isinstance(socket, BaseException)]
+    for socket in sockets:
+        socket.transport.abort()
+    return elapsed, len(sockets), STORM - len(sockets)
+
+
+def ms(value: float | None) -> str:
+    return "never" if value is None else f"{value * 1000:,.0f} ms"
+
+
+def print_table(results: dict) -> None:
+    print(f"\n{'layer':<13} {'clients':>7} | {'pulseboard':>11} | {'bare':>9} | ratio")
+    for layer in LAYERS:
+        pulseboard, bare = results.get((layer, "pulseboard"), []), results.get((layer, "bare"), [])
+        for (size, reached, elapsed), (_, bare_reached, bare_elapsed) in zip(pulseboard, bare, strict=False):
+            ratio = f"{elapsed / bare_elapsed:.2f}x" if elapsed and bare_elapsed else "-"
+            line = f"{layer:<13} {size:>7,} | {ms(elapsed):>11} | {ms(bare_elapsed):>9} | {ratio}"
+            if reached < size or bare_reached < size:
+                line += f"  (reached {reached:,} / {bare_reached:,})"
+            print(line)
+
+
+if __name__ == "__main__":
+    main(tuple(sys.argv[1:]) or ("fan-out", "storm"))
