@@ -197,7 +197,7 @@ if REDIS_URL:
     }
 else:
     # Per process: pushes reach sockets only when the poller runs inside daphne (see `demo`).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "dashboard.live.layers.InMemoryLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -24,7 +24,7 @@ SNAPSHOT = re.compile(r"^<!--snapshot ([^>]*)-->")
 
 @pytest.fixture
 def small_channels(settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 3}}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "dashboard.live.layers.InMemoryLayer", "CONFIG": {"capacity": 3}}}
 
 
 async def burst(group: str, count: int) -> None:

@@ -69,5 +69,9 @@ def _redis():
 
     loop = asyncio.get_running_loop()
     if loop not in _redis_by_loop:
-        _redis_by_loop[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        # A connect storm asks more at once than the pool holds: wait for a connection, do not fail the socket.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, socket_timeout=5, max_connections=100, timeout=20
+        )
+        _redis_by_loop[loop] = redis.asyncio.Redis(connection_pool=pool)
     return _redis_by_loop[loop]
