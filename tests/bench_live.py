@@ -2,8 +2,7 @@
 
 1. Bump → DOM: a progress bump in the simulator until the wall's progress bar changes in chromium,
    through `manage.py serve` (daphne with the poller inside), at the default refresh and at 0.5 s.
-2. Fan-out: how long one fragment takes to reach 100, 1,000 and 5,000 WebSocket clients of one
-   daphne process, and its memory, for Pulseboard's consumer and for a bare one (tests/bench_echo.py).
+2. Fan-out and connect storms: see tests/bench_fanout.py.
 3. Wall DOM and JS heap after 50 and after 5,000 pushed wall fragments, to show whether a wall that
    runs for weeks grows.
 
@@ -22,7 +21,6 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -75,12 +73,6 @@ def main() -> None:
                 print(f"skipped: {browser_missing}")
             else:
                 results["latency"] = bump_to_dom(sim, env, scratch)
-
-            print("\n-- 2. Fan-out: one fragment to every WebSocket client of one daphne process --")
-            if redis_missing:
-                print(f"skipped: {redis_missing}")
-            else:
-                results["fan_out"] = fan_out_side_by_side(env, scratch)
 
             print("\n-- 3. Wall DOM and JS heap after many pushes --")
             if browser_missing or redis_missing:
@@ -280,157 +272,6 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[18]
 
 
-# ---- 2. fan-out ----
-
-
-@dataclass
-class FanOut:
-    size: int
-    connected: int
-    connect_rate: float  # new clients per second, for this step
-    received: int
-    to_last_ms: float | None
-    rss_mb: float
-    refused: int  # handshakes that failed, for this step
-    dropped: int  # sockets the server closed before the send (replaced, so `connected` is whole)
-    lost: int  # sockets the server closed after the send, before the fragment reached them
-
-
-def fan_out_side_by_side(env: dict[str, str], scratch: Path) -> dict[str, list[FanOut]]:
-    from dashboard.live import push
-    from tests import bench_echo
-
-    redis_env = env | {"REDIS_URL": REDIS_URL, "DJANGO_DEBUG": "false"}  # DEBUG keeps every query: it would grow RSS
-    redis_env["LIVE_MAX_SOCKETS_PER_KEY"] = "100000"  # one kiosk key stands in for thousands of screens
-    results = {}
-    for name, args, group, snapshot in (
-        ("pulseboard", pulseboard("--no-poll"), push.wall_group("", 1.0), True),
-        ("bare", BARE_DAPHNE, bench_echo.GROUP, False),
-    ):
-        flush_redis()
-        with running(args, env=redis_env, log=scratch / f"fan-out-{name}.log") as (process, port):
-            url = f"ws://127.0.0.1:{port}/ws/live/?page=wall&screen={screen_token(env, port)}"
-            print(f"{name}: connecting clients (batches of {CONNECT_BATCH}) ...", flush=True)
-            origin = f"http://127.0.0.1:{port}"
-            rows = asyncio.run(fan_out(url=url, origin=origin, group=group, snapshot=snapshot, server=process))
-        results[name] = rows
-        for row in rows:
-            reached = "" if row.connected == row.size else f"  (only {row.connected:,} connected)"
-            reached += f"  ({row.refused:,} handshakes refused)" if row.refused else ""
-            reached += f"  ({row.dropped:,} sockets closed by the server, replaced)" if row.dropped else ""
-            reached += f"  ({row.lost:,} closed by the server before it arrived)" if row.lost else ""
-            print(
-                f"{name:<10} {row.size:>6,} clients: last received after {ms(row.to_last_ms)}"
-                f" ({row.received:,}/{row.connected:,} got it), RSS {row.rss_mb:,.0f} MB, {row.connect_rate:,.0f} connects/s{reached}"
-            )
-    print_fan_out_table(results)
-    return results
-
-
-def screen_token(env: dict[str, str], port: int) -> str:
-    return kiosk_link(env, f"http://127.0.0.1:{port}").rsplit("key=", 1)[1]
-
-
-async def fan_out(*, url: str, origin: str, group: str, snapshot: bool, server: subprocess.Popen) -> list[FanOut]:
-    """Connect clients in steps up to each size, then time one group_send to the last client's receipt.
-
-    Sockets the server closes on its own are counted: before the send they are replaced, after it
-    they are "lost", so a closed socket is not mistaken for a slow one.
-    """
-    import psutil
-    from channels_redis.core import RedisChannelLayer
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-    from websockets.protocol import State
-
-    # The server's layer (config/settings.py) sets only hosts, so both use channels_redis's defaults:
-    # capacity 100 per channel, group_expiry 86,400 s, prefix "asgi".
-    layer = RedisChannelLayer(hosts=[REDIS_URL])
-    memory = psutil.Process(server.pid)
-    arrivals: dict = {}  # socket → when this step's fragment reached it
-    sockets, listeners, rows = [], [], []
-
-    async def listen(socket):
-        try:
-            async for message in socket:
-                if 'id="bench"' in message:
-                    arrivals[socket] = time.perf_counter()
-        except ConnectionClosed:
-            pass
-
-    async def connect_one():
-        socket = await connect(
-            url, origin=origin, proxy=None, compression=None, ping_interval=None, max_size=None, open_timeout=60
-        )
-        if snapshot:
-            await socket.recv()  # the wall's snapshot: read and dropped
-        return socket
-
-    started = time.perf_counter()
-    for size in FAN_OUT_SIZES:
-        step_started, opened, refused, dropped = time.perf_counter(), 0, 0, 0
-        while time.perf_counter() - started < CONNECT_BUDGET_SECONDS:
-            still_open = [socket for socket in sockets if socket.state is State.OPEN]
-            dropped += len(sockets) - len(still_open)
-            sockets = still_open
-            if len(sockets) >= size:
-                break
-            batch = await asyncio.gather(
-                *(connect_one() for _ in range(min(CONNECT_BATCH, size - len(sockets)))), return_exceptions=True
-            )
-            for socket in batch:
-                if isinstance(socket, BaseException):
-                    refused += 1
-                else:
-                    opened += 1
-                    sockets.append(socket)
-                    listeners.append(asyncio.create_task(listen(socket)))
-        connect_rate = opened / (time.perf_counter() - step_started)
-        rss_mb = memory.memory_info().rss / 2**20
-        arrivals.clear()
-        sent = time.perf_counter()
-        await layer.group_send(
-            group, {"type": "fragment", "html": f'<span id="bench">to {len(sockets)} clients</span>', "meta": None}
-        )
-        waiting = sockets
-        while waiting and time.perf_counter() - sent < FAN_OUT_WAIT_SECONDS:
-            await asyncio.sleep(0.01)  # arrival times are taken by the listeners, not here
-            waiting = [socket for socket in waiting if socket not in arrivals and socket.state is State.OPEN]
-        to_last_ms = (max(arrivals.values()) - sent) * 1000 if arrivals else None
-        lost = [socket for socket in sockets if socket not in arrivals and socket.state is not State.OPEN]
-        rows.append(FanOut(size, len(sockets), connect_rate, len(arrivals), to_last_ms, rss_mb, refused, dropped, len(lost)))
-        sockets = [socket for socket in sockets if socket not in lost]
-        if rows[-1].connected < size:
-            break  # out of time: a larger step could not do better
-    stop(server)  # before the clients go: 5,000 disconnects at once would only fill its log with pool errors
-    for socket in sockets:
-        socket.transport.abort()
-    await asyncio.gather(*listeners)
-    await layer.close_pools()
-    return rows
-
-
-def ms(value: float | None) -> str:
-    return "never" if value is None else f"{value:,.0f} ms"
-
-
-def print_fan_out_table(results: dict[str, list[FanOut]]) -> None:
-    print(
-        f"\n{'clients':>8} | {'pulseboard: to last':>19} {'< 1 s':>5} {'RSS':>7} | {'bare: to last':>13} {'< 1 s':>5} {'RSS':>7}"
-    )
-    bare_rows = {row.size: row for row in results.get("bare", [])}
-    for row in results.get("pulseboard", []):
-        line = f"{row.size:>8,} | {ms(row.to_last_ms):>19} {under_a_second(row):>5} {row.rss_mb:>4,.0f} MB"
-        if bare := bare_rows.get(row.size):
-            line += f" | {ms(bare.to_last_ms):>13} {under_a_second(bare):>5} {bare.rss_mb:>4,.0f} MB"
-        print(line)
-
-
-def under_a_second(row: FanOut) -> str:
-    everyone = row.received + row.lost == row.connected == row.size
-    return "yes" if everyone and row.to_last_ms is not None and row.to_last_ms < 1000 else "no"
-
-
 # ---- 3. wall DOM and heap ----
 
 COUNT_WALL_PUSHES = f"""() => {{
@@ -556,19 +397,6 @@ def print_summary(results: dict) -> None:
         print(
             f"bump → DOM, {label}: median {statistics.median(latencies):,.0f} ms, p95 {p95(latencies):,.0f} ms ({len(latencies)} bumps)"
         )
-    fan_out = results.get("fan_out", {})
-    if fan_out:
-        bare_rows = {row.size: row for row in fan_out.get("bare", [])}
-        for row in fan_out.get("pulseboard", []):
-            bare = bare_rows.get(row.size)
-            line = f"fan-out to {row.size:,}: pulseboard {ms(row.to_last_ms)} ({under_a_second(row)} < 1 s), RSS {row.rss_mb:,.0f} MB"
-            if bare:
-                line += f"; bare consumer {ms(bare.to_last_ms)}, RSS {bare.rss_mb:,.0f} MB"
-            print(line)
-        connect_rates = ", ".join(f"{row.connect_rate:,.0f}/s" for row in fan_out.get("pulseboard", []))
-        print(f"pulseboard connects (snapshot each): {connect_rates} for the steps above")
-        drops = ", ".join(f"{name} {sum(row.dropped + row.lost for row in rows)}" for name, rows in fan_out.items())
-        print(f"sockets the server closed on its own during the run: {drops}")
     for row in results.get("wall", []):
         print(
             f"wall after {row['pushes']:,} pushes: {row['elements']:,} elements, {row['nodes']:,} nodes, JS heap {row['heap_mb']:.1f} MB"
