@@ -71,7 +71,7 @@ def run_parts(parts, scratch: Path) -> None:
             print_table(results)
         if "storm" in parts:
             print(f"\n-- 2. Connect storm: {STORM:,} walls connect at once; time until the last has its snapshot --")
-            for layer in ("in-memory", "redis pubsub"):
+            for layer in ("in-memory", "redis core"):
                 if layer in layers:
                     run_storm(env | layers[layer], layer, scratch)
 
