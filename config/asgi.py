@@ -7,15 +7,15 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()  # before anything that imports models
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from dashboard.live import routing  # noqa: E402
+from dashboard.live.login import login_stack  # noqa: E402
 from dashboard.live.origin import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns))),
+        "websocket": SameOriginValidator(login_stack(URLRouter(routing.websocket_urlpatterns))),
     }
 )

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 log = logging.getLogger(__name__)
 
 RESTART_AFTER_SECONDS = 1
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+HANDSHAKE_SECONDS = 30
 
 
 def serve(*, host: str, port: int, poll: bool = True) -> None:
@@ -66,7 +68,11 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
 
     server = daphne.server.Server(
         application=get_default_application(),
-        endpoints=[f"tcp:port={port}:interface={host}"],
+        # After a deploy every wall reconnects at once: a listen queue deeper than Twisted's 50, and
+        # time to finish the handshake while thousands of others do (daphne's default closes at 5 s).
+        endpoints=[f"tcp:port={port}:interface={host}:backlog={LISTEN_BACKLOG}"],
+        websocket_connect_timeout=HANDSHAKE_SECONDS,
+        websocket_handshake_timeout=HANDSHAKE_SECONDS,
         ready_callable=start_poller,
     )
     try:

@@ -4,8 +4,8 @@
    group_send to the last client's receipt, for Pulseboard's consumer and a bare one (tests/bench_echo.py)
    in the same run, on the in-memory layer, channels_redis's core layer and its pub/sub layer. The send
    comes from inside the server (bench_echo's trigger socket), so the in-memory layer is measured too.
-2. Connect storm: 5,000 walls connecting at once (a deploy, a network blip): time until the last one has
-   its snapshot, and the server's memory.
+2. Connect storm: 5,000 walls, each with its own kiosk key, connecting at once (a deploy, a network
+   blip): time until the last one has its snapshot, and the server's memory.
 
 The clients run on the same machine as the server: their own work is inside every figure.
 Run one part alone with `python -m tests.bench_fanout fan-out` or `... storm`.
@@ -17,8 +17,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
+from dashboard import server
 from tests import bench_live
 from tests.bench_live import REDIS_URL, flush_redis, kiosk_link, manage, missing_redis, running, server_env, setup_django
 
@@ -35,8 +37,10 @@ LAYERS = {  # name → environment: no REDIS_URL means the in-memory layer
 
 
 def daphne(app: str) -> list[str]:
-    # -v 0: no access log, as `serve` has none. A backlog as deep as the kernel allows, for the storm.
-    return ["-m", "daphne", "-v", "0", "-e", "tcp:port={port}:interface=127.0.0.1:backlog=4096", f"tests.bench_echo:{app}"]
+    # As `serve` runs daphne (dashboard/server.py): no access log, its listen backlog and handshake time.
+    endpoint = f"tcp:port={{port}}:interface=127.0.0.1:backlog={server.LISTEN_BACKLOG}"
+    timeout = str(server.HANDSHAKE_SECONDS)
+    return ["-m", "daphne", "-v", "0", "--websocket_connect_timeout", timeout, "-e", endpoint, f"tests.bench_echo:{app}"]
 
 
 def main(parts=("fan-out", "storm")) -> None:
@@ -148,11 +152,12 @@ def run_storm(env: dict[str, str], layer: str, scratch: Path) -> None:
 
     if env.get("REDIS_URL"):
         flush_redis()
+    keys = wall_keys(STORM)
     with running(daphne("pulseboard"), env=env, log=scratch / "storm.log") as (process, port):
-        url = f"ws://127.0.0.1:{port}/ws/live/?page=wall&screen={screen_key(env, port)}"
+        urls = [f"ws://127.0.0.1:{port}/ws/live/?page=wall&screen={key}" for key in keys]
         memory = psutil.Process(process.pid)
         before = memory.memory_info().rss / 2**20
-        elapsed, reached, failed = asyncio.run(storm(port, url))
+        elapsed, reached, failed = asyncio.run(storm(port, urls))
         after = memory.memory_info().rss / 2**20
     print(
         f"{layer:<12} {reached:,}/{STORM:,} walls had their snapshot after {elapsed:.1f} s ({failed:,} failed);"
@@ -161,10 +166,25 @@ def run_storm(env: dict[str, str], layer: str, scratch: Path) -> None:
     )
 
 
-async def storm(port: int, url: str) -> tuple[float, int, int]:
+def wall_keys(count: int) -> list[str]:
+    """A screen (and kiosk key) per wall, as a company's TVs have."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from dashboard.live import screens
+    from dashboard.models import Screen
+
+    with transaction.atomic():
+        keys = [screens.screen_named(f"Storm {number}", new_key=True).key for number in range(count)]
+        # They were on the air until a moment ago (the deploy): no "last seen" write is due on reconnect.
+        Screen.objects.filter(name__startswith="Storm ").update(last_seen_at=timezone.now())
+    return keys
+
+
+async def storm(port: int, urls: list[str]) -> tuple[float, int, int]:
     from websockets.asyncio.client import connect
 
-    async def wall():
+    async def wall(url):
         socket = await connect(
             url, origin=f"http://127.0.0.1:{port}", proxy=None, compression=None, ping_interval=None, open_timeout=120
         )
@@ -172,12 +192,15 @@ async def storm(port: int, url: str) -> tuple[float, int, int]:
         return socket
 
     started = time.perf_counter()
-    results = await asyncio.gather(*(wall() for _ in range(STORM)), return_exceptions=True)
+    results = await asyncio.gather(*(wall(url) for url in urls), return_exceptions=True)
     elapsed = time.perf_counter() - started
     sockets = [socket for socket in results if not isinstance(socket, BaseException)]
+    errors = Counter(f"{type(error).__name__}: {error}"[:120] for error in results if isinstance(error, BaseException))
+    for error, count in errors.most_common(3):
+        print(f"  {count:,} × {error}")
     for socket in sockets:
         socket.transport.abort()
-    return elapsed, len(sockets), STORM - len(sockets)
+    return elapsed, len(sockets), len(urls) - len(sockets)
 
 
 def ms(value: float | None) -> str:
