@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import DenyConnection
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
+from django.utils.html import format_html
 
 from dashboard import metrics
 from dashboard.live import limits, sessions, snapshots
@@ -100,7 +101,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 await self.stop(LOGIN_REQUIRED)
                 return
             await self.claim()  # renewed, so it does not expire while the socket lives
-            await self.send(text_data=f'<span id="heartbeat" hidden data-at="{timezone.now().isoformat()}"></span>')
+            await self.send(text_data=format_html('<span id="heartbeat" hidden data-at="{}"></span>', timezone.now().isoformat()))
 
     async def stop(self, code: int) -> None:
         """Close from our side; the socket's allowance is free again at once."""
