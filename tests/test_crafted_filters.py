@@ -72,6 +72,26 @@ def test_a_crafted_filter_is_ignored_on_the_socket(browser, query):
     async_to_sync(scenario)()
 
 
+@SOCKET
+def test_a_query_string_that_is_not_utf8_is_ignored_on_the_socket(browser):
+    make_event("a", name="release")
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+    async def scenario():
+        socket = WebsocketCommunicator(
+            application,
+            "/ws/live/",
+            headers=[(b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000"), (b"cookie", cookie)],
+        )
+        socket.scope["query_string"] = b"page=dashboard&q=\xff\xfe&project=\xc3"  # raw bytes, as a client may send
+        assert (await socket.connect())[0]
+        snapshot = await socket.receive_output(timeout=5)
+        assert snapshot["type"] == "websocket.send" and 'id="feed"' in snapshot["text"], snapshot
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
 def test_a_crafted_incident_id_is_not_found(browser):
     assert browser.get("/incidents/%00/").status_code == 404
 

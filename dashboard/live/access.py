@@ -40,7 +40,7 @@ class SocketAccess:
 
 def socket_access(scope) -> SocketAccess:
     """Runs in a worker thread (it reads the session and the database)."""
-    query = {name: values[-1] for name, values in parse_qs(scope.get("query_string", b"").decode()).items()}
+    query = {name: values[-1] for name, values in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
     page = query.get("page", "dashboard")
     user = scope.get("user")
     signed_in = bool(user and user.is_authenticated)
