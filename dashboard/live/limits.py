@@ -9,11 +9,11 @@ process serves sockets, and its own memory is the truth. Each claim expires unle
 heartbeat renews it, so a killed process cannot leave a key locked for long.
 """
 
-import asyncio
 import time
-import weakref
 
 from django.conf import settings
+
+from dashboard.live import shared_redis
 
 TOO_MANY = 4429
 CLAIM_SECONDS = 60  # three heartbeats: a live socket always renews in time
@@ -30,7 +30,6 @@ return 1
 """
 
 _claims_here: dict[str, dict[str, float]] = {}  # holder -> {channel name: expiry}, without Redis
-_redis_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a client is tied to its event loop
 
 
 async def claim(holder: str, channel: str, *, limit: int) -> bool:
@@ -45,7 +44,7 @@ async def claim(holder: str, channel: str, *, limit: int) -> bool:
             return False
         claims[channel] = now + CLAIM_SECONDS
         return True
-    redis = _redis()
+    redis = shared_redis.async_client()
     granted = await redis.eval(CLAIM_SCRIPT, 1, _key(holder), now, now + CLAIM_SECONDS, limit, channel, CLAIM_SECONDS)
     return bool(granted)
 
@@ -57,21 +56,8 @@ async def release(holder: str, channel: str) -> None:
         if not claims:
             _claims_here.pop(holder, None)
         return
-    await _redis().zrem(_key(holder), channel)
+    await shared_redis.async_client().zrem(_key(holder), channel)
 
 
 def _key(holder: str) -> str:
     return f"pulseboard:sockets:{holder}"
-
-
-def _redis():
-    import redis.asyncio
-
-    loop = asyncio.get_running_loop()
-    if loop not in _redis_by_loop:
-        # A connect storm asks more at once than the pool holds: wait for a connection, do not fail the socket.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, socket_timeout=5, max_connections=100, timeout=20
-        )
-        _redis_by_loop[loop] = redis.asyncio.Redis(connection_pool=pool)
-    return _redis_by_loop[loop]

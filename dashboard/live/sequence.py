@@ -8,15 +8,13 @@ With REDIS_URL the counters live in Redis, shared by the poller and every daphne
 pushes and sockets share one process, and its memory is the truth.
 """
 
-import asyncio
-import weakref
 from collections import defaultdict
 
 from django.conf import settings
 
+from dashboard.live import shared_redis
+
 _counters: defaultdict[str, int] = defaultdict(int)  # group -> last number given, without Redis
-_sync_redis: dict[str, object] = {}  # by URL
-_redis_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a client is tied to its event loop
 
 
 def take(groups: list[str]) -> list[int]:
@@ -28,7 +26,7 @@ def take(groups: list[str]) -> list[int]:
             _counters[group] += 1
             numbers.append(_counters[group])
         return numbers
-    pipeline = _redis_sync().pipeline(transaction=False)
+    pipeline = shared_redis.sync_client().pipeline(transaction=False)
     for group in groups:
         pipeline.incr(_key(group))
     return pipeline.execute()
@@ -40,7 +38,7 @@ async def current(groups: list[str]) -> dict[str, int]:
         return {}
     if not settings.REDIS_URL:
         return {group: _counters[group] for group in groups}
-    values = await _redis_async().mget([_key(group) for group in groups])
+    values = await shared_redis.async_client().mget([_key(group) for group in groups])
     return {group: int(value or 0) for group, value in zip(groups, values, strict=True)}
 
 
@@ -55,24 +53,3 @@ def snapshot_marker(numbers: dict[str, int]) -> str:
 
 def _key(group: str) -> str:
     return f"pulseboard:seq:{group}"
-
-
-def _redis_sync():
-    import redis
-
-    if settings.REDIS_URL not in _sync_redis:
-        _sync_redis[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-    return _sync_redis[settings.REDIS_URL]
-
-
-def _redis_async():
-    import redis.asyncio
-
-    loop = asyncio.get_running_loop()
-    if loop not in _redis_by_loop:
-        # A connect storm asks more at once than the pool holds: wait for a connection, do not fail the socket.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, socket_timeout=5, max_connections=100, timeout=20
-        )
-        _redis_by_loop[loop] = redis.asyncio.Redis(connection_pool=pool)
-    return _redis_by_loop[loop]

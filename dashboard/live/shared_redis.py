@@ -1,0 +1,33 @@
+"""The Redis clients the live path shares (socket limits, push numbers), one per event loop or process.
+
+A connect storm asks for more connections at once than a pool holds: the async pool makes a socket
+wait for a free connection rather than fail it.
+"""
+
+import asyncio
+import weakref
+
+from django.conf import settings
+
+_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # an asyncio client is tied to its loop
+_by_url: dict[str, object] = {}
+
+
+def async_client():
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    if loop not in _by_loop:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, socket_timeout=5, max_connections=100, timeout=20
+        )
+        _by_loop[loop] = redis.asyncio.Redis(connection_pool=pool)
+    return _by_loop[loop]
+
+
+def sync_client():
+    import redis
+
+    if settings.REDIS_URL not in _by_url:
+        _by_url[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    return _by_url[settings.REDIS_URL]
