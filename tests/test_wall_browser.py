@@ -226,3 +226,18 @@ def test_a_write_back_conflict_is_settled_from_its_page(browser, server, staff, 
     note.refresh_from_db()
     assert "rolled back at 14:05" in note.note
     assert page.console_errors == []
+
+
+def test_the_feeds_time_filters_speak_the_viewers_zone_while_the_url_keeps_utc(browser, server, staff):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="Europe/Helsinki")
+    page = context.new_page()
+    log_in(page, server)
+    page.goto(server.url + "/?since=2026-11-30T09:00Z")
+    page.wait_for_function("document.querySelector('input[name=since]').value === '2026-11-30T11:00'")
+    assert page.inner_text("label:has(input[name=since]) [data-zone-label]") == "(Europe/Helsinki)"
+    page.fill("input[name=until]", "2026-11-30T12:30")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url(re.compile(r"until=2026-11-30T10%3A30Z"))
+    assert "since=2026-11-30T09%3A00Z" in page.url  # a shared link means the same moment everywhere
+    page.wait_for_function("document.querySelector('input[name=until]').value === '2026-11-30T12:30'")
+    context.close()

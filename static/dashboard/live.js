@@ -421,12 +421,40 @@
     });
   }
 
+  // ---- the feed's time filters, in the viewer's own zone ----
+  // The URL keeps UTC ("2026-11-30T09:00Z"), so a shared link means the same moment everywhere; the
+  // inputs show and take the viewer's wall-clock time. Without this script they stay UTC, and say so.
+  function localFilterTimes() {
+    var form = document.querySelector("form.filters");
+    if (!form || zone) return; // a screen's own zone is for walls; datetime-local speaks the browser's
+    var pad = function (n) { return String(n).padStart(2, "0"); };
+    form.querySelectorAll("input[data-utc]").forEach(function (input) {
+      if (!input.value) return;
+      var moment = new Date(input.value + "Z");
+      if (isNaN(moment)) return;
+      input.value = moment.getFullYear() + "-" + pad(moment.getMonth() + 1) + "-" + pad(moment.getDate()) +
+        "T" + pad(moment.getHours()) + ":" + pad(moment.getMinutes());
+    });
+    var own = Intl.DateTimeFormat().resolvedOptions().timeZone || "your time";
+    form.querySelectorAll("[data-zone-label]").forEach(function (label) { label.textContent = "(" + own.replace(/_/g, " ") + ")"; });
+    form.addEventListener("submit", function (event) {
+      var data = new FormData(form);
+      form.querySelectorAll("input[data-utc]").forEach(function (input) {
+        var moment = input.value ? new Date(input.value) : null; // "YYYY-MM-DDTHH:MM" reads as local time
+        if (moment && !isNaN(moment)) data.set(input.name, moment.toISOString().slice(0, 16) + "Z");
+      });
+      event.preventDefault();
+      window.location.assign(form.action + "?" + new URLSearchParams(data).toString());
+    });
+  }
+
   document.addEventListener("htmx:afterSettle", function (event) { refresh(event.target); });
   document.addEventListener("htmx:wsAfterMessage", function () { refresh(document); });
   document.addEventListener("DOMContentLoaded", function () {
     refresh(document);
     setupWall();
     setupDashboard();
+    localFilterTimes();
     banner();
     checkHealth();
     tick();
