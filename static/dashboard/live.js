@@ -8,6 +8,7 @@
   "use strict";
 
   var HEALTH_EVERY_MS = 15000;
+  var DEGRADED_RECHECK_MS = 2000;
   var SILENCE_LIMIT_MS = 50000; // the server sends a heartbeat every 20 s
   var FINISHED_ROW_MS = 60000; // a finished build stays in "Running now" for a minute
   var REVOKED = 4403, RELOAD = 4100, LOGIN_REQUIRED = 4401, TOO_MANY = 4429;
@@ -167,6 +168,11 @@
         }
         state.health = health;
         banner();
+        // Degraded (say, a server not yet through its first sync): look again soon, so the page says
+        // "live" within seconds of the data being fresh again, not at the next regular check.
+        if (health.status !== "ok" && !state.recheck) {
+          state.recheck = setTimeout(function () { state.recheck = null; checkHealth(); }, DEGRADED_RECHECK_MS);
+        }
         return health;
       })
       .catch(function () { return null; });
