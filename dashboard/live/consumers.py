@@ -5,6 +5,7 @@ carries. Rendering happens once per change in live/push.py, and once per connect
 """
 
 import asyncio
+import random
 import time
 
 from channels.consumer import get_handler_name
@@ -95,8 +96,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
         return await limits.claim(self.access.holder, self.channel_name, limit=self.access.limit)
 
     async def beat(self):
+        """Sockets that connected together (a reconnect storm) would beat together for ever, each beat a
+        burst of thousands of sends in the way of real fragments: the first beat comes at a random
+        moment of the first interval, which spreads them out."""
+        wait = random.uniform(0.5, 1.0) * HEARTBEAT_SECONDS  # noqa: S311 (not a secret)
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(wait)
+            wait = HEARTBEAT_SECONDS
             if self.access.signed_in and not await database_sync_to_async(sessions.still_signed_in)(self.scope):
                 await self.stop(LOGIN_REQUIRED)
                 return

@@ -37,11 +37,14 @@ async def claim(holder: str, channel: str, *, limit: int) -> bool:
     now = time.time()
     if not settings.REDIS_URL:
         claims = _claims_here.setdefault(holder, {})
-        for name, expiry in list(claims.items()):
-            if expiry < now:
-                del claims[name]
         if channel not in claims and len(claims) >= limit:
-            return False
+            # Expired claims are dropped only when they could stand in the way: a sweep on every
+            # heartbeat cost each renewal a pass over all of the holder's sockets.
+            for name, expiry in list(claims.items()):
+                if expiry < now:
+                    del claims[name]
+            if len(claims) >= limit:
+                return False
         claims[channel] = now + CLAIM_SECONDS
         return True
     redis = shared_redis.async_client()
