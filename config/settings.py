@@ -179,6 +179,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+# A process's hub (dashboard/live/hub.py) hears every group its sockets are in, and sockets' own
+# channels hear nothing: room for a sync's burst of fragments, where a socket had the default 100.
+CHANNEL_CAPACITY = 2_000
 if REDIS_URL:
     # redis-py 8 reads with a 5 s timeout by default, exactly as long as channels_redis blocks waiting
     # for a message, so an idle layer would time out and close sockets with 1011; and its default pool
@@ -192,12 +195,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": REDIS_LAYERS[REDIS_CHANNEL_LAYER],
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}],
+                "capacity": CHANNEL_CAPACITY,
+            },
         }
     }
 else:
     # Per process: pushes reach sockets only when the poller runs inside daphne (see `demo`).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "dashboard.live.layers.InMemoryLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "dashboard.live.layers.InMemoryLayer", "CONFIG": {"capacity": CHANNEL_CAPACITY}}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

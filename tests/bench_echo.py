@@ -34,7 +34,7 @@ class TriggerConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         group, html = json.loads(text_data)
-        await self.channel_layer.group_send(group, {"type": "fragment", "html": html, "meta": None, "skip": ""})
+        await self.channel_layer.group_send(group, {"type": "fragment", "html": html, "meta": None, "skip": "", "group": group})
         await self.send(text_data="sent")
 
 

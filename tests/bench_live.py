@@ -380,7 +380,7 @@ class PushLoop:
 
     async def _send(self, group: str, fragments: list[str]) -> None:
         for html in fragments:
-            await self.layer.group_send(group, {"type": "fragment", "html": html, "meta": None})
+            await self.layer.group_send(group, {"type": "fragment", "html": html, "meta": None, "skip": "", "group": group})
 
     def __exit__(self, *exc_info):
         asyncio.run_coroutine_threadsafe(self.layer.close_pools(), self.loop).result()

@@ -40,6 +40,8 @@ async def burst(group: str, count: int) -> None:
                     "html": f'{sequence.marker(group, number)}<span id="wall-status">push {number}</span>',
                     "meta": None,
                     "skip": sequence.marker(group, number),
+                    "number": number,
+                    "group": group,
                 },
             )
             for number in numbers

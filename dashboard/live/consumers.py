@@ -2,6 +2,7 @@
 
 Forwarding is the hot path: no database, no rendering, only a filter check on the facts an event
 carries. Rendering happens once per change in live/push.py, and once per connect for the snapshot.
+Groups are joined through the process's hub (live/hub.py), which hands each message to deliver().
 """
 
 import asyncio
@@ -16,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from dashboard import metrics
-from dashboard.live import limits, sessions, snapshots
+from dashboard.live import hub, limits, sessions, snapshots
 from dashboard.live.access import LOGIN_REQUIRED, RELOAD, REVOKED, SocketAccess, socket_access
 from dashboard.web import feeds, pages
 
@@ -37,6 +38,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.heartbeat, self.access = None, SocketAccess()  # what disconnect() sees if connect() fails
         self.last_snapshot, self.snapshot_due = 0.0, None
+        self.joined, self.tasks = [], set()
+        self.held: list[dict] | None = []  # fragments the hub delivers before the first snapshot is out
+        self.as_new_as: dict[str, int] = {}  # the numbers of the last snapshot sent
         self.access = await snapshots.in_pool(socket_access)(self.scope)
         if self.access.refusal == LOGIN_REQUIRED:
             raise DenyConnection
@@ -47,17 +51,21 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=self.access.refusal)
             return
         self.session = sessions.session_digest(self.scope["session"].session_key) if self.access.signed_in else ""
-        self.groups = self.access.groups  # left again by the base class on disconnect
-        for group in self.groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        for group in self.access.groups:
+            await hub.join(group, self)
+            self.joined.append(group)
         await self.accept()
         await self.send_snapshot()
+        held, self.held = self.held, None
+        for message in held:
+            await self.deliver(message)
         metrics.SOCKETS.inc()
         self.heartbeat = asyncio.create_task(self.beat())
 
     async def send_snapshot(self) -> None:
         self.last_snapshot = time.monotonic()
-        await self.send(text_data=await snapshots.snapshot(self.audience(), self.access.numbered, self.render_snapshot))
+        self.as_new_as, html = await snapshots.snapshot(self.audience(), self.access.numbered, self.render_snapshot)
+        await self.send(text_data=html)
 
     def audience(self) -> tuple:
         """What decides a snapshot's content: sockets with the same audience share one rendering."""
@@ -117,11 +125,26 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.heartbeat:  # set once connect() got as far as counting the socket
             metrics.SOCKETS.dec()
-        for task in (self.heartbeat, self.snapshot_due):
+        for group in self.joined:
+            await hub.leave(group, self)
+        for task in (self.heartbeat, self.snapshot_due, *self.tasks):
             if task:
                 task.cancel()
         if self.access.holder and not self.access.refusal:
             await limits.release(self.access.holder, self.channel_name)
+
+    async def deliver(self, message):
+        """What the hub hands this socket. A fragment goes out at once, unless the first snapshot is not
+        out yet (it waits for it) or a snapshot already had it (its number says). Anything else may wait
+        on the database or Redis: it runs as a task of its own, and the hub goes on to the next socket."""
+        if message["type"] != "fragment":
+            task = asyncio.create_task(getattr(self, get_handler_name(message))(message))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif self.held is not None:
+            self.held.append(message)
+        elif message.get("number") is None or message["number"] > self.as_new_as.get(message["group"], 0):
+            await self.fragment(message)
 
     async def fragment(self, message):
         """The hot path: as cheap as a bare consumer's. An event outside the socket's filters still

@@ -9,13 +9,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from dashboard import metrics
 from dashboard.id_tokens import id_token
-from dashboard.live import sequence
+from dashboard.live import hub, sequence
 from dashboard.models import Event, EventStatus, Incident, Screen, Transition, TransitionKind
 from dashboard.web import feeds, pages
 from dashboard.web.filters import event_meta
@@ -61,7 +60,7 @@ def publish(changes: list[Transition]) -> None:
 
 def tell_screen(screen: Screen, action: str) -> None:
     """ "revoke" closes a screen's sockets for good; "reload" makes it fetch its new settings."""
-    async_to_sync(get_channel_layer().group_send)(screen_group(screen.pk), {"type": "control", "action": action})
+    async_to_sync(hub.send)(screen_group(screen.pk), {"type": "control", "action": action})
 
 
 def render_messages(changes: list[Transition]) -> list[Message]:
@@ -138,12 +137,10 @@ def _screen_like(project: str, scale: float) -> Screen:
 async def _send(messages: list[Message], numbers: list[int]) -> None:
     """Each message numbered in its group (live/sequence.py), so a page can tell it missed one. A socket
     whose filter the event does not match still gets the number ("skip"), or it would look like a gap."""
-    layer = get_channel_layer()
     for message, number in zip(messages, numbers, strict=True):
         mark = sequence.marker(message.group, number)
-        await layer.group_send(
-            message.group, {"type": "fragment", "html": mark + message.html, "meta": message.meta, "skip": mark}
-        )
+        fragment = {"type": "fragment", "html": mark + message.html, "meta": message.meta, "skip": mark, "number": number}
+        await hub.send(message.group, fragment)
 
 
 def _scale_token(scale: float) -> str:

@@ -12,12 +12,13 @@ from importlib import import_module
 from types import SimpleNamespace
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
+
+from dashboard.live import hub
 
 
 def user_group(user_id: int) -> str:
@@ -32,7 +33,7 @@ def session_digest(session_key: str | None) -> str:
 def tell_user(user_id: int, *, ended_session: str = "") -> None:
     """With `ended_session`, only that session's sockets close; without, every socket checks its session."""
     message = {"type": "session.check", "ended_session": ended_session}
-    async_to_sync(get_channel_layer().group_send)(user_group(user_id), message)
+    async_to_sync(hub.send)(user_group(user_id), message)
 
 
 def still_signed_in(scope) -> bool:

@@ -38,9 +38,9 @@ class _Rendering:
 _renderings: dict[tuple, _Rendering] = {}
 
 
-async def snapshot(audience: tuple, groups: list[str], render: Callable[[], str]) -> str:
-    """The audience's snapshot, rendered by `render` unless a fresh enough one is shared; it starts with
-    the numbers it is as new as, which the page takes as the last ones it has seen."""
+async def snapshot(audience: tuple, groups: list[str], render: Callable[[], str]) -> tuple[dict[str, int], str]:
+    """The audience's snapshot, rendered by `render` unless a fresh enough one is shared, and the numbers
+    it is as new as; it starts with them, and the page takes them as the last ones it has seen."""
     numbers = await sequence.current(groups)
     loop = asyncio.get_running_loop()
     now = loop.time()
@@ -54,7 +54,7 @@ async def snapshot(audience: tuple, groups: list[str], render: Callable[[], str]
         _forget_old(now)
         rendering = _renderings[audience] = _Rendering(numbers, now, asyncio.ensure_future(in_pool(render)()))
         rendering.html.add_done_callback(lambda html: _forget_failed(audience, html))
-    return sequence.snapshot_marker(numbers) + await asyncio.shield(rendering.html)
+    return numbers, sequence.snapshot_marker(numbers) + await asyncio.shield(rendering.html)
 
 
 def _forget_failed(audience: tuple, html: asyncio.Future) -> None:

@@ -1,0 +1,112 @@
+"""One channel per process for all its sockets: a group's message comes in once and is handed to each.
+
+Channels gives every socket a channel of its own in every group it joins. A fragment for 5,000 walls
+then became 5,000 queue entries (channels_redis's core layer writes once per process, but with 5,000
+channel names, and copies it into 5,000 queues on arrival), 5,000 task wake-ups and, from the tasks
+and queues made again for each message, a garbage collector that paused the process for a second
+every few fragments (`make bench`). Here a process joins each group once,
+with the hub's channel, and its reader hands every message to the group's local sockets in turn.
+
+A message names its group (`send` below adds it): one channel now hears many groups. The hub joins
+again well within the layer's group expiry, which would otherwise end a membership (and a wall's
+pushes) after a day, silently.
+"""
+
+import asyncio
+import logging
+import weakref
+from collections import defaultdict
+from typing import Protocol
+
+from channels.layers import get_channel_layer
+
+log = logging.getLogger(__name__)
+
+RENEW_SECONDS = 3600.0  # at most; a quarter of the layer's group expiry when that is shorter
+
+
+class Listener(Protocol):
+    async def deliver(self, message: dict) -> None: ...
+
+
+async def send(group: str, message: dict) -> None:
+    """group_send for the sockets of every process, through their hubs."""
+    await get_channel_layer().group_send(group, {**message, "group": group})
+
+
+async def join(group: str, listener: Listener) -> None:
+    await _hub().join(group, listener)
+
+
+async def leave(group: str, listener: Listener) -> None:
+    await _hub().leave(group, listener)
+
+
+class Hub:
+    def __init__(self, layer):
+        self.layer = layer
+        self.members: defaultdict[str, set[Listener]] = defaultdict(set)
+        self.changing = asyncio.Lock()  # a group's first join and last leave reach the layer in order
+        self.channel = ""
+        self.tasks: list[asyncio.Task] = []
+
+    async def join(self, group: str, listener: Listener) -> None:
+        async with self.changing:
+            if not self.channel:
+                self.channel = await self.layer.new_channel()  # channels_redis reads only its own prefix
+                self.tasks = [asyncio.create_task(self.read()), asyncio.create_task(self.renew())]
+            if not self.members[group]:
+                await self.layer.group_add(group, self.channel)
+            self.members[group].add(listener)
+
+    async def leave(self, group: str, listener: Listener) -> None:
+        async with self.changing:
+            members = self.members.get(group)
+            if members is None or listener not in members:
+                return
+            members.discard(listener)
+            if not members:
+                del self.members[group]
+                await self.layer.group_discard(group, self.channel)
+
+    async def read(self) -> None:
+        """Each message to each listener of its group, in the order they came: a listener's deliver()
+        must not wait on anything slow (consumers.py hands slow work to a task of its own)."""
+        while True:
+            message = await self.layer.receive(self.channel)
+            group = message.get("group")
+            if group is None:
+                log.warning("a %r message without its group reached the hub; dropped", message.get("type"))
+                continue
+            for listener in list(self.members.get(group, ())):
+                try:
+                    await listener.deliver(message)
+                except Exception:
+                    log.exception("delivering a %r message to one socket failed", message.get("type"))
+
+    async def renew(self) -> None:
+        expiry = getattr(self.layer, "group_expiry", None)
+        every = min(RENEW_SECONDS, expiry / 4) if expiry else RENEW_SECONDS
+        while True:
+            await asyncio.sleep(every)
+            for group in list(self.members):
+                try:
+                    await self.layer.group_add(group, self.channel)
+                except Exception:
+                    log.exception("renewing the hub's membership of %s failed; trying again later", group)
+
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> {layer: Hub}
+
+
+def _hub() -> Hub:
+    """The hub of this event loop and channel layer (tests change layers; each loop has its own queues)."""
+    layer = get_channel_layer()
+    hubs = _hubs.setdefault(asyncio.get_running_loop(), {})
+    if layer not in hubs:
+        for old in hubs.values():  # a layer replaced (settings changed) takes its old hub with it
+            for task in old.tasks:
+                task.cancel()
+        hubs.clear()
+        hubs[layer] = Hub(layer)
+    return hubs[layer]

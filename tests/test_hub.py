@@ -1,0 +1,95 @@
+"""The process's hub: one membership per group for all its sockets, each socket still gets every message.
+
+Real walls through the real ASGI stack and the embedded in-memory layer, whose group table shows who
+the layer itself delivers to.
+"""
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from dashboard.live import hub, push, screens
+from tests.test_live_socket import receive_until, socket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WALL = push.wall_group("", 1.0)
+
+
+def members(group: str) -> int:
+    return len(get_channel_layer().groups.get(group, {}))
+
+
+async def fragment(text: str) -> None:
+    await hub.send(WALL, {"type": "fragment", "html": f'<span id="wall-status">{text}</span>', "meta": None, "skip": ""})
+
+
+@pytest.fixture
+def in_memory_layer(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "dashboard.live.layers.InMemoryLayer"}}
+
+
+def test_walls_of_one_process_share_one_membership_and_each_gets_every_fragment(in_memory_layer):
+    keys = [screens.screen_named(f"TV {number}").key for number in range(3)]
+
+    async def scenario():
+        walls = [socket(f"/ws/live/?page=wall&screen={key}") for key in keys]
+        for wall in walls:
+            assert (await wall.connect())[0]
+            await wall.receive_from()  # the snapshot
+        assert members(WALL) == 1, "the layer delivers a wall fragment once to this process, not once per wall"
+
+        await fragment("first")
+        await fragment("second")
+        for wall in walls:
+            assert "first" in await receive_until(wall, "wall-status")
+            assert "second" in await receive_until(wall, "wall-status")
+
+        for wall in walls[:2]:
+            await wall.disconnect()
+        assert members(WALL) == 1, "one wall still listens"
+        await fragment("third")
+        assert "third" in await receive_until(walls[2], "wall-status")
+        await walls[2].disconnect()
+        assert members(WALL) == 0, "the last wall gone, the process leaves the group"
+
+    async_to_sync(scenario)()
+
+
+def test_a_wall_open_past_the_layers_group_expiry_still_gets_fragments(settings):
+    """Channels ends a group membership after group_expiry (a day by default): a wall running for
+    weeks went quiet after its first day. The hub joins again within a quarter of that."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "dashboard.live.layers.InMemoryLayer", "CONFIG": {"group_expiry": 2}}}
+    key = screens.screen_named("Lobby").key
+
+    async def scenario():
+        wall = socket(f"/ws/live/?page=wall&screen={key}")
+        assert (await wall.connect())[0]
+        await wall.receive_from()
+        await asyncio.sleep(3.5)  # past the expiry, and past a sweep of the layer (once a second)
+        await fragment("after the expiry")
+        assert "after the expiry" in await receive_until(wall, "wall-status")
+        await wall.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_fragment_sent_before_the_first_snapshot_is_out_follows_it(in_memory_layer):
+    """The hub delivers from the moment a socket joins; the socket holds what comes before its
+    snapshot is sent, so the page never sees a fragment ahead of the snapshot it belongs after."""
+    key = screens.screen_named("Hall").key
+
+    async def scenario():
+        wall = socket(f"/ws/live/?page=wall&screen={key}")
+        connecting = asyncio.ensure_future(wall.connect())
+        while not hub._hub().members.get(WALL):
+            await asyncio.sleep(0)
+        await fragment("early")
+        assert (await connecting)[0]
+        assert "<!--snapshot" in await wall.receive_from()
+        assert "early" in await receive_until(wall, "wall-status")
+        await wall.disconnect()
+
+    async_to_sync(scenario)()
