@@ -58,3 +58,22 @@ def test_a_wall_connecting_after_a_push_does_not_get_the_older_shared_rendering(
         await second.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_the_connect_pool_keeps_its_database_connection_from_one_connect_to_the_next():
+    """Opening a connection per connect cost a storm more than its queries did."""
+    from django.db import connection
+
+    from dashboard.live import snapshots
+    from dashboard.models import Screen
+
+    def connected_before_the_query() -> bool:
+        already = connection.connection is not None
+        Screen.objects.count()
+        return already
+
+    async def two_connects():
+        await snapshots.in_pool(connected_before_the_query)()
+        return await snapshots.in_pool(connected_before_the_query)()
+
+    assert async_to_sync(two_connects)(), "the second connect opened a new database connection"

@@ -4,16 +4,19 @@ After a deploy or a network blip thousands of walls reconnect in the same second
 the same thing. A snapshot is rendered once per audience (the page and what decides its content) and
 shared by every socket of that audience that asks while it renders or shortly after, as long as no
 fragment was pushed to its groups since (the numbers of live/sequence.py tell). The access check and
-the rendering run in a small pool of their own: with database_sync_to_async's default, every connect
-queued behind every other piece of sync work in the process, one at a time.
+the rendering run in a small pool of their own, each thread on a connection it keeps: with
+database_sync_to_async's default, every connect queued behind every other piece of sync work in the
+process, one at a time, and opened a database connection of its own.
 """
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from dashboard.live import sequence
 
@@ -24,8 +27,30 @@ _pool = ThreadPoolExecutor(max_workers=CONNECT_THREADS, thread_name_prefix="puls
 
 
 def in_pool(function: Callable) -> Callable:
-    """`function` as a coroutine function that runs in the connect pool and tidies its database connection."""
-    return database_sync_to_async(function, thread_sensitive=False, executor=_pool)
+    """`function` as a coroutine function that runs in the connect pool, on that thread's own connection."""
+    return sync_to_async(_keeping_connections(function), thread_sensitive=False, executor=_pool)
+
+
+def _keeping_connections(function: Callable) -> Callable:
+    """The pool's few threads live as long as the process, and each keeps its database connection from
+    one connect to the next: with Channels' database_sync_to_async (and CONN_MAX_AGE=0), each connect
+    opened and closed a connection, which cost more than its queries (`make bench`, connect storm).
+    A connection is closed, as Django would, only when an error may have broken it."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            for connection in connections.all(initialized_only=True):
+                if connection.connection is None:
+                    continue
+                broken = connection.errors_occurred and not connection.is_usable()
+                if broken or connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
+                    connection.close()
+                connection.errors_occurred = False
+
+    return run
 
 
 @dataclass
