@@ -4,6 +4,7 @@ Real processes against the simulator over loopback: `sync --once` on a fresh dat
 `manage.py serve` (the poller delivers the outbox about once a second) behind the admin's own form.
 """
 
+import contextlib
 import random
 import re
 import shutil
@@ -20,6 +21,7 @@ from tests.bench import databases, run
 from tests.processes import free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+HUNG_SECONDS = 35  # past the Helix TeamHub client's 30 s read timeout
 
 
 def bench_notes(base_env: dict[str, str]) -> None:
@@ -40,6 +42,7 @@ def bench_notes(base_env: dict[str, str]) -> None:
             print(f"mirror 5,000 notes / 200 incidents, {name}: {elapsed:.1f} s for sync --once, {5000 / elapsed:,.0f} notes/s")
         print(f"  of which the simulator answering the same listing, with no database work: {simulator_seconds(sim):.1f} s")
         bench_admin_save(sim, env)
+        bench_admin_save(sim, env, rounds=10, hung_hth=True)
 
 
 def simulator_seconds(sim) -> float:
@@ -61,12 +64,26 @@ def simulator_seconds(sim) -> float:
     return time.perf_counter() - started
 
 
-def bench_admin_save(sim, env: dict[str, str], rounds: int = 20) -> None:
+def bench_admin_save(sim, env: dict[str, str], rounds: int = 20, hung_hth: bool = False) -> None:
+    """With `hung_hth`, Helix TeamHub is configured too and answers nothing for longer than the client's
+    read timeout, all the time: the outbox must not wait behind it (issue 11, point 6)."""
+    from dashboard.simulators import hth
+
     scratch = Path(tempfile.mkdtemp(prefix="pulseboard-bench-"))
     env = env | {"DATABASE_URL": f"sqlite:///{scratch / 'admin.sqlite3'}", "DJANGO_SUPERUSER_PASSWORD": "bench pass phrase"}
     run(["migrate", "--noinput"], env)
     run(["createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com"], env)
     run(["sync", "--once"], env)
+    with contextlib.ExitStack() as stack:
+        if hung_hth:
+            hung = stack.enter_context(hth.serve(port=0, seed=9))
+            hung.delay = HUNG_SECONDS
+            env |= {"HTH_API_URL": hung.url, "HTH_COMPANY_KEY": hung.company_key, "HTH_ACCOUNT_KEY": hung.account_key}
+        save_rounds(sim, env, rounds, "while Helix TeamHub hangs" if hung_hth else "")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def save_rounds(sim, env: dict[str, str], rounds: int, condition: str) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port)],
@@ -96,13 +113,13 @@ def bench_admin_save(sim, env: dict[str, str], rounds: int = 20) -> None:
             delays.append(time.perf_counter() - started)
         delays.sort()
         print(
-            f"admin save -> visible in OneUptime (simulator), {rounds} saves: median {statistics.median(delays) * 1000:.0f} ms, "
-            f"min {delays[0] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms (the poller sends the outbox every 0.5 s)"
+            f"admin save -> visible in OneUptime (simulator){' ' + condition if condition else ''}, {rounds} saves:"
+            f" median {statistics.median(delays) * 1000:.0f} ms, min {delays[0] * 1000:.0f} ms,"
+            f" max {delays[-1] * 1000:.0f} ms (the poller sends the outbox every 0.5 s)"
         )
     finally:
         server.terminate()
         server.wait(timeout=10)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def log_in(site: str) -> requests.Session:

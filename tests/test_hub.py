@@ -11,6 +11,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from dashboard.live import hub, push, screens
+from dashboard.live.layers import InMemoryLayer
 from tests.test_live_socket import receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,5 +92,47 @@ def test_a_fragment_sent_before_the_first_snapshot_is_out_follows_it(in_memory_l
         assert "<!--snapshot" in await wall.receive_from()
         assert "early" in await receive_until(wall, "wall-status")
         await wall.disconnect()
+
+    async_to_sync(scenario)()
+
+
+class SlowLayer(InMemoryLayer):
+    """Each membership change takes a while, as over a network, a leave longer than a join: room for a
+    join that comes later to reach the layer first."""
+
+    async def group_add(self, group, channel):
+        await asyncio.sleep(0.01)
+        await super().group_add(group, channel)
+
+    async def group_discard(self, group, channel):
+        await asyncio.sleep(0.1)
+        await super().group_discard(group, channel)
+
+
+class Listener:
+    def __init__(self):
+        self.messages = []
+
+    async def deliver(self, message):
+        self.messages.append(message)
+
+
+def test_a_last_leave_and_a_first_join_that_cross_leave_the_process_in_the_group():
+    layer = SlowLayer()
+    a_hub, first, second = hub.Hub(layer), Listener(), Listener()
+
+    async def scenario():
+        await a_hub.join(WALL, first)
+        await asyncio.gather(a_hub.leave(WALL, first), a_hub.join(WALL, second))
+        assert len(layer.groups.get(WALL, {})) == 1, "the second listener joined while the first left"
+        await layer.group_send(WALL, {"type": "fragment", "group": WALL})
+        await asyncio.sleep(0.05)
+        assert len(second.messages) == 1 and not first.messages
+        many = [Listener() for _ in range(50)]
+        await asyncio.gather(*(a_hub.join("wall-incidents.1", listener) for listener in many))
+        await asyncio.gather(*(a_hub.leave("wall-incidents.1", listener) for listener in many))
+        assert "wall-incidents.1" not in a_hub.members and not layer.groups.get("wall-incidents.1")
+        for task in a_hub.tasks:
+            task.cancel()
 
     async_to_sync(scenario)()

@@ -51,11 +51,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=self.access.refusal)
             return
         self.session = sessions.session_digest(self.scope["session"].session_key) if self.access.signed_in else ""
-        for group in self.access.groups:
-            await hub.join(group, self)
-            self.joined.append(group)
-        await self.accept()
-        await self.send_snapshot()
+        try:
+            for group in self.access.groups:
+                await hub.join(group, self)
+                self.joined.append(group)
+            await self.accept()
+            await self.send_snapshot()
+        except BaseException:  # Channels calls no disconnect() after a failed connect(): leave the hub here
+            await self.leave_groups()
+            raise
         held, self.held = self.held, None
         for message in held:
             await self.deliver(message)
@@ -125,13 +129,17 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.heartbeat:  # set once connect() got as far as counting the socket
             metrics.SOCKETS.dec()
-        for group in self.joined:
-            await hub.leave(group, self)
+        await self.leave_groups()
         for task in (self.heartbeat, self.snapshot_due, *self.tasks):
             if task:
                 task.cancel()
         if self.access.holder and not self.access.refusal:
             await limits.release(self.access.holder, self.channel_name)
+
+    async def leave_groups(self) -> None:
+        joined, self.joined = self.joined, []
+        for group in joined:
+            await hub.leave(group, self)
 
     async def deliver(self, message):
         """What the hub hands this socket. A fragment goes out at once, unless the first snapshot is not

@@ -46,28 +46,66 @@ class Hub:
     def __init__(self, layer):
         self.layer = layer
         self.members: defaultdict[str, set[Listener]] = defaultdict(set)
-        self.changing = asyncio.Lock()  # a group's first join and last leave reach the layer in order
+        self.in_layer: set[str] = set()  # the groups the layer has the hub's channel in
+        self.settling: dict[str, asyncio.Future] = {}  # a group whose membership is on its way to the layer
         self.channel = ""
+        self.started: asyncio.Future | None = None
         self.tasks: list[asyncio.Task] = []
 
     async def join(self, group: str, listener: Listener) -> None:
-        async with self.changing:
-            if not self.channel:
-                self.channel = await self.layer.new_channel()  # channels_redis reads only its own prefix
-                self.tasks = [asyncio.create_task(self.read()), asyncio.create_task(self.renew())]
-            if not self.members[group]:
-                await self.layer.group_add(group, self.channel)
-            self.members[group].add(listener)
+        await self.start()
+        self.members[group].add(listener)
+        try:
+            await self.settle(group)
+        except BaseException:
+            self._forget(group, listener)
+            raise
 
     async def leave(self, group: str, listener: Listener) -> None:
-        async with self.changing:
-            members = self.members.get(group)
-            if members is None or listener not in members:
-                return
-            members.discard(listener)
-            if not members:
-                del self.members[group]
-                await self.layer.group_discard(group, self.channel)
+        if self._forget(group, listener):
+            await self.settle(group)
+
+    def _forget(self, group: str, listener: Listener) -> bool:
+        members = self.members.get(group)
+        if members is None or listener not in members:
+            return False
+        members.discard(listener)
+        if not members:
+            del self.members[group]
+        return True
+
+    async def settle(self, group: str) -> None:
+        """Bring the layer's membership in line with whether the group has local listeners. One caller
+        at a time does it per group, and checks again after each change, so a last leave and a first
+        join that cross never leave the layer with the wrong one; the others wait for it. A storm's
+        thousands of joins to one group cost the layer one group_add."""
+        while (running := self.settling.get(group)) is not None:
+            await asyncio.shield(running)
+        settled = self.settling[group] = asyncio.get_running_loop().create_future()
+        try:
+            while (group in self.members) != (group in self.in_layer):
+                if group in self.members:
+                    await self.layer.group_add(group, self.channel)
+                    self.in_layer.add(group)
+                else:
+                    await self.layer.group_discard(group, self.channel)
+                    self.in_layer.discard(group)
+        finally:
+            del self.settling[group]
+            settled.set_result(None)
+
+    async def start(self) -> None:
+        if self.started is None:
+            self.started = asyncio.ensure_future(self._start())
+        try:
+            await asyncio.shield(self.started)
+        except Exception:
+            self.started = None  # the next join tries again
+            raise
+
+    async def _start(self) -> None:
+        self.channel = await self.layer.new_channel()  # the layer's own prefix: channels_redis reads no other
+        self.tasks = [asyncio.create_task(self.read()), asyncio.create_task(self.renew())]
 
     async def read(self) -> None:
         """Each message to each listener of its group, in the order they came: a listener's deliver()
@@ -89,7 +127,7 @@ class Hub:
         every = min(RENEW_SECONDS, expiry / 4) if expiry else RENEW_SECONDS
         while True:
             await asyncio.sleep(every)
-            for group in list(self.members):
+            for group in [group for group in self.in_layer if group not in self.settling]:
                 try:
                     await self.layer.group_add(group, self.channel)
                 except Exception:
