@@ -64,7 +64,7 @@ def test_the_connect_pool_keeps_its_database_connection_from_one_connect_to_the_
     """Opening a connection per connect cost a storm more than its queries did."""
     from django.db import connection
 
-    from dashboard.live import snapshots
+    from dashboard.live import pool
     from dashboard.models import Screen
 
     def connected_before_the_query() -> bool:
@@ -73,7 +73,7 @@ def test_the_connect_pool_keeps_its_database_connection_from_one_connect_to_the_
         return already
 
     async def two_connects():
-        await snapshots.in_pool(connected_before_the_query)()
-        return await snapshots.in_pool(connected_before_the_query)()
+        await pool.connecting(connected_before_the_query)()
+        return await pool.connecting(connected_before_the_query)()
 
     assert async_to_sync(two_connects)(), "the second connect opened a new database connection"

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from dashboard import id_tokens
-from dashboard.live import push, sessions
-from dashboard.models import Incident, Screen
+from dashboard.live import pool, push, sessions
+from dashboard.models import Incident, Screen, hash_kiosk_key
 from dashboard.web.filters import EventFilter
 
 LOGIN_REQUIRED = 4401
@@ -38,17 +38,15 @@ class SocketAccess:
     signed_in: bool = False  # listens by a login, which may end (live/sessions.py)
 
 
-def socket_access(scope) -> SocketAccess:
-    """Runs in a worker thread (it reads the session and the database)."""
+async def socket_access(scope) -> SocketAccess:
     query = {name: values[-1] for name, values in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
     page = query.get("page", "dashboard")
-    user = scope.get("user")
-    signed_in = bool(user and user.is_authenticated)
     if page == "wall" and query.get("screen"):
-        return _kiosk_access(query["screen"])
-    if not signed_in:
+        return _kiosk_access(await _screen_with_key(query["screen"]))
+    user = scope.get("user")  # resolved by the login middleware
+    if not (user and user.is_authenticated):
         return SocketAccess(refusal=LOGIN_REQUIRED)
-    access = _signed_in_access(page, query)
+    access = await pool.connecting(_signed_in_access)(page, query)
     if not access.refusal:
         access.groups.append(sessions.user_group(user.pk))
         access.holder, access.limit, access.signed_in = f"user.{user.pk}", settings.LIVE_MAX_SOCKETS_PER_USER, True
@@ -71,13 +69,29 @@ def _signed_in_access(page: str, query: dict[str, str]) -> SocketAccess:
     return SocketAccess(page="dashboard", event_filter=event_filter, groups=groups, numbered=list(groups))
 
 
-def _kiosk_access(token: str) -> SocketAccess:
-    screen = Screen.objects.with_key(token).prefetch_related("panels").first()
+def _screens_with_keys(keys: list[str]) -> dict[str, Screen]:
+    """Runs in a worker thread: the screens of many kiosk keys at once, in two queries."""
+    by_hash = {hash_kiosk_key(key): key for key in keys}
+    screens = {
+        by_hash[screen.key_hash]: screen for screen in Screen.objects.filter(key_hash__in=by_hash).prefetch_related("panels")
+    }
+    now = timezone.now()
+    unseen = [
+        screen.pk
+        for screen in screens.values()
+        if not screen.is_revoked and (not screen.last_seen_at or now - screen.last_seen_at > SEEN_EVERY)
+    ]
+    if unseen:  # a reconnect storm is not a write storm
+        Screen.objects.filter(pk__in=unseen).update(last_seen_at=now)
+    return screens
+
+
+_screen_with_key = pool.batched(_screens_with_keys)  # a storm's walls are looked up together
+
+
+def _kiosk_access(screen: Screen | None) -> SocketAccess:
     if screen is None or screen.is_revoked:
         return SocketAccess(refusal=REVOKED)
-    now = timezone.now()
-    if not screen.last_seen_at or now - screen.last_seen_at > SEEN_EVERY:  # a reconnect storm is not a write storm
-        Screen.objects.filter(pk=screen.pk).update(last_seen_at=now)
     numbered = [push.wall_group(screen.project, screen.text_scale), push.wall_incidents_group(screen.text_scale)]
     return SocketAccess(
         page="wall",

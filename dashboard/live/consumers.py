@@ -41,7 +41,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.joined, self.tasks = [], set()
         self.held: list[dict] | None = []  # fragments the hub delivers before the first snapshot is out
         self.as_new_as: dict[str, int] = {}  # the numbers of the last snapshot sent
-        self.access = await snapshots.in_pool(socket_access)(self.scope)
+        self.access = await socket_access(self.scope)
         if self.access.refusal == LOGIN_REQUIRED:
             raise DenyConnection
         if not self.access.refusal and not await self.claim():

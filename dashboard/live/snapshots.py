@@ -3,54 +3,17 @@
 After a deploy or a network blip thousands of walls reconnect in the same second, nearly all showing
 the same thing. A snapshot is rendered once per audience (the page and what decides its content) and
 shared by every socket of that audience that asks while it renders or shortly after, as long as no
-fragment was pushed to its groups since (the numbers of live/sequence.py tell). The access check and
-the rendering run in a small pool of their own, each thread on a connection it keeps: with
-database_sync_to_async's default, every connect queued behind every other piece of sync work in the
-process, one at a time, and opened a database connection of its own.
+fragment was pushed to its groups since (the numbers of live/sequence.py tell). The rendering
+runs in threads of its own (live/pool.py).
 """
 
 import asyncio
-import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
-from django.db import connections
+from dashboard.live import pool, sequence
 
-from dashboard.live import sequence
-
-CONNECT_THREADS = 4  # each holds a database connection of its own
 FRESH_SECONDS = 2.0  # a rendering is shared for this long at most, even when nothing was pushed
-
-_pool = ThreadPoolExecutor(max_workers=CONNECT_THREADS, thread_name_prefix="pulseboard-connect")
-
-
-def in_pool(function: Callable) -> Callable:
-    """`function` as a coroutine function that runs in the connect pool, on that thread's own connection."""
-    return sync_to_async(_keeping_connections(function), thread_sensitive=False, executor=_pool)
-
-
-def _keeping_connections(function: Callable) -> Callable:
-    """The pool's few threads live as long as the process, and each keeps its database connection from
-    one connect to the next: with Channels' database_sync_to_async (and CONN_MAX_AGE=0), each connect
-    opened and closed a connection, which cost more than its queries (`make bench`, connect storm).
-    A connection is closed, as Django would, only when an error may have broken it."""
-
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        finally:
-            for connection in connections.all(initialized_only=True):
-                if connection.connection is None:
-                    continue
-                broken = connection.errors_occurred and not connection.is_usable()
-                if broken or connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
-                    connection.close()
-                connection.errors_occurred = False
-
-    return run
 
 
 @dataclass
@@ -77,7 +40,7 @@ async def snapshot(audience: tuple, groups: list[str], render: Callable[[], str]
         or rendering.html.get_loop() is not loop
     ):
         _forget_old(now)
-        rendering = _renderings[audience] = _Rendering(numbers, now, asyncio.ensure_future(in_pool(render)()))
+        rendering = _renderings[audience] = _Rendering(numbers, now, asyncio.ensure_future(pool.rendering(render)()))
         rendering.html.add_done_callback(lambda html: _forget_failed(audience, html))
     return numbers, sequence.snapshot_marker(numbers) + await asyncio.shield(rendering.html)
 
