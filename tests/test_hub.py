@@ -136,3 +136,30 @@ def test_a_last_leave_and_a_first_join_that_cross_leave_the_process_in_the_group
             task.cancel()
 
     async_to_sync(scenario)()
+
+
+def test_walls_of_their_own_screens_share_one_membership_for_control_and_a_revoke_reaches_one(in_memory_layer):
+    from dashboard.live.access import REVOKED
+    from dashboard.models import Screen
+
+    named = [screens.screen_named(f"Desk {number}") for number in range(3)]
+
+    async def scenario():
+        walls = [socket(f"/ws/live/?page=wall&screen={screen.key}") for screen in named]
+        for wall in walls:
+            assert (await wall.connect())[0]
+            await wall.receive_from()
+        assert members("screen") == 1, "three screens' control groups, one membership in the layer"
+        assert not any(group.startswith("screen.") for group in get_channel_layer().groups)
+
+        revoked = await Screen.objects.aget(pk=named[1].pk)
+        await asyncio.to_thread(push.tell_screen, revoked, "revoke")
+        closed = await walls[1].receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": REVOKED}
+        await walls[1].disconnect()
+        for wall in (walls[0], walls[2]):
+            assert await wall.receive_nothing(timeout=0.3), "a revoke reaches its own screen's walls only"
+            await wall.disconnect()
+        assert members("screen") == 0
+
+    async_to_sync(scenario)()

@@ -9,7 +9,9 @@ with the hub's channel, and its reader hands every message to the group's local 
 
 A message names its group (`send` below adds it): one channel now hears many groups. The hub joins
 again well within the layer's group expiry, which would otherwise end a membership (and a wall's
-pushes) after a day, silently.
+pushes) after a day, silently. The groups of one screen or one person (live/push.py, live/sessions.py)
+carry rare control messages: each family shares one layer group, so that 5,000 walls, each in a group
+of its own screen, cost the layer one membership, and every hub picks out its own screen's sockets.
 """
 
 import asyncio
@@ -29,9 +31,17 @@ class Listener(Protocol):
     async def deliver(self, message: dict) -> None: ...
 
 
+SHARED_FAMILIES = ("screen", "user")  # "screen.12" is heard through the layer's group "screen"
+
+
 async def send(group: str, message: dict) -> None:
     """group_send for the sockets of every process, through their hubs."""
-    await get_channel_layer().group_send(group, {**message, "group": group})
+    await get_channel_layer().group_send(layer_group(group), {**message, "group": group})
+
+
+def layer_group(group: str) -> str:
+    family = group.split(".", 1)[0]
+    return family if family in SHARED_FAMILIES else group
 
 
 async def join(group: str, listener: Listener) -> None:
@@ -46,6 +56,7 @@ class Hub:
     def __init__(self, layer):
         self.layer = layer
         self.members: defaultdict[str, set[Listener]] = defaultdict(set)
+        self.families: defaultdict[str, int] = defaultdict(int)  # groups with local listeners, per family
         self.in_layer: set[str] = set()  # the groups the layer has the hub's channel in
         self.settling: dict[str, asyncio.Future] = {}  # a group whose membership is on its way to the layer
         self.channel = ""
@@ -54,6 +65,8 @@ class Hub:
 
     async def join(self, group: str, listener: Listener) -> None:
         await self.start()
+        if not self.members[group] and layer_group(group) != group:
+            self.families[layer_group(group)] += 1
         self.members[group].add(listener)
         try:
             await self.settle(group)
@@ -72,19 +85,22 @@ class Hub:
         members.discard(listener)
         if not members:
             del self.members[group]
+            if layer_group(group) != group:
+                self.families[layer_group(group)] -= 1
         return True
 
     async def settle(self, group: str) -> None:
         """Bring the layer's membership in line with whether the group has local listeners. One caller
-        at a time does it per group, and checks again after each change, so a last leave and a first
-        join that cross never leave the layer with the wrong one; the others wait for it. A storm's
-        thousands of joins to one group cost the layer one group_add."""
+        at a time does it per layer group, and checks again after each change, so a last leave and a
+        first join that cross never leave the layer with the wrong one; the others wait for it. A
+        storm's thousands of joins to one group cost the layer one group_add."""
+        group = layer_group(group)
         while (running := self.settling.get(group)) is not None:
             await asyncio.shield(running)
         settled = self.settling[group] = asyncio.get_running_loop().create_future()
         try:
-            while (group in self.members) != (group in self.in_layer):
-                if group in self.members:
+            while self.heard(group) != (group in self.in_layer):
+                if self.heard(group):
                     await self.layer.group_add(group, self.channel)
                     self.in_layer.add(group)
                 else:
@@ -93,6 +109,12 @@ class Hub:
         finally:
             del self.settling[group]
             settled.set_result(None)
+
+    def heard(self, group: str) -> bool:
+        """Does a local socket listen to this layer group (or, for a family, to one of its members)?"""
+        if group in SHARED_FAMILIES:
+            return self.families[group] > 0
+        return group in self.members
 
     async def start(self) -> None:
         if self.started is None:
