@@ -1,9 +1,10 @@
 """`make bench`, fan-out and connect storms (issue 11), on every channel layer Pulseboard can use.
 
 1. Fan-out: one fragment to 100, 1,000 and 5,000 WebSocket clients of one daphne process, from the
-   group_send to the last client's receipt, for Pulseboard's consumer and a bare one (tests/bench_echo.py)
-   in the same run, on the in-memory layer, channels_redis's core layer and its pub/sub layer. The send
-   comes from inside the server (bench_echo's trigger socket), so the in-memory layer is measured too.
+   group_send to the last client's receipt, for Pulseboard's consumer, a bare one and a lean one (the
+   bare one without Channels' database hop per message; tests/bench_echo.py) in the same run, on the
+   in-memory layer, channels_redis's core layer and its pub/sub layer. The send comes from inside the
+   server (bench_echo's trigger socket), so the in-memory layer is measured too.
 2. Connect storm: 5,000 walls, each with its own kiosk key, connecting at once (a deploy, a network
    blip): time until the last one has its snapshot, and the server's memory.
 
@@ -70,7 +71,7 @@ def run_parts(parts, scratch: Path) -> None:
             print("\n-- 1. Fan-out: group_send inside the server → last client's receipt --")
             results = {}
             for layer, extra in layers.items():
-                for consumer in ("pulseboard", "bare"):
+                for consumer in ("pulseboard", "bare", "lean"):
                     results[layer, consumer] = run_fan_out(env | extra, consumer, scratch)
             print_table(results)
         if "storm" in parts:
@@ -84,7 +85,11 @@ def run_fan_out(env: dict[str, str], consumer: str, scratch: Path) -> list[tuple
     from dashboard.live import push
     from tests import bench_echo
 
-    app, group = ("pulseboard", push.wall_group("", 1.0)) if consumer == "pulseboard" else ("application", bench_echo.GROUP)
+    app, group = {
+        "pulseboard": ("pulseboard", push.wall_group("", 1.0)),
+        "bare": ("application", bench_echo.GROUP),
+        "lean": ("lean", bench_echo.GROUP),
+    }[consumer]
     if env.get("REDIS_URL"):
         flush_redis()
     with running(daphne(app), env=env, log=scratch / f"fan-out-{consumer}.log") as (process, port):
@@ -208,14 +213,16 @@ def ms(value: float | None) -> str:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'layer':<13} {'clients':>7} | {'pulseboard':>11} | {'bare':>9} | ratio")
+    """Pulseboard against the bare consumer, and against the lean one (bare without the database hop)."""
+    print(f"\n{'layer':<13} {'clients':>7} | {'pulseboard':>11} | {'bare':>9} | ratio | {'lean':>9} | ratio")
     for layer in LAYERS:
-        pulseboard, bare = results.get((layer, "pulseboard"), []), results.get((layer, "bare"), [])
-        for (size, reached, elapsed), (_, bare_reached, bare_elapsed) in zip(pulseboard, bare, strict=False):
-            ratio = f"{elapsed / bare_elapsed:.2f}x" if elapsed and bare_elapsed else "-"
-            line = f"{layer:<13} {size:>7,} | {ms(elapsed):>11} | {ms(bare_elapsed):>9} | {ratio}"
-            if reached < size or bare_reached < size:
-                line += f"  (reached {reached:,} / {bare_reached:,})"
+        rows = zip(*(results.get((layer, consumer), []) for consumer in ("pulseboard", "bare", "lean")), strict=False)
+        for (size, reached, elapsed), *others in rows:
+            line = f"{layer:<13} {size:>7,} | {ms(elapsed):>11}"
+            for _, _, other in others:
+                line += f" | {ms(other):>9} | " + (f"{elapsed / other:.2f}x" if elapsed and other else "-")
+            if reached < size or any(other_reached < size for _, other_reached, _ in others):
+                line += "  (reached " + " / ".join(f"{row[1]:,}" for row in [(size, reached, elapsed), *others]) + ")"
             print(line)
 
 
