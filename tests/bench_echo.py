@@ -15,6 +15,10 @@ import django
 
 django.setup()  # the channel layer comes from settings.CHANNEL_LAYERS
 
+from config import collector  # noqa: E402
+
+collector.tune()  # as config/asgi.py does for Pulseboard, so that the bare consumers get it too
+
 from channels.consumer import get_handler_name  # noqa: E402
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -87,3 +87,15 @@ def test_https_behind_a_proxy_sends_hsts_and_healthz_answers_plain_http():
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_process_that_serves_sockets_runs_young_collections_less_often():
+    """config/collector.py: with the default, full collections paused a 5,000-socket process every few seconds."""
+    import subprocess
+    import sys
+
+    from config import collector
+
+    probe = "import config.asgi, gc; print(gc.get_threshold()[0])"
+    result = subprocess.run([sys.executable, "-c", probe], env=production_env(), capture_output=True, text=True, check=True)
+    assert int(result.stdout) == collector.YOUNG_COLLECTION_EVERY
