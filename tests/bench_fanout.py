@@ -26,6 +26,7 @@ from tests import bench_live
 from tests.bench_live import REDIS_URL, flush_redis, kiosk_link, manage, missing_redis, running, server_env, setup_django
 
 SIZES = (100, 1_000, 5_000)
+SUSTAINED, SUSTAINED_GAP = 60, 0.5  # fragments, seconds apart, to the largest number of clients
 STORM = 5_000
 CONNECT_BATCH = 100
 WAIT_SECONDS = 20
@@ -94,10 +95,18 @@ def run_fan_out(env: dict[str, str], consumer: str, scratch: Path) -> list[tuple
         flush_redis()
     with running(daphne(app), env=env, log=scratch / f"fan-out-{consumer}.log") as (process, port):
         url = f"ws://127.0.0.1:{port}/ws/live/?page=wall&screen={screen_key(env, port)}"
-        rows = asyncio.run(fan_out(port, url, group, snapshot=consumer == "pulseboard"))
+        rows, sustained = asyncio.run(fan_out(port, url, group, snapshot=consumer == "pulseboard"))
     layer = env.get("REDIS_CHANNEL_LAYER", "in-memory")
     for size, reached, elapsed in rows:
         print(f"{layer:<10} {consumer:<10} {size:>6,} clients: {ms(elapsed)} to the last ({reached:,} got it)", flush=True)
+    if sustained:
+        sustained.sort()
+        print(
+            f"{layer:<10} {consumer:<10} {len(sustained)} more fragments to {SIZES[-1]:,}, {SUSTAINED_GAP} s apart:"
+            f" p50 {ms(sustained[len(sustained) // 2])}, p95 {ms(sustained[int(len(sustained) * 0.95)])},"
+            f" worst {ms(sustained[-1])}",
+            flush=True,
+        )
     return rows
 
 
@@ -105,7 +114,9 @@ def screen_key(env: dict[str, str], port: int) -> str:
     return kiosk_link(env, f"http://127.0.0.1:{port}").rsplit("key=", 1)[1]
 
 
-async def fan_out(port: int, url: str, group: str, *, snapshot: bool) -> list[tuple[int, int, float | None]]:
+async def fan_out(port: int, url: str, group: str, *, snapshot: bool) -> tuple[list[tuple[int, int, float | None]], list[float]]:
+    """The figure per size, then (for Pulseboard) a run of fragments at the largest: one figure can hide
+    the pause of a full garbage collection, a run shows how often it comes."""
     from websockets.asyncio.client import connect
 
     origin = f"http://127.0.0.1:{port}"
@@ -144,12 +155,21 @@ async def fan_out(port: int, url: str, group: str, *, snapshot: bool) -> list[tu
         while len(arrivals) < size and time.perf_counter() - sent < WAIT_SECONDS:
             await asyncio.sleep(0.005)
         rows.append((size, len(arrivals), max(arrivals.values()) - sent if arrivals else None))
+    sustained = []
+    for number in range(SUSTAINED if snapshot else 0):
+        await asyncio.sleep(SUSTAINED_GAP)
+        arrivals.clear()
+        sent = time.perf_counter()
+        await trigger.send(json.dumps([group, f'<!--seq {group} {len(sockets) + 1 + number}--><span id="bench">again</span>']))
+        while len(arrivals) < len(sockets) and time.perf_counter() - sent < WAIT_SECONDS:
+            await asyncio.sleep(0.005)
+        sustained.append(max(arrivals.values()) - sent if arrivals else WAIT_SECONDS)
     for socket in [trigger, *sockets]:
         socket.transport.abort()
     for listener in listeners:
         listener.cancel()
     await asyncio.gather(*listeners, return_exceptions=True)
-    return rows
+    return rows, sustained
 
 
 def run_storm(env: dict[str, str], layer: str, scratch: Path) -> None:

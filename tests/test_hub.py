@@ -163,3 +163,47 @@ def test_walls_of_their_own_screens_share_one_membership_for_control_and_a_revok
         assert members("screen") == 0
 
     async_to_sync(scenario)()
+
+
+class FlakyLayer(InMemoryLayer):
+    """Down for its first `failures` calls, and forgets every group meanwhile (Redis restarted)."""
+
+    failures = 0
+
+    async def receive(self, channel):
+        self.fail()
+        return await super().receive(channel)
+
+    async def group_add(self, group, channel):
+        self.fail()
+        await super().group_add(group, channel)
+
+    def fail(self):
+        if self.failures:
+            self.failures -= 1
+            self.groups.clear()
+            raise ConnectionError("Connection refused")
+
+
+def test_a_hub_whose_layer_fails_reads_again_joins_its_groups_afresh_and_says_when_it_is_deaf():
+    layer = FlakyLayer()
+    a_hub, listener = hub.Hub(layer), Listener()
+
+    async def scenario():
+        await a_hub.join(WALL, listener)
+        layer.failures = 3
+        await layer.send(a_hub.channel, {"type": "fragment", "group": WALL})  # wakes the reader into the outage
+        await asyncio.sleep(0.1)
+        assert not a_hub.listening(), "a hub that cannot read says so (the sockets' heartbeats stop)"
+        while layer.failures or a_hub.failing:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
+        assert a_hub.listening()
+        assert len(layer.groups.get(WALL, {})) == 1, "the restarted layer has the hub in its group again"
+        await layer.group_send(WALL, {"type": "fragment", "group": WALL, "after": True})
+        await asyncio.sleep(0.05)
+        assert listener.messages[-1].get("after"), "a fragment sent after the outage arrives"
+        for task in a_hub.tasks:
+            task.cancel()
+
+    async_to_sync(scenario)()

@@ -119,7 +119,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 await self.stop(LOGIN_REQUIRED)
                 return
             await self.claim()  # renewed, so it does not expire while the socket lives
-            await self.send(text_data=format_html('<span id="heartbeat" hidden data-at="{}"></span>', timezone.now().isoformat()))
+            if hub.listening():  # else silence: the page must not take a deaf socket for a live one
+                await self.send(
+                    text_data=format_html('<span id="heartbeat" hidden data-at="{}"></span>', timezone.now().isoformat())
+                )
 
     async def stop(self, code: int) -> None:
         """Close from our side; the socket's allowance is free again at once."""

@@ -25,6 +25,7 @@ from channels.layers import get_channel_layer
 log = logging.getLogger(__name__)
 
 RENEW_SECONDS = 3600.0  # at most; a quarter of the layer's group expiry when that is shorter
+RETRY_MOST_SECONDS = 5.0
 
 
 class Listener(Protocol):
@@ -52,6 +53,10 @@ async def leave(group: str, listener: Listener) -> None:
     await _hub().leave(group, listener)
 
 
+def listening() -> bool:
+    return _hub().listening()
+
+
 class Hub:
     def __init__(self, layer):
         self.layer = layer
@@ -61,6 +66,7 @@ class Hub:
         self.settling: dict[str, asyncio.Future] = {}  # a group whose membership is on its way to the layer
         self.channel = ""
         self.started: asyncio.Future | None = None
+        self.failing = False
         self.tasks: list[asyncio.Task] = []
 
     async def join(self, group: str, listener: Listener) -> None:
@@ -131,9 +137,23 @@ class Hub:
 
     async def read(self) -> None:
         """Each message to each listener of its group, in the order they came: a listener's deliver()
-        must not wait on anything slow (consumers.py hands slow work to a task of its own)."""
+        must not wait on anything slow (consumers.py hands slow work to a task of its own). A layer
+        that fails (Redis down or restarted) is read again after a pause, and the hub then joins its
+        groups afresh: a restarted Redis has forgotten them."""
+        pause = 0.0
         while True:
-            message = await self.layer.receive(self.channel)
+            try:
+                if self.failing:
+                    await self.join_again(strict=True)  # fails for as long as the layer does
+                    self.failing, pause = False, 0.0
+                    log.warning("the hub reads the channel layer again")
+                message = await self.layer.receive(self.channel)
+            except Exception:
+                pause = min(RETRY_MOST_SECONDS, pause * 2 or 0.5)
+                self.failing = True
+                log.warning("the hub cannot reach the channel layer; trying again in %.1f s", pause, exc_info=True)
+                await asyncio.sleep(pause)
+                continue
             group = message.get("group")
             if group is None:
                 log.warning("a %r message without its group reached the hub; dropped", message.get("type"))
@@ -149,11 +169,21 @@ class Hub:
         every = min(RENEW_SECONDS, expiry / 4) if expiry else RENEW_SECONDS
         while True:
             await asyncio.sleep(every)
-            for group in [group for group in self.in_layer if group not in self.settling]:
-                try:
-                    await self.layer.group_add(group, self.channel)
-                except Exception:
-                    log.exception("renewing the hub's membership of %s failed; trying again later", group)
+            await self.join_again()
+
+    async def join_again(self, *, strict: bool = False) -> None:
+        for group in [group for group in self.in_layer if group not in self.settling]:
+            try:
+                await self.layer.group_add(group, self.channel)
+            except Exception:
+                if strict:
+                    raise
+                log.exception("joining %s again failed; trying again later", group)
+
+    def listening(self) -> bool:
+        """False while the layer cannot be read: a socket's heartbeat then stays away, and its page,
+        hearing nothing, says it is not live and reconnects, rather than show a quiet wall as live."""
+        return not self.failing and bool(self.tasks) and not any(task.done() for task in self.tasks)
 
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> {layer: Hub}
