@@ -11,6 +11,7 @@ loopback. Sections 2 and 3 need Redis (channels_redis), 1 and 3 need Debian's ch
 """
 
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -335,6 +337,7 @@ def wall_growth(sim, env: dict[str, str], scratch: Path) -> list[dict]:
                 "rate": sent / (time.perf_counter() - started),
                 "closes": size["closes"],
             }
+            row["heap_by_kind"] = heap_by_kind(cdp)
             rows.append(row)
             print(
                 f"after {row['pushes']:>5,} pushes: {row['elements']:,} elements in the document, {row['nodes']:,} DOM nodes alive"
@@ -342,7 +345,43 @@ def wall_growth(sim, env: dict[str, str], scratch: Path) -> list[dict]:
                 f"   ({row['rate']:,.0f} pushes/s so far, socket closed {row['closes']} times)"
             )
         page.close()
+    print_heap_growth(rows[0], rows[-1])
     return rows
+
+
+# Chromium keeps these for the Performance Timeline, each kind up to a limit of its own (long animation
+# frames and long tasks 200 entries, resource timings 250): they fill, then stop. A bench that pushes
+# 50 fragments in one frame makes a long frame of each batch.
+TIMELINE_KINDS = ("Performance", "blink::ScriptTimingInfo", "TaskAttributionTiming", "LayoutShift")
+
+
+def heap_by_kind(cdp) -> Counter:
+    """Bytes of the page's heap by object kind (a heap snapshot, after a collection)."""
+    chunks: list[str] = []
+    cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda event: chunks.append(event["chunk"]))
+    cdp.send("HeapProfiler.enable")
+    cdp.send("HeapProfiler.collectGarbage")
+    cdp.send("HeapProfiler.takeHeapSnapshot", {"reportProgress": False})
+    snapshot = json.loads("".join(chunks))
+    fields = snapshot["snapshot"]["meta"]["node_fields"]
+    name, size, step = fields.index("name"), fields.index("self_size"), len(fields)
+    nodes, strings = snapshot["nodes"], snapshot["strings"]
+    sizes: Counter = Counter()
+    for offset in range(0, len(nodes), step):
+        sizes[strings[nodes[offset + name]]] += nodes[offset + size]
+    return sizes
+
+
+def print_heap_growth(first: dict, last: dict) -> None:
+    growth = last["heap_by_kind"] - first["heap_by_kind"]
+    timeline = sum(size for kind, size in growth.items() if kind.startswith(TIMELINE_KINDS))
+    total = (last["heap_mb"] - first["heap_mb"]) * 2**20
+    print(
+        f"JS heap growth from {first['pushes']:,} to {last['pushes']:,} pushes: {total / 1024:+,.0f} KB"
+        f" ({total / (first['heap_mb'] * 2**20):+.1%}); of it Chromium's performance timeline (long animation frames,"
+        f" long tasks, resource timings, each capped by the browser) {timeline / 1024:+,.0f} KB; the rest"
+        f" {(total - timeline) / 1024:+,.0f} KB ({(total - timeline) / (first['heap_mb'] * 2**20):+.1%})"
+    )
 
 
 def wall_fragments(count: int) -> list[str]:

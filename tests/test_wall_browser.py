@@ -129,6 +129,8 @@ def test_the_text_scale_scales_the_text_and_the_clock_ticks_in_24_hour_time_with
     assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d", second) and second != first
     assert page.inner_text("#clock-zone").startswith("Europe/Berlin (")
     assert re.fullmatch(r"updated \d+ s ago", page.inner_text("#wall-status"))
+    health_timings = "performance.getEntriesByType('resource').filter(e => e.name.includes('/healthz')).length"
+    assert page.evaluate(health_timings) == 0, "a wall that asks /healthz for weeks keeps no timing of each request"
 
 
 def log_in(page, server):

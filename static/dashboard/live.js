@@ -161,6 +161,9 @@
     return fetch(healthUrl, { cache: "no-store", credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (health) {
+        // A wall asks every 15 s for weeks: the browser's resource-timing buffer would fill with
+        // these requests (250 of them, then it stops), and nobody here reads it.
+        if (performance.clearResourceTimings) performance.clearResourceTimings();
         if (!health) return null;
         if (health.version && body.dataset.version && health.version !== body.dataset.version) {
           location.reload(); // a deploy: the server answered, so the reload will not land on an error page
