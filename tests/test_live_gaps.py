@@ -1,8 +1,9 @@
-"""No silent gaps: a socket whose channel overflowed can tell from the numbers, and gets a snapshot.
+"""No silent gaps: a wall whose channel overflowed can tell from the numbers, and gets a snapshot.
 
-A wall that is slow to read (here: a burst of pushes while its consumer is not scheduled) loses the
-messages its channel has no room for; the channel layer says nothing. The numbers show the gap, and a
-snapshot request (what live.js sends) is answered with every live region, numbered as new as it is.
+A process that is slow to read (here: a burst of pushes before its hub is scheduled) loses the
+messages its channel (the hub's, live/hub.py) has no room for; the channel layer says nothing. The
+numbers show the gap, and a snapshot request (what live.js sends) is answered with every live region,
+numbered as new as it is.
 """
 
 import asyncio

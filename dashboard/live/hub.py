@@ -4,8 +4,8 @@ Channels gives every socket a channel of its own in every group it joins. A frag
 then became 5,000 queue entries (channels_redis's core layer writes once per process, but with 5,000
 channel names, and copies it into 5,000 queues on arrival), 5,000 task wake-ups and, from the tasks
 and queues made again for each message, a garbage collector that paused the process for a second
-every few fragments (`make bench`). Here a process joins each group once,
-with the hub's channel, and its reader hands every message to the group's local sockets in turn.
+every few fragments (`make bench`). Here a process joins each group once, with the hub's channel,
+and its reader hands every message to the group's local sockets in turn.
 
 A message names its group (`send` below adds it): one channel now hears many groups. The hub joins
 again well within the layer's group expiry, which would otherwise end a membership (and a wall's
