@@ -119,7 +119,11 @@ def save_rounds(sim, env: dict[str, str], rounds: int, condition: str) -> None:
         )
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # its Helix TeamHub job waits out a hung request before it stops
+            server.kill()
+            server.wait()
 
 
 def log_in(site: str) -> requests.Session:
