@@ -28,8 +28,8 @@ SNAPSHOT_EVERY_SECONDS = 1.0  # the most often a page may ask for a fresh snapsh
 class LiveConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message):
         """Channels' own dispatch closes stale database connections before every message: a hop through
-        the one shared sync thread per socket, 5,000 hops queued for each fragment sent to 5,000 walls.
-        Our handlers reach the database only through database_sync_to_async, which does that itself."""
+        the one shared sync thread for each (5,000 of them queued when 5,000 walls connect at once).
+        Our handlers reach the database only through database_sync_to_async or the connect pool."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
