@@ -6,8 +6,8 @@
     id_tokens.py upstream ids and names made safe as HTML ids, URL segments and group names (any layer)
     live/        what counts as live, the transitions seam, pushes, and the /ws/live/ socket
     web/         the pages, /healthz, and markdown
-    poller.py    when each source syncs (sources.py: which are configured; hooks.py: queued webhook work);
-                 server.py runs it in daphne; leader.py lets one process of many poll
+    poller/      when and where the sync runs: the jobs and their cadence, which sources are configured,
+                 the webhook queue's drain, the leader lock, retention, and daphne with the poller inside
 
 Imports point down this list and never up (see the contracts in pyproject.toml): a page never calls an
 upstream, and a sync reaches the pages only through `live.transitions`. `simulators/` (both APIs on

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from dashboard.live.screens import kiosk_url, screen_named
 from dashboard.models import Event, HookDelivery, Incident, SyncState, Transition
-from dashboard.server import serve
+from dashboard.poller.server import serve
 from dashboard.simulators import hth, oneuptime
 
 DEMO_USER = "admin"

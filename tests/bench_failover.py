@@ -25,8 +25,8 @@ def main(database_url: str) -> None:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from dashboard import leader
     from dashboard.models import SyncState
+    from dashboard.poller import leader
     from dashboard.simulators import hth
     from tests.processes import BASE_DIR, free_port, wait_for_port
 

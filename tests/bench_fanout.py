@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from dashboard import server
+from dashboard.poller import server
 from tests import bench_live
 from tests.bench_live import REDIS_URL, flush_redis, kiosk_link, manage, missing_redis, running, server_env, setup_django
 
@@ -39,7 +39,7 @@ LAYERS = {  # name → environment: no REDIS_URL means the in-memory layer
 
 
 def daphne(app: str) -> list[str]:
-    # As `serve` runs daphne (dashboard/server.py): no access log, its listen backlog and handshake time.
+    # As `serve` runs daphne (dashboard/poller/server.py): no access log, its listen backlog and handshake time.
     endpoint = f"tcp:port={{port}}:interface=127.0.0.1:backlog={server.LISTEN_BACKLOG}"
     timeout = str(server.HANDSHAKE_SECONDS)
     return ["-m", "daphne", "-v", "0", "--websocket_connect_timeout", timeout, "-e", endpoint, f"tests.bench_echo:{app}"]

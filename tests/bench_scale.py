@@ -103,7 +103,7 @@ def measure() -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from dashboard import retention
+    from dashboard.poller import retention
     from dashboard.web import feeds, pages
     from dashboard.web.filters import EventFilter
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.utils import timezone
 
-from dashboard import hooks
 from dashboard.models import Event, HookDelivery, Source, Transition, TransitionKind
+from dashboard.poller import hooks
 from dashboard.simulators.hth import hook_request
 from dashboard.upstreams.webhooks import MAX_BODY_BYTES
 

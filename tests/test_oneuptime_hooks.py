@@ -5,8 +5,8 @@ import json
 import pytest
 from django.utils import timezone
 
-from dashboard import hooks
 from dashboard.models import HookDelivery, IncidentNote, Transition, TransitionKind
+from dashboard.poller import hooks
 from dashboard.upstreams.oneuptime import sync as note_sync
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.webhooks import MAX_BODY_BYTES

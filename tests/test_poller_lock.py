@@ -1,4 +1,4 @@
-"""Several processes, one poller: the PostgreSQL advisory lock in dashboard/leader.py (skipped on SQLite)."""
+"""Several processes, one poller: the PostgreSQL advisory lock in dashboard/poller/leader.py (skipped on SQLite)."""
 
 import threading
 import time
@@ -6,8 +6,8 @@ import time
 import pytest
 from django.db import connection
 
-from dashboard import leader
-from dashboard.leader import Leadership
+from dashboard.poller import leader
+from dashboard.poller.leader import Leadership
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -68,8 +68,8 @@ def test_stop_ends_the_hold_and_releases_the_lock():
 
 
 def test_poll_forever_stops_its_jobs_while_another_holds_the_lock_and_resumes_when_it_is_free():
-    from dashboard.poller import poll_forever
-    from dashboard.sources import SYNC, ConfiguredSource, Task
+    from dashboard.poller.jobs import poll_forever
+    from dashboard.poller.sources import SYNC, ConfiguredSource, Task
     from dashboard.upstreams.report import SyncReport
 
     runs = []

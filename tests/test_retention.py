@@ -9,8 +9,8 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from dashboard import poller, retention
 from dashboard.models import Event, EventStatus, Transition, TransitionKind
+from dashboard.poller import jobs, retention
 
 pytestmark = pytest.mark.django_db
 
@@ -107,7 +107,7 @@ def test_the_poller_prunes_after_each_full_pass(settings):
 
     def poll():
         try:
-            poller.poll_forever(stop=stop, sources=[])
+            jobs.poll_forever(stop=stop, sources=[])
         finally:
             connections.close_all()  # this thread's own connection, so the test database can be dropped
 

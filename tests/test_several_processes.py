@@ -10,8 +10,8 @@ import pytest
 import requests
 from django.db import connection
 
-from dashboard import leader
 from dashboard.live import screens
+from dashboard.poller import leader
 from tests.processes import base_env, start_manage
 from tests.test_browser import Server, browser, new_page, wait_live  # noqa: F401 (the browser fixture)
 

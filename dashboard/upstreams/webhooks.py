@@ -1,7 +1,7 @@
 """What both webhook receivers share: the answers, the secret checks, the size limit and the queue.
 
 A receiver authenticates, parses and queues; it never calls upstream, so it answers at once. The
-poller (dashboard/hooks.py) applies what was queued. Every refusal is one line of text and stores nothing.
+poller (dashboard/poller/hooks.py) applies what was queued. Every refusal is one line of text and stores nothing.
 """
 
 import functools

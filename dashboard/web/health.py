@@ -9,8 +9,8 @@ from datetime import datetime
 
 from django.conf import settings
 
-from dashboard import leader
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, NoteWrite, Source, SyncState
+from dashboard.poller import leader
 from dashboard.version import server_version
 from dashboard.web import feeds
 

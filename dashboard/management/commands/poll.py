@@ -5,8 +5,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboard.poller import poll_forever
-from dashboard.sources import configured_sources
+from dashboard.poller.jobs import poll_forever
+from dashboard.poller.sources import configured_sources
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from dashboard.server import serve
+from dashboard.poller.server import serve
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from dashboard import poller
-from dashboard.sources import configured_sources
+from dashboard.poller import jobs
+from dashboard.poller.sources import configured_sources
 from dashboard.upstreams.http import UpstreamError
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            reports = poller.sync_once(sources=sources, on_progress=ProgressBar(self.stderr), stop=stop)
+            reports = jobs.sync_once(sources=sources, on_progress=ProgressBar(self.stderr), stop=stop)
         except UpstreamError as exc:
             raise CommandError(exc) from None
         except DatabaseError as exc:

@@ -133,7 +133,7 @@ class _Scan:
     def __init__(self, *, client, project, key, now, announce_new, should_stop):
         self.client, self.project, self.key, self.now = client, project, key, now
         self.announce_new, self.should_stop = announce_new, should_stop
-        # Retention (dashboard/retention.py) deletes what is older: reading it again would bring it back.
+        # Retention (dashboard/poller/retention.py) deletes what is older: reading it again would bring it back.
         self.kept_from = now - timedelta(days=settings.EVENTS_KEPT_DAYS) if settings.EVENTS_KEPT_DAYS else None
 
     def read(self, *, floor, bound=None, anchor=(), offset=0, commit=None, on_progress=None) -> SyncReport:

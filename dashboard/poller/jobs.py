@@ -3,14 +3,14 @@
 Each source's sync runs every POLL_INTERVAL_SECONDS, the Helix TeamHub live refresh (with the sweep
 that turns silent builds stale) every LIVE_REFRESH_SECONDS, the OneUptime outbox delivery every half
 second, housekeeping (pruning transitions, retention) every POLL_INTERVAL_SECONDS, and, with a webhook
-receiver on, the hook queue every HOOK_QUEUE_CHECK_SECONDS (dashboard/hooks.py): a hint wakes its
+receiver on, the hook queue every HOOK_QUEUE_CHECK_SECONDS (dashboard/poller/hooks.py): a hint wakes its
 source's sync job, so a hinted pass never runs beside a regular one. A thread per job means that a rate-limited or hanging
 upstream delays only its own jobs. A job never ends on an error: whatever it raises (an upstream error,
 a lost database, a bug) is logged and recorded for /healthz, its database connection is dropped so that
 the next run reconnects, and it runs again after a back-off; the supervisor restarts a thread that died
 anyway. `stop` (a threading.Event that SIGTERM sets) ends every loop, and a sync checks it between pages.
 
-With several processes only the one holding the poller lock runs the jobs (dashboard/leader.py).
+With several processes only the one holding the poller lock runs the jobs (dashboard/poller/leader.py).
 To add work, add a Job in `jobs_for`; setting a job's `wake` runs it now.
 """
 
@@ -26,10 +26,10 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from dashboard import hooks, retention
-from dashboard.leader import Leadership
 from dashboard.live import transitions
-from dashboard.sources import SYNC, ConfiguredSource, Task, configured_sources, run_pass
+from dashboard.poller import hooks, retention
+from dashboard.poller.leader import Leadership
+from dashboard.poller.sources import SYNC, ConfiguredSource, Task, configured_sources, run_pass
 from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.report import SyncReport
 
@@ -77,7 +77,7 @@ def jobs_for(sources: list[ConfiguredSource]) -> list[Job]:
 
 
 def poll_forever(*, stop: threading.Event, sources: list[ConfiguredSource] | None = None) -> None:
-    """Stand by until this process is the poller (dashboard/leader.py), then run every job until `stop`
+    """Stand by until this process is the poller (dashboard/poller/leader.py), then run every job until `stop`
     or until the lock is lost, and stand by again."""
     jobs = jobs_for(configured_sources() if sources is None else sources)
     leadership = Leadership()

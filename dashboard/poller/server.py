@@ -5,7 +5,7 @@ inside daphne's process. Each poller job runs in a worker thread started from da
 through sync_to_async, so that its pushes (async_to_sync) hop back onto that loop safely. A job's
 loop survives its own errors; should it end anyway, it is started again a second later, so the pages
 never keep serving while the mirror has silently stopped. With PostgreSQL, every `serve` may run behind a
-load balancer: only the one holding the poller lock (dashboard/leader.py) runs the jobs, the others
+load balancer: only the one holding the poller lock (dashboard/poller/leader.py) runs the jobs, the others
 stand by and serve pages and sockets, which then get their pushes through Redis. The jobs are stopped before daphne's loop
 is: a push into a stopped loop would wait for ever.
 """
@@ -28,9 +28,9 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
     from channels.routing import get_default_application
     from twisted.internet import defer, reactor
 
-    from dashboard.leader import Leadership
-    from dashboard.poller import jobs_for, run_job
-    from dashboard.sources import configured_sources
+    from dashboard.poller.jobs import jobs_for, run_job
+    from dashboard.poller.leader import Leadership
+    from dashboard.poller.sources import configured_sources
 
     jobs = jobs_for(configured_sources())
     stop = threading.Event()
