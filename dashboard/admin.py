@@ -248,8 +248,10 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     @admin.display(description="both versions")
     def conflict(self, note):
         write = writeback.outstanding_write(note)
+        comparison = side_by_side(write.data.get("note") or "", write.upstream_copy.get("note") or "")
         context = {
-            "rows": side_by_side(write.data.get("note") or "", write.upstream_copy.get("note") or ""),
+            "rows": comparison.rows,
+            "aligned": comparison.aligned,
             "yours": render_markdown(write.data.get("note") or ""),
             "theirs": render_markdown(write.upstream_copy.get("note") or ""),
             "upstream": write.upstream_copy,

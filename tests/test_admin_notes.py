@@ -440,6 +440,21 @@ def test_the_conflict_page_shows_a_side_by_side_diff_and_settles_with_one_button
     assert note.note.startswith("## Investigating") and writeback.state_of(note) == "synced"
 
 
+def test_a_conflict_too_different_to_line_up_shows_both_versions_plainly_and_says_so(admin_client, sim, upstream):
+    note = mirrored_note(sim, upstream, "Investigating.")
+    url = change_url(note)
+    loaded = admin_client.get(url)
+    sim.edit_note(note.upstream_id, note="\n".join(f"theirs {n} <i>" for n in range(1200)))
+    admin_client.post(url, form_data(loaded, note="\n".join(f"mine {n}" for n in range(1200))))
+    deliver(upstream)
+
+    page = admin_client.get(url).content.decode()
+
+    assert "differ in too many lines to line them up" in page
+    assert page.count('class="diff-changed"') == 1200
+    assert "theirs 1199 &lt;i&gt;" in page and "mine 1199" in page
+
+
 def test_the_notes_list_puts_write_back_first_and_shows_words_not_markdown(admin_client, sim, upstream):
     mirrored_note(sim, upstream, "## Identified\n\nRolled back **payments**; see [status](https://status.example.com).")
     page = admin_client.get(reverse("admin:dashboard_incidentnote_changelist")).content.decode()
