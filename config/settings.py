@@ -297,6 +297,11 @@ UPSTREAM_BACKOFF_FACTOR = env_seconds("UPSTREAM_BACKOFF_SECONDS", 0.5)
 # Each wait a Retry-After asks for is cut to this (at most UPSTREAM_RETRIES waits per call); meanwhile only
 # that source waits, since every source runs in its own thread.
 UPSTREAM_RETRY_AFTER_MAX = env_seconds("UPSTREAM_RETRY_AFTER_MAX_SECONDS", 30)
+# The most one upstream answer may hold (counted as it streams in, after decompression): one huge record
+# must not take the server's memory. Such an answer is an error for that item, retried every pass.
+UPSTREAM_MAX_ANSWER_BYTES = env_int("UPSTREAM_MAX_ANSWER_BYTES", 8 * 1024 * 1024)
+# The most one call may take, every retry and wait included: an answer that drips in never ends otherwise.
+UPSTREAM_CALL_DEADLINE_SECONDS = env_seconds("UPSTREAM_CALL_DEADLINE_SECONDS", 180)
 
 POLL_INTERVAL_SECONDS = env_seconds("POLL_INTERVAL_SECONDS", 30)
 # How often every not-yet-complete event is fetched by id: an updated old event never returns to the top.

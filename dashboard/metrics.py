@@ -19,7 +19,9 @@ SYNC_RUNS = Counter(
     ["source", "task", "outcome"],
 )
 UPSTREAM_ERRORS = Counter(
-    "pulseboard_upstream_errors_total", "Upstream answers of 400 or more by status, and 'network' for no answer.", ["status"]
+    "pulseboard_upstream_errors_total",
+    "Upstream answers of 400 or more by status, 'network' for no answer, 'too_large' for one past the size limit.",
+    ["status"],
 )
 SOCKETS = Gauge("pulseboard_sockets_connected", "Live sockets open on this process.")
 PUSH_SECONDS = Histogram(

@@ -322,3 +322,36 @@ def test_a_watermark_already_carried_into_the_future_is_healed_by_reading_everyt
     sim.edit_note(note["_id"], note="edited under the old watermark")
     sync(client, sim)
     assert IncidentNote.objects.get(upstream_id=note["_id"]).note == "edited under the old watermark"
+
+
+def test_a_note_larger_than_an_answer_may_be_is_skipped_and_read_again_until_it_fits(client, sim, settings):
+    settings.UPSTREAM_MAX_ANSWER_BYTES = 256 * 1024
+    incident = sim.add_incident("Log flood")
+    huge = sim.add_note(incident["_id"], "## Investigating\n\n" + "stack trace line\n" * 40_000)  # 680 KB
+    for number in range(5):
+        sim.add_note(incident["_id"], f"Update {number}.")
+
+    report = sync(client, sim)
+
+    assert report.finished and report.skipped  # by the page, then by the retry list
+    assert IncidentNote.objects.count() == 5 and not IncidentNote.objects.filter(upstream_id=huge["_id"]).exists()
+    assert SyncState.objects.get(source="oneuptime").cursor["notes_skipped"] == [huge["_id"]]
+
+    sim.edit_note(huge["_id"], note="## Identified\n\nThe log shipper looped; fixed.")
+    sim.now += timedelta(minutes=5)
+    sync(client, sim)
+    assert IncidentNote.objects.get(upstream_id=huge["_id"]).note.startswith("## Identified")
+    assert SyncState.objects.get(source="oneuptime").cursor["notes_skipped"] == []
+
+
+def test_a_webhook_for_a_note_too_large_to_read_remembers_it_for_the_next_pass(client, sim, settings):
+    settings.UPSTREAM_MAX_ANSWER_BYTES = 256 * 1024
+    incident = sim.add_incident("Log flood")
+    sim.add_note(incident["_id"], "Small.")
+    sync(client, sim)
+    huge = sim.add_note(incident["_id"], "x" * 300_000)
+
+    report = note_sync.sync_note(client=client, note_id=huge["_id"], now=sim.now)
+
+    assert report.skipped == 1
+    assert SyncState.objects.get(source="oneuptime").cursor["notes_skipped"] == [huge["_id"]]

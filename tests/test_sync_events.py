@@ -296,3 +296,18 @@ def test_an_event_id_with_a_slash_is_mirrored_and_refreshed(hth_sim, client, clo
     hth_sim.set_progress(odd["id"], 60)
     sync.refresh_unfinished_events(client=client, now=clock.advance(seconds=1))
     assert Event.objects.get(upstream_id="builds/42 #7").progress == 60
+
+
+def test_an_event_larger_than_an_answer_may_be_costs_only_itself(hth_sim, client, clock, settings):
+    settings.UPSTREAM_MAX_ANSWER_BYTES = 256 * 1024
+    hth_sim.generate(30)
+    huge = hth_sim.add_event(target="task", operation="created", title="t", description="x" * 400_000)
+    clock.advance(seconds=1)
+    newest = hth_sim.add_event(target="push", operation="created")
+
+    report = sync.sync_events(client=client, now=clock.now)
+
+    assert report.finished and report.skipped == 1
+    stored = set(Event.objects.values_list("upstream_id", flat=True))
+    assert newest["id"] in stored and huge["id"] not in stored
+    assert len(stored) == len(hth_sim.events) - 1

@@ -2,14 +2,16 @@
 
 Retries live in urllib3's Retry so that 429 and 5xx back off (honouring Retry-After) the same way for
 every source. Only idempotent methods are retried: a retried create would duplicate what it creates.
+Every answer is read within bounds (bounded.py): at most UPSTREAM_MAX_ANSWER_BYTES, and the whole call
+within UPSTREAM_CALL_DEADLINE_SECONDS.
 """
 
 import requests
 from django.conf import settings
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from dashboard import metrics
+from dashboard.upstreams import bounded
 
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
 
@@ -21,6 +23,13 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.permanent = permanent
         self.status = status
+
+
+class AnswerTooLarge(UpstreamError):
+    """An answer longer than UPSTREAM_MAX_ANSWER_BYTES, left unread: asking again gets the same answer."""
+
+    def __init__(self, message: str):
+        super().__init__(message, permanent=True)
 
 
 class CredentialsRejected(UpstreamError):
@@ -41,7 +50,7 @@ def make_session(*, headers: dict[str, str], retried_methods: frozenset[str] = R
         retry_after_max=int(settings.UPSTREAM_RETRY_AFTER_MAX),
         raise_on_status=False,
     )
-    adapter = HTTPAdapter(max_retries=retry)
+    adapter = bounded.WatchedAdapter(max_retries=retry)
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -51,12 +60,20 @@ def make_session(*, headers: dict[str, str], retried_methods: frozenset[str] = R
 
 
 def send(session: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
-    """One HTTP call with the configured timeouts; a network failure becomes a transient UpstreamError."""
-    try:
-        return session.request(method, url, timeout=settings.UPSTREAM_TIMEOUT, **kwargs)
-    except requests.RequestException as exc:
-        metrics.UPSTREAM_ERRORS.labels("network").inc()
-        raise UpstreamError(f"{method} {url} failed: {_reason(exc)}") from exc
+    """One HTTP call with the configured timeouts and bounds; a network failure becomes a transient UpstreamError."""
+    with bounded.deadline(settings.UPSTREAM_CALL_DEADLINE_SECONDS) as call:
+        try:
+            response = session.request(method, url, timeout=settings.UPSTREAM_TIMEOUT, stream=True, **kwargs)
+            bounded.read_body(response, limit=settings.UPSTREAM_MAX_ANSWER_BYTES)
+            return response
+        except bounded.AnswerTooLarge as exc:
+            metrics.UPSTREAM_ERRORS.labels("too_large").inc()
+            raise AnswerTooLarge(f"{method} {url} failed: {exc}") from None
+        except (bounded.DeadlinePassed, requests.RequestException) as exc:
+            metrics.UPSTREAM_ERRORS.labels("network").inc()
+            if call.expired:
+                raise UpstreamError(f"{method} {url} failed: {bounded.DeadlinePassed(call.seconds)}") from requests.Timeout()
+            raise UpstreamError(f"{method} {url} failed: {_reason(exc)}") from exc
 
 
 def short_reason(exc: Exception) -> str:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet, Window
+from django.db.models.functions import Left, Length, RowNumber
 
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen, ScreenPanel
 from dashboard.web.filters import EventFilter, moment
@@ -21,6 +22,9 @@ RECENT_RESULTS = timedelta(hours=24)
 WALL_ROWS = {"builds": 40, "incidents": 30, "activity": 40}
 RECENT_RUNS = 5  # finished runs of a pipeline that predict how long its running build will take
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
+# The most of a note's markdown an incident card (dashboard, wall, their pushes) loads: it shows the start
+# of the latest note, and the whole of it is one click away on the incident's timeline.
+NOTE_EXCERPT_CHARS = 2000
 STATE_RANK = {"created": 0, "investigating": 0, "identified": 1, "acknowledged": 2, "monitoring": 3}
 CURSOR = re.compile(r"(?P<timestamp>[^~]+)~(?P<pk>[0-9]{1,18})")  # timestamp~id; 18 digits fit a bigint
 CHOICES = {
@@ -84,13 +88,27 @@ def live_events(*, event_filter: EventFilter) -> QuerySet[Event]:
 
 
 def open_incidents() -> list[Incident]:
-    """Unresolved incidents, worst first (see `incident_rank`), each with its notes newest first (`recent_notes`)."""
-    notes = IncidentNote.objects.filter(deleted=False).order_by("-posted_at", "-pk")
+    """Unresolved incidents, worst first (see `incident_rank`), each with its latest note (`recent_notes`, one at most).
+
+    Only what a card shows is loaded: the latest note of each, as its first NOTE_EXCERPT_CHARS in `excerpt`
+    (`cut` says there is more), and no `raw` copies. Every render and push of the open incidents runs this.
+    """
+    latest = (
+        IncidentNote.objects.filter(deleted=False)
+        .annotate(rank=Window(RowNumber(), partition_by=F("incident_id"), order_by=["-posted_at", "-pk"]))
+        .filter(rank=1)
+        .only("incident_id", "upstream_id", "created_by_name", "created_by_email", "posted_at")
+        .annotate(excerpt=Left("note", NOTE_EXCERPT_CHARS), note_length=Length("note"))
+    )
     incidents = list(
         Incident.objects.filter(is_resolved=False)
+        .defer("raw")
         .order_by("-declared_at", "-pk")
-        .prefetch_related(Prefetch("notes", queryset=notes, to_attr="recent_notes"))
+        .prefetch_related(Prefetch("notes", queryset=latest, to_attr="recent_notes"))
     )
+    for incident in incidents:
+        for note in incident.recent_notes:
+            note.cut = note.note_length > NOTE_EXCERPT_CHARS
     incidents.sort(key=incident_rank)  # stable: equal ranks stay newest first
     return incidents
 
@@ -108,7 +126,7 @@ def incident_rank(incident: Incident) -> tuple:
 
 def timeline(incident: Incident) -> list[IncidentNote]:
     """One chronological timeline; a backdated or edited `postedAt` moves the note to its place."""
-    return list(incident.notes.filter(deleted=False).order_by("posted_at", "created_at", "pk"))
+    return list(incident.notes.filter(deleted=False).defer("raw").order_by("posted_at", "created_at", "pk"))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ The page and its examples disagree on where target-specific attributes live and 
 the parser accepts every documented form. It never touches models: sync.py decides what to store.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,8 @@ from urllib.parse import quote
 import requests
 
 from dashboard.upstreams import http as upstream
+
+log = logging.getLogger(__name__)
 
 ACCEPT = "application/vnd.hth.v1"
 PAGE_SIZE = 100
@@ -98,7 +101,12 @@ class HthClient:
         params.update({k: v for k, v in (("project", project), ("operation", operation), ("target", target)) if v})
         if expand_subject:
             params["expand"] = "subject"
-        body = self._json(self._send("GET", "/events", params=params))
+        try:
+            body = self._json(self._send("GET", "/events", params=params))
+        except upstream.AnswerTooLarge as exc:
+            if limit == 1:
+                raise
+            return self._list_one_by_one(offset=offset, limit=limit, params=params, too_large=exc)
         metadata = body.get("metadata") if isinstance(body, dict) else None
         results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(metadata, dict) or not isinstance(results, list):
@@ -121,6 +129,39 @@ class HthClient:
             bad_items=bad_items,
             more_results=bool(metadata.get("more_results")) and bool(results),
             next_offset=next_offset,
+        )
+
+    def _list_one_by_one(self, *, offset: int, limit: int, params: dict, too_large: Exception) -> EventPage:
+        """The same page when it is too large to read whole, one event at a time: an event too large on its own
+        is a bad item (without an id, which only its answer holds), and the rest of the page still arrives."""
+        events, offsets, bad_items, more_results = [], {}, [], False
+        for position in range(offset, offset + limit):
+            try:
+                page = self.list_events(
+                    offset=position,
+                    limit=1,
+                    project=params.get("project", ""),
+                    operation=params.get("operation", ""),
+                    target=params.get("target", ""),
+                    expand_subject="expand" in params,
+                )
+            except upstream.AnswerTooLarge as exc:
+                bad_items.append(BadItem(position=position, reason=str(exc), raw=None))
+                more_results = True
+                continue
+            events += page.events
+            offsets |= page.offsets
+            bad_items += page.bad_items
+            more_results = page.more_results
+            if not more_results:
+                break
+        log.warning("a page of Helix TeamHub events was too large (%s); read it one event at a time", too_large)
+        return EventPage(
+            events=events,
+            offsets=offsets,
+            bad_items=bad_items,
+            more_results=more_results,
+            next_offset=offset + len(events) + len(bad_items),
         )
 
     def get_event(self, event_id: str, *, expand_subject: bool = True) -> HthEvent | None:

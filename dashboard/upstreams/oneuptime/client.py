@@ -33,6 +33,9 @@ DATE_FIELDS = frozenset(
 # A proxy or server that will not take PUT or DELETE says so with one of these.
 BLOCKED_METHOD_STATUSES = (405, 501)
 MAX_MESSAGE_LENGTH = 300
+# The key under which a listing names a record it could not bring because the record alone is larger than an
+# answer may be (UPSTREAM_MAX_ANSWER_BYTES), with the reason. No OneUptime attribute starts with "_u".
+UNREADABLE = "_unreadable"
 
 # Every attribute the vendor page lists, plus `version` (for spotting concurrent edits) and the author.
 NOTE_SELECT: dict[str, Any] = {
@@ -240,9 +243,14 @@ class OneUptimeClient:
         if sort:
             body["sort"] = sort
         # skip and limit go in the query string: OneUptime echoes only those, and reads them first.
-        answer = self._call(
-            resource, "read", "POST", f"/{resource.path}/get-list", params={"skip": skip, "limit": limit}, json=body
-        )
+        try:
+            answer = self._call(
+                resource, "read", "POST", f"/{resource.path}/get-list", params={"skip": skip, "limit": limit}, json=body
+            )
+        except upstream.AnswerTooLarge:
+            if select is not None:  # already the small form: nothing smaller to ask for
+                raise
+            return self._list_one_by_one(resource, query=query, sort=sort, skip=skip, limit=limit)
         data, count = answer.get("data"), answer.get("count")
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data) or not _is_count(count):
             raise upstream.UpstreamError(f"OneUptime sent a list of {resource.plural} without a data list and a count")
@@ -253,6 +261,25 @@ class OneUptimeClient:
             skip=echoed_skip if _is_count(echoed_skip) else skip,
             limit=echoed_limit if _is_count(echoed_limit) else limit,
         )
+
+    def _list_one_by_one(
+        self, resource: Resource, *, query: dict[str, Any] | None, sort: dict[str, Any] | None, skip: int, limit: int
+    ) -> Page:
+        """The same page when it is too large to read whole: its ids, then each record by id. A record too
+        large on its own comes back as `{"_id", "updatedAt", UNREADABLE: why}`, so the page still moves on."""
+        ids = self._list(resource, query=query, sort=sort, skip=skip, limit=limit, select={"_id": True, "updatedAt": True})
+        items = []
+        for small in ids.items:
+            if not isinstance(small.get("_id"), str):
+                items.append(small)  # malformed: the sync says so
+                continue
+            try:
+                item = self._get(resource, small["_id"])
+            except upstream.AnswerTooLarge as exc:
+                item = {"_id": small["_id"], "updatedAt": small.get("updatedAt"), UNREADABLE: str(exc)}
+            if item is not None:  # None: deleted since the ids were listed
+                items.append(item)
+        return Page(items=items, count=ids.count, skip=ids.skip, limit=ids.limit)
 
     def _iterate(
         self,

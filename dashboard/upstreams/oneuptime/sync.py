@@ -46,7 +46,8 @@ from django.db import models, transaction
 
 from dashboard.live import transitions
 from dashboard.models import Incident, IncidentNote, NoteWrite, Source, SyncState, Transition, TransitionKind
-from dashboard.upstreams.oneuptime.client import INCIDENTS, NOTES, PAGE_SIZE, OneUptimeClient, Page, Resource
+from dashboard.upstreams.http import AnswerTooLarge
+from dashboard.upstreams.oneuptime.client import INCIDENTS, NOTES, PAGE_SIZE, UNREADABLE, OneUptimeClient, Page, Resource
 from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
@@ -433,6 +434,8 @@ def note_values(item: dict[str, Any]) -> dict[str, Any]:
 
 def _parsed(parse: Callable[[dict], dict], item: Any) -> dict:
     """`parse(item)`. Parsing touches nothing else, so whatever it raises is the item's fault: a MalformedRecord."""
+    if isinstance(item, dict) and UNREADABLE in item:
+        raise MalformedRecord(f"{item.get('_id')}: {item[UNREADABLE]}")
     try:
         return parse(item)
     except MalformedRecord:
@@ -533,7 +536,10 @@ def sync_note(*, client: OneUptimeClient, note_id: str, now: datetime) -> SyncRe
 
     The watermark does not move: the next regular pass reads this note again and finds nothing new.
     """
-    item = client.get_note(note_id)
+    try:
+        item = client.get_note(note_id)
+    except AnswerTooLarge as exc:
+        item = {"_id": note_id, UNREADABLE: str(exc)}  # remembered below, and read again by every pass
     with transaction.atomic():
         if item is not None:
             report, skipped_ids = _store_notes([item], client=client, now=now, announce=True)
