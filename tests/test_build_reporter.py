@@ -12,6 +12,7 @@ import pytest
 
 from dashboard.models import HookDelivery
 from tests.processes import free_port
+from tests.raw_http import json_answer, raw_server
 
 SCRIPT = Path(sys.executable).with_name("pulseboard-build")
 
@@ -158,6 +159,85 @@ def test_each_answer_is_handed_to_pulseboards_receiver(hth_sim, live_server, set
     assert started.returncode == 0 and started.stderr == ""
     (delivery,) = HookDelivery.objects.all()
     assert delivery.payload[0]["id"] == started.stdout.split()[-1]
+
+
+RUN_ECHO = ["run", *START[1:], "--estimate", "60", "--", sys.executable, "-c", "print('tests ran'); raise SystemExit(4)"]
+
+
+def raw_env(url: str, **overrides: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("DJANGO", "DATABASE", "HTH_", "PULSEBOARD"))}
+    return env | {"HTH_API_URL": f"{url}/api", "HTH_COMPANY_KEY": "c", "HTH_BOT_ACCOUNT_KEY": "b"} | overrides
+
+
+def test_run_with_an_answer_that_has_no_event_id_runs_the_command_anyway():
+    with raw_server(lambda conn, request, stop: conn.sendall(json_answer("201 Created", b"{}"))) as url:
+        result = build(*RUN_ECHO, env=raw_env(url))
+    assert (result.returncode, result.stdout) == (4, "tests ran\n")
+    assert result.stderr == (
+        "pulseboard-build: could not start the build: Helix TeamHub's answer has no event id; "
+        "running the command without reporting the build\n"
+    )
+
+
+def drip_body(conn, request, stop):
+    conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+    while not stop.wait(0.5):  # a byte at a time, each well inside the 15 s read timeout
+        conn.sendall(b" ")
+
+
+def drip_head(conn, request, stop):
+    conn.sendall(b"HTTP/1.1 201 Created\r\nX-Slow: ")
+    while not stop.wait(0.5):
+        conn.sendall(b"a")
+
+
+@pytest.mark.parametrize("answer", [drip_body, drip_head], ids=["body", "headers"])
+def test_run_with_an_answer_that_drips_in_gives_up_at_the_deadline_and_runs_the_command(answer):
+    with raw_server(answer) as url:
+        result = build(*RUN_ECHO, env=raw_env(url, PULSEBOARD_CALL_DEADLINE_SECONDS="2"), timeout=120)
+    assert (result.returncode, result.stdout) == (4, "tests ran\n")
+    assert result.stderr == (
+        f"pulseboard-build: could not start the build: Helix TeamHub at {url}/api is unreachable "
+        "(no answer within 2 s); running the command without reporting the build\n"
+    )
+
+
+def test_upstream_words_reach_the_ci_log_without_terminal_escapes():
+    message = json.dumps({"message": "\x1b[2J\x1b[1;31mFAILED\x1b[0m\u202eevil\x07"}).encode()
+    with raw_server(lambda conn, request, stop: conn.sendall(json_answer("422 Unprocessable Entity", message))) as url:
+        result = build(*START, env=raw_env(url))
+    assert result.returncode == 1
+    assert result.stderr == (
+        "pulseboard-build: could not start the build: Helix TeamHub answered 422: "
+        "\\x1b[2J\\x1b[1;31mFAILED\\x1b[0m\\u202eevil\\x07\n"
+    )
+
+
+def test_a_password_in_the_api_url_is_never_printed():
+    env = raw_env("http://ci:s3cret@127.0.0.1:" + str(free_port()), PULSEBOARD_HOOK_URL="http://u:hookpass@127.0.0.1:1/")
+    result = build(*RUN_ECHO, env=env)
+    assert result.returncode == 4
+    assert "s3cret" not in result.stderr and "Helix TeamHub at http://ci:***@127.0.0.1:" in result.stderr
+
+
+def test_the_hook_secret_is_never_sent_where_a_redirect_points(hth_sim):
+    seen = []
+
+    def elsewhere(conn, request, stop):
+        seen.append(request)
+        conn.sendall(json_answer("202 Accepted", b"{}"))
+
+    with raw_server(elsewhere) as other:
+
+        def redirect(conn, request, stop):
+            conn.sendall(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {other}/steal\r\nContent-Length: 0\r\n\r\n".encode())
+
+        with raw_server(redirect) as hook:
+            env = reporter_env(hth_sim, PULSEBOARD_HOOK_URL=f"{hook}/hooks/hth/", PULSEBOARD_HOOK_SECRET="forwarded")
+            started = build(*START, env=env)
+    assert started.returncode == 0
+    assert not seen, "nothing, let alone the secret, went to where the redirect pointed"
+    assert "answered 307, a redirect, which is not followed" in started.stderr
 
 
 def test_the_reporter_loads_no_django():

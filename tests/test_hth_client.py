@@ -6,6 +6,7 @@ import pytest
 
 from dashboard.upstreams.hth.client import HthClient, MalformedEvent, parse_event
 from dashboard.upstreams.http import CredentialsRejected, UpstreamError
+from tests.processes import free_port
 
 # The first item of the vendor page's first GET /events example, as documented.
 DOCUMENTED_PUSH = {
@@ -180,3 +181,10 @@ def test_a_create_is_never_retried(hth_sim, bot):
     with pytest.raises(UpstreamError):
         bot.create_build_event(project="luotsi", repository="chef")
     assert [m for m, _ in hth_sim.requests].count("POST") == 1
+
+
+def test_a_password_in_the_api_url_never_reaches_an_error():
+    client = HthClient(base_url=f"http://ci:s3cret@127.0.0.1:{free_port()}/api", company_key="c", account_key="a")
+    with pytest.raises(UpstreamError) as caught:
+        client.list_events()
+    assert "s3cret" not in str(caught.value) and "http://ci:***@127.0.0.1:" in str(caught.value)

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from dashboard.live import screens
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen
+from dashboard.web import pages
 
 pytestmark = pytest.mark.django_db
 
@@ -335,3 +336,9 @@ def test_the_worst_incident_comes_first_on_the_wall(client):
     order = [part.split('"')[0] for part in html.split('data-incident-id="')[1:]]
     assert order == ["critical-new", "critical-old-acked", "major", "minor-new"]
     assert "(2 critical)" in html
+
+
+def test_the_link_to_oneuptime_never_carries_the_api_urls_credentials(settings):
+    settings.ONEUPTIME_API_URL = "https://ops:s3cret@oneuptime.example/api"
+    incident = Incident(upstream_id="inc-1", project_id="proj-1")
+    assert pages.oneuptime_url(incident) == "https://oneuptime.example/dashboard/proj-1/incidents/inc-1"

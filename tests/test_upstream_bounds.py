@@ -2,50 +2,15 @@
 UPSTREAM_MAX_ANSWER_BYTES is refused as it streams (with or without a Content-Length), and an answer that
 drips in ends at UPSTREAM_CALL_DEADLINE_SECONDS as "timed out", however slowly each byte comes."""
 
-import socket
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from dashboard.upstreams import http as upstream
+from tests.raw_http import raw_server
 
 
-@contextmanager
-def raw_server(answer):
-    """A server that hands each connection to `answer(conn)` after reading the request head."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    def handle(conn):
-        with conn:
-            conn.recv(65536)
-            try:
-                answer(conn, stop)
-            except OSError:
-                pass  # the client hung up, as it should
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
-
-
-def endless_chunks(conn, stop):
+def endless_chunks(conn, request, stop):
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
     chunk = b"x" * 65536
     for _ in range(100_000):  # 6 GB, if nobody stopped reading
@@ -54,12 +19,12 @@ def endless_chunks(conn, stop):
         conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
 
-def declared_huge(conn, stop):
+def declared_huge(conn, request, stop):
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n[")
     stop.wait(10)
 
 
-def slow_drip(conn, stop):
+def slow_drip(conn, request, stop):
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
     for _ in range(1000):
         if stop.wait(0.5):  # each byte well inside the read timeout

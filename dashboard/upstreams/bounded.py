@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -159,6 +160,21 @@ def read_body(response: requests.Response, *, limit: int) -> None:
     response._content = b"".join(chunks)
     response._content_consumed = True
     response.close()
+
+
+def masked_url(url: str) -> str:
+    """`url` fit to print or log: a password in it (https://ci:s3cret@host/api) becomes ***, and so does a
+    user name that stands alone, which is often a token."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unreadable URL)"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon else "***"
+    return urlunsplit(parts._replace(netloc=f"{shown}@{host}"))
 
 
 def _size(count: int) -> str:

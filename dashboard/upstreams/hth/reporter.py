@@ -9,7 +9,10 @@ It reads HTH_API_URL, HTH_COMPANY_KEY and HTH_BOT_ACCOUNT_KEY (a bot account's k
 create build events). With PULSEBOARD_HOOK_URL and PULSEBOARD_HOOK_SECRET it also hands every event
 Helix TeamHub answers to Pulseboard's /hooks/hth/, so walls show a bump within a fraction of a second
 rather than at the next refresh. `run` never fails a CI job because of Helix TeamHub: it warns on stderr
-and runs the command anyway, and exits with the command's own code.
+and runs the command anyway, and exits with the command's own code. Each call ends within
+CALL_DEADLINE_SECONDS however slowly an answer comes; a password in a URL is masked wherever a URL is
+printed; the upstream's words reach the CI log without control characters (no terminal escapes); and
+the hook secret is never sent to where a redirect points.
 
 Standalone on purpose: requests and urllib3 only, no Django, no database and no settings, so it runs
 on any CI agent that has the package installed (an import contract in pyproject.toml keeps it so).
@@ -19,6 +22,7 @@ Reference: ../shared/upstream-docs/helix-teamhub-events.txt (POST /events, PUT /
 import argparse
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -30,12 +34,19 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from dashboard.upstreams.bounded import AnswerTooLarge, DeadlinePassed, WatchedAdapter, deadline, masked_url, read_body
 
 PROG = "pulseboard-build"
 ACCEPT = "application/vnd.hth.v1"
 TIMEOUT = (3.05, 15)  # connect, read: a down API must cost a CI job seconds, not minutes
+# One call, its retries included (PULSEBOARD_CALL_DEADLINE_SECONDS): an answer that drips in must not hang the job.
+CALL_DEADLINE_SECONDS = 30.0
+HOOK_DEADLINE_SECONDS = 10.0
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # an event is a few KB; a page of recent builds well under this
+# Characters a terminal acts on (C0 and C1 controls, DEL) and those that reorder what it shows (bidi controls).
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 DEFAULT_ESTIMATE_SECONDS = 600.0  # a build with no completed run to learn from
 RECENT_RUNS = 10
 PROGRESS_EVERY_SECONDS = 5.0
@@ -49,8 +60,18 @@ class ReportError(Exception):
 class BuildApi:
     """The two bot calls and the one read the reporter needs, with urllib3's Retry for GET and PUT (never POST)."""
 
-    def __init__(self, *, base_url: str, company_key: str, account_key: str, hook_url: str = "", hook_secret: str = ""):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        company_key: str,
+        account_key: str,
+        hook_url: str = "",
+        hook_secret: str = "",
+        call_deadline: float = CALL_DEADLINE_SECONDS,
+    ):
         self.base_url = base_url.rstrip("/")
+        self.call_deadline = call_deadline
         self.hook_url, self.hook_secret = hook_url, hook_secret
         retry = Retry(
             total=2,
@@ -61,8 +82,11 @@ class BuildApi:
             raise_on_status=False,
         )
         self.session = requests.Session()
-        self.session.mount("http://", HTTPAdapter(max_retries=retry))
-        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        self.session.mount("http://", WatchedAdapter(max_retries=retry))
+        self.session.mount("https://", WatchedAdapter(max_retries=retry))
+        self.hook_session = requests.Session()
+        self.hook_session.mount("http://", WatchedAdapter(max_retries=0))
+        self.hook_session.mount("https://", WatchedAdapter(max_retries=0))
         self.session.headers.update(
             {"Accept": ACCEPT, "Authorization": f"hth.company_key='{company_key}',account_key='{account_key}'"}
         )
@@ -78,13 +102,17 @@ class BuildApi:
             account_key=os.environ["HTH_BOT_ACCOUNT_KEY"],
             hook_url=os.environ.get("PULSEBOARD_HOOK_URL", ""),
             hook_secret=os.environ.get("PULSEBOARD_HOOK_SECRET", ""),
+            call_deadline=_seconds(os.environ.get("PULSEBOARD_CALL_DEADLINE_SECONDS", ""), CALL_DEADLINE_SECONDS),
         )
 
     def create(self, *, project: str, repository: str, name: str, commits: list[str], resources: list[str]) -> dict:
         """POST /events: an unfinished build event (progress 0), which only PUT moves on."""
         body: dict[str, Any] = {"target": "build", "operation": "completed", "project": project, "repository": repository}
         body |= {"commits": commits, "resources": resources, "progress": 0} | ({"name": name} if name else {})
-        return self._call("POST", "/events", "start the build", json=body)
+        created = self._call("POST", "/events", "start the build", json=body)
+        if not isinstance(created.get("id"), str) or not created["id"]:
+            raise ReportError("could not start the build: Helix TeamHub's answer has no event id")
+        return created
 
     def update(self, event_id: str, *, progress: int, operation: str = "") -> dict:
         """PUT /events/:id: only progress and operation of an unfinished build event may change."""
@@ -103,10 +131,16 @@ class BuildApi:
         return durations[:RECENT_RUNS]
 
     def _call(self, method: str, path: str, doing: str, **kwargs) -> Any:
-        try:
-            response = self.session.request(method, self.base_url + path, timeout=TIMEOUT, **kwargs)
-        except requests.RequestException as exc:
-            raise ReportError(f"could not {doing}: Helix TeamHub at {self.base_url} is unreachable ({_reason(exc)})") from None
+        where = masked_url(self.base_url)
+        with deadline(self.call_deadline) as call:
+            try:
+                response = self.session.request(method, self.base_url + path, timeout=TIMEOUT, stream=True, **kwargs)
+                read_body(response, limit=MAX_ANSWER_BYTES)
+            except AnswerTooLarge as exc:
+                raise ReportError(f"could not {doing}: Helix TeamHub at {where} sent too much ({exc})") from None
+            except (DeadlinePassed, requests.RequestException) as exc:
+                reason = f"no answer within {call.seconds:g} s" if call.expired else _reason(exc)
+                raise ReportError(f"could not {doing}: Helix TeamHub at {where} is unreachable ({reason})") from None
         try:
             body = response.json()
         except ValueError:
@@ -123,14 +157,29 @@ class BuildApi:
         """Hand the event to Pulseboard's receiver as a Webhook would; a failure there is only a warning."""
         if not (self.hook_url and self.hook_secret):
             return
-        try:
-            response = requests.post(
-                self.hook_url, json=[event], headers={"X-Pulseboard-Secret": self.hook_secret}, timeout=(2, 5)
+        where = masked_url(self.hook_url)
+        with deadline(HOOK_DEADLINE_SECONDS) as call:
+            try:
+                # Never followed: the secret would go along to wherever the redirect points.
+                response = self.hook_session.post(
+                    self.hook_url,
+                    json=[event],
+                    headers={"X-Pulseboard-Secret": self.hook_secret},
+                    timeout=(2, 5),
+                    allow_redirects=False,
+                    stream=True,
+                )
+                read_body(response, limit=64 * 1024)
+            except (AnswerTooLarge, DeadlinePassed, requests.RequestException) as exc:
+                reason = f"no answer within {call.seconds:g} s" if call.expired else _reason(exc)
+                warn(f"Pulseboard at {where} is unreachable ({reason}); walls will see the build at their next refresh")
+                return
+        if response.is_redirect:
+            warn(
+                f"Pulseboard at {where} answered {response.status_code}, a redirect, which is not followed so that the "
+                "secret goes nowhere else: set PULSEBOARD_HOOK_URL to the receiver's own address"
             )
-        except requests.RequestException as exc:
-            warn(f"Pulseboard at {self.hook_url} is unreachable ({_reason(exc)}); walls will see the build at their next refresh")
-            return
-        if response.status_code >= 300:
+        elif response.status_code >= 300:
             warn(f"Pulseboard refused the build ({response.status_code}: {response.text.strip()[:200]})")
 
 
@@ -160,6 +209,8 @@ def run(api: BuildApi | None, options: argparse.Namespace) -> int:
             event_id = api.create(**_build_fields(options))["id"]
         except ReportError as exc:
             warn(f"{exc}; running the command without reporting the build")
+        except Exception as exc:  # noqa: BLE001 -- whatever goes wrong in reporting, the CI job's command runs
+            warn(f"could not start the build ({exc.__class__.__name__}: {exc}); running the command without reporting it")
     try:
         command = subprocess.Popen(options.command)  # noqa: S603 -- the CI job's own command, by design
     except OSError as exc:
@@ -204,6 +255,8 @@ def _finish_quietly(api: BuildApi, event_id: str, *, passed: bool) -> None:
         api.update(event_id, progress=100, operation="completed" if passed else "failed")
     except ReportError as exc:
         warn(str(exc))
+    except Exception as exc:  # noqa: BLE001 -- the job's exit code is the command's, whatever reporting does
+        warn(f"could not finish build {event_id} ({exc.__class__.__name__}: {exc})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +287,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def warn(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    """One line on stderr, which CI shows in its log: any control character from upstream's words is shown
+    escaped (\\x1b), never acted on, so an answer cannot colour, rewrite or hide lines of the log."""
+    print(f"{PROG}: {CONTROL.sub(_escaped, message)}", file=sys.stderr, flush=True)
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -272,6 +332,14 @@ def _build_fields(options: argparse.Namespace) -> dict[str, Any]:
         "commits": options.commits,
         "resources": options.resources,
     }
+
+
+def _seconds(text: str, default: float) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        return default
+    return seconds if 0 < seconds < float("inf") else default
 
 
 def _percent(text: str) -> int:
