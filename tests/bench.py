@@ -4,7 +4,8 @@ Each figure runs the real command in a fresh process against a fresh database an
 over loopback, so it includes Django's start-up (about half a second). The live figures (latency,
 the wall's memory) are in tests/bench_live.py, fan-out and connect storms in tests/bench_fanout.py,
 the read side at 1,000,000 events (PostgreSQL, with DATABASE_URL) in tests/bench_scale.py, the
-webhook figures in tests/bench_hooks.py, failover in tests/bench_failover.py.
+webhook figures in tests/bench_hooks.py, failover in tests/bench_failover.py, memory with a huge note and
+the conflict diff in tests/bench_bounds.py.
 """
 
 import os
@@ -36,6 +37,11 @@ def main() -> None:
     bench_faults.bench_faults(dict(os.environ))
     print("\n== Failover ==")
     bench_failover()
+    print("\n== Bounded work: a huge note, the conflict diff ==")
+    from tests import bench_bounds
+
+    bench_bounds.bench_huge_note()
+    bench_bounds.bench_diff()
 
 
 def bench_events() -> None:
