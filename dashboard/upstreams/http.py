@@ -60,7 +60,9 @@ def make_session(*, headers: dict[str, str], retried_methods: frozenset[str] = R
 
 
 def send(session: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
-    """One HTTP call with the configured timeouts and bounds; a network failure becomes a transient UpstreamError."""
+    """One HTTP call with the configured timeouts and bounds; a network failure becomes a transient UpstreamError.
+    Its errors name the URL with any password in it masked: they reach logs and the admin."""
+    shown = f"{method} {bounded.masked_url(url)}"
     with bounded.deadline(settings.UPSTREAM_CALL_DEADLINE_SECONDS) as call:
         try:
             response = session.request(method, url, timeout=settings.UPSTREAM_TIMEOUT, stream=True, **kwargs)
@@ -68,12 +70,12 @@ def send(session: requests.Session, method: str, url: str, **kwargs) -> requests
             return response
         except bounded.AnswerTooLarge as exc:
             metrics.UPSTREAM_ERRORS.labels("too_large").inc()
-            raise AnswerTooLarge(f"{method} {url} failed: {exc}") from None
+            raise AnswerTooLarge(f"{shown} failed: {exc}") from None
         except (bounded.DeadlinePassed, requests.RequestException) as exc:
             metrics.UPSTREAM_ERRORS.labels("network").inc()
             if call.expired:
-                raise UpstreamError(f"{method} {url} failed: {bounded.DeadlinePassed(call.seconds)}") from requests.Timeout()
-            raise UpstreamError(f"{method} {url} failed: {_reason(exc)}") from exc
+                raise UpstreamError(f"{shown} failed: {bounded.DeadlinePassed(call.seconds)}") from requests.Timeout()
+            raise UpstreamError(f"{shown} failed: {_reason(exc)}") from exc
 
 
 def short_reason(exc: Exception) -> str:

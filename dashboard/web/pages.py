@@ -6,7 +6,7 @@ the same partials with fresh data, so nothing missed while it was away stays mis
 
 import re
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.template.loader import render_to_string
@@ -71,7 +71,7 @@ def with_states(notes: list[IncidentNote]) -> list[IncidentNote]:
     """
     state = ""
     for note in notes:
-        match = NOTE_STATE.match(note.note or "")
+        match = NOTE_STATE.match(note.shown or "")
         state = match.group(1).capitalize() if match else state
         note.state = state
     return notes
@@ -80,7 +80,8 @@ def with_states(notes: list[IncidentNote]) -> list[IncidentNote]:
 def oneuptime_url(incident: Incident) -> str:
     """The incident's page in OneUptime's dashboard, next to the API it came from; empty if unknown."""
     project = incident.project_id or settings.ONEUPTIME_PROJECT_ID
-    base = settings.ONEUPTIME_API_URL.removesuffix("/api")
+    api = urlsplit(settings.ONEUPTIME_API_URL)
+    base = urlunsplit(api._replace(netloc=api.netloc.rpartition("@")[2])).removesuffix("/api")  # never its credentials
     if not (base and project):
         return ""
     return f"{base}/dashboard/{quote(project, safe='')}/incidents/{quote(incident.upstream_id, safe='')}"
