@@ -50,6 +50,14 @@ def test_the_dashboard_the_wall_and_their_pushes_stay_small_and_link_to_the_whol
     assert "the whole note</a>" in dashboard and 'href="/incidents/flood/"' in dashboard
 
 
+def test_the_timeline_loads_only_as_much_of_each_note_as_it_renders(incident):
+    notes = feeds.timeline(incident)
+
+    assert [note.upstream_id for note in notes] == ["old", "huge"]
+    assert all({"note", "raw"} <= note.get_deferred_fields() for note in notes)
+    assert notes[1].shown == HUGE[:20_000] and notes[1].note_length == len(HUGE)
+
+
 def test_the_timeline_shows_more_than_a_card_does(client, incident):
     client.force_login(get_user_model().objects.create_user("oncall", password="x"))
     html = client.get("/incidents/flood/").content.decode()

@@ -35,9 +35,10 @@ HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 
 
 @register.filter
-def markdown(text: str):
-    """Markdown rendered and sanitized in dashboard/web/markdown.py, the only place that does it."""
-    return render_markdown(text)
+def markdown(text: str, length: int | None = None):
+    """Markdown rendered and sanitized in dashboard/web/markdown.py, the only place that does it; `length`, the
+    whole text's, when `text` is only the start of it that a query loaded."""
+    return render_markdown(text, length=length)
 
 
 @register.filter

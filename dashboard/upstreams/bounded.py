@@ -75,7 +75,7 @@ _current = threading.local()
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[_Call]:
     """Every request this thread makes inside the block, on a session with `mount_watched`, ends by then."""
-    call = _Call(seconds)
+    call, outer = _Call(seconds), getattr(_current, "call", None)
     timer = threading.Timer(seconds, call.expire)
     timer.daemon = True
     _current.call = call
@@ -84,7 +84,7 @@ def deadline(seconds: float) -> Iterator[_Call]:
         yield call
     finally:
         timer.cancel()
-        _current.call = None
+        _current.call = outer
 
 
 def _watch(sock: socket.socket | None) -> None:

@@ -15,6 +15,7 @@ from django.db.models.functions import Left, Length, RowNumber
 
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen, ScreenPanel
 from dashboard.web.filters import EventFilter, moment
+from dashboard.web.markdown import RENDERED_CHARS_MAX
 
 FEED_PAGE_SIZE = 50
 RECENT_RESULTS = timedelta(hours=24)
@@ -125,8 +126,16 @@ def incident_rank(incident: Incident) -> tuple:
 
 
 def timeline(incident: Incident) -> list[IncidentNote]:
-    """One chronological timeline; a backdated or edited `postedAt` moves the note to its place."""
-    return list(incident.notes.filter(deleted=False).defer("raw").order_by("posted_at", "created_at", "pk"))
+    """One chronological timeline; a backdated or edited `postedAt` moves the note to its place.
+
+    Each note comes with as much of its text as markdown.py renders (`shown`) and its whole length, not the
+    whole text: the timeline is rendered again for every push of its incident."""
+    return list(
+        incident.notes.filter(deleted=False)
+        .defer("note", "raw")
+        .annotate(shown=Left("note", RENDERED_CHARS_MAX), note_length=Length("note"))
+        .order_by("posted_at", "created_at", "pk")
+    )
 
 
 @dataclass(frozen=True)

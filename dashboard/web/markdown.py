@@ -33,9 +33,11 @@ ALLOWED_ATTRIBUTES = {
 RENDERED_CHARS_MAX = 20_000  # about eight pages of text; a status update is rarely a tenth of that
 
 
-def render_markdown(text: str) -> SafeString:
+def render_markdown(text: str, *, length: int | None = None) -> SafeString:
+    """`length` is the whole note's, when `text` is only as much of it as a query loaded to be shown."""
     text = text or ""
     shown = text[:RENDERED_CHARS_MAX]
+    length = max(length or 0, len(text))
     html = _renderer.render(shown)
     clean = nh3.clean(
         html,
@@ -44,11 +46,11 @@ def render_markdown(text: str) -> SafeString:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
-    if len(shown) < len(text):
+    if len(shown) < length:
         clean += format_html(
             '<p class="truncated">… truncated: this note is {} characters long and only the first {} are shown here. '
             "The whole text is kept, in the admin and in OneUptime.</p>",
-            f"{len(text):,}",
+            f"{length:,}",
             f"{RENDERED_CHARS_MAX:,}",
         )
     return mark_safe(clean)  # noqa: S308 -- nh3 has just sanitized it, and format_html escaped the rest
