@@ -7,7 +7,14 @@ import pytest
 
 from dashboard.simulators import oneuptime as simulator
 from dashboard.upstreams import http as upstream
-from dashboard.upstreams.oneuptime.client import NOTES, OneUptimeClient, PermissionMissing, RecordNotFound, normalize
+from dashboard.upstreams.oneuptime.client import (
+    NOTES,
+    UNREADABLE,
+    OneUptimeClient,
+    PermissionMissing,
+    RecordNotFound,
+    normalize,
+)
 
 NOW = datetime(2025, 6, 1, 10, 0, 0, 123456, tzinfo=UTC)
 NOW_IN_MILLISECONDS = NOW.replace(microsecond=123000)
@@ -219,3 +226,17 @@ def test_invalid_json_is_a_transient_error(sim, client):
     with pytest.raises(upstream.UpstreamError) as raised:
         client.list_notes()
     assert not raised.value.permanent and "invalid JSON" in str(raised.value)
+
+
+def test_a_page_too_large_to_read_whole_is_read_one_note_at_a_time(sim, client, incident, settings):
+    settings.UPSTREAM_MAX_ANSWER_BYTES = 64 * 1024
+    small = [sim.add_note(incident["_id"], f"note {number}", createdAt=NOW - timedelta(seconds=number)) for number in range(3)]
+    huge = sim.add_note(incident["_id"], "x" * 100_000, createdAt=NOW - timedelta(seconds=10))
+
+    page = client.list_notes(sort={"createdAt": "DESC"})
+
+    assert [item["_id"] for item in page.items] == [note["_id"] for note in [*small, huge]]
+    assert [item.get("note") for item in page.items[:3]] == ["note 0", "note 1", "note 2"]
+    assert page.items[3].keys() == {"_id", "updatedAt", UNREADABLE}
+    assert page.items[3][UNREADABLE].endswith("get-item failed: the answer is larger than 65536 bytes")
+    assert page.count == 4 and len(requests_to(sim, "/get-item")) == 4
