@@ -252,6 +252,7 @@ class IncidentNoteAdmin(admin.ModelAdmin):
         context = {
             "rows": comparison.rows,
             "aligned": comparison.aligned,
+            "hidden": comparison.hidden,
             "yours": render_markdown(write.data.get("note") or ""),
             "theirs": render_markdown(write.upstream_copy.get("note") or ""),
             "upstream": write.upstream_copy,

@@ -444,15 +444,15 @@ def test_a_conflict_too_different_to_line_up_shows_both_versions_plainly_and_say
     note = mirrored_note(sim, upstream, "Investigating.")
     url = change_url(note)
     loaded = admin_client.get(url)
-    sim.edit_note(note.upstream_id, note="\n".join(f"theirs {n} <i>" for n in range(1200)))
-    admin_client.post(url, form_data(loaded, note="\n".join(f"mine {n}" for n in range(1200))))
+    sim.edit_note(note.upstream_id, note="\n".join(f"theirs {n} <i>" for n in range(2500)))
+    admin_client.post(url, form_data(loaded, note="\n".join(f"mine {n}" for n in range(2500))))
     deliver(upstream)
 
     page = admin_client.get(url).content.decode()
 
     assert "differ in too many lines to line them up" in page
-    assert page.count('class="diff-changed"') == 1200
-    assert "theirs 1199 &lt;i&gt;" in page and "mine 1199" in page
+    assert page.count('class="diff-changed"') == 2000 and "… and 500 more lines, not shown here" in page
+    assert "theirs 1999 &lt;i&gt;" in page and "mine 1999" in page
 
 
 def test_the_notes_list_puts_write_back_first_and_shows_words_not_markdown(admin_client, sim, upstream):

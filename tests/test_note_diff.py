@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dashboard.web.diff import MAX_ALIGNED_CELLS, Row, side_by_side
+from dashboard.web.diff import MAX_ALIGNED_CELLS, MAX_ROWS, Row, side_by_side
 
 
 class BudgetExceeded(Exception):
@@ -52,13 +52,15 @@ BUDGET = 4 * MAX_ALIGNED_CELLS
 def test_hostile_texts_are_diffed_within_a_fixed_budget(mine, theirs):
     with WorkBudget(BUDGET):
         rows = side_by_side(mine, theirs).rows
-    assert [row.mine for row in rows if row.mine is not None] == mine.splitlines()
-    assert [row.theirs for row in rows if row.theirs is not None] == theirs.splitlines()
+    shown_mine = [row.mine for row in rows if row.mine is not None]
+    shown_theirs = [row.theirs for row in rows if row.theirs is not None]
+    assert shown_mine == mine.splitlines()[: len(shown_mine)] and shown_theirs == theirs.splitlines()[: len(shown_theirs)]
+    assert len(rows) <= MAX_ROWS
 
 
 def test_what_both_share_at_the_ends_is_kept_apart_from_what_changed():
-    mine = "\n".join(["## Update"] + [f"line {n}" for n in range(5000)] + ["Ours.", "Signed, ops"])
-    theirs = "\n".join(["## Update"] + [f"line {n}" for n in range(5000)] + ["Theirs.", "Signed, ops"])
+    mine = "\n".join(["## Update"] + [f"line {n}" for n in range(1500)] + ["Ours.", "Signed, ops"])
+    theirs = "\n".join(["## Update"] + [f"line {n}" for n in range(1500)] + ["Theirs.", "Signed, ops"])
 
     comparison = side_by_side(mine, theirs)
 
@@ -86,3 +88,10 @@ def test_texts_too_different_to_line_up_are_shown_plainly_and_say_so():
 
     assert not comparison.aligned
     assert comparison.rows[0] == Row("mine 0", "theirs 0", "changed") and len(comparison.rows) == 1001
+
+
+def test_at_most_max_rows_are_made_and_the_rest_are_counted():
+    comparison = side_by_side("a\n" * 500_000, "b\n" * 400_000)
+
+    assert len(comparison.rows) == MAX_ROWS and comparison.hidden == 500_000 - MAX_ROWS
+    assert comparison.rows[-1] == Row("a", "b", "changed")

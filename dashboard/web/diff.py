@@ -5,12 +5,16 @@ at the end are set aside in one linear pass, and only what is left between is li
 common subsequence table of at most MAX_ALIGNED_CELLS cells (difflib's SequenceMatcher, which this
 replaced, grows with the cube of the line count on repetitive text: 2 KB against 4 KB took a minute).
 When more is left than that, the two middles are shown plainly, row against row, and the page says so.
+At most MAX_ROWS rows are made (a megabyte of one-character lines would be half a million table rows);
+the page says how many more there are.
 """
 
 from dataclasses import dataclass
+from itertools import islice
 
 # Lines left on one side × lines left on the other: a table this size fills in about a tenth of a second.
 MAX_ALIGNED_CELLS = 1_000_000
+MAX_ROWS = 2_000
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class Row:
 class Comparison:
     rows: list[Row]
     aligned: bool  # False: the versions differ in too many lines to line up, and their middles are shown plainly
+    hidden: int = 0  # rows past MAX_ROWS, left out
 
 
 def side_by_side(mine: str, theirs: str) -> Comparison:
@@ -32,11 +37,19 @@ def side_by_side(mine: str, theirs: str) -> Comparison:
     tail = _shared_length(left[head:][::-1], right[head:][::-1])
     ours, other = left[head : len(left) - tail], right[head : len(right) - tail]
     aligned = len(ours) * len(other) <= MAX_ALIGNED_CELLS
-    rows = [Row(line, line, "same") for line in left[:head]]
-    for equal, one, two in _blocks(ours, other) if aligned else [(False, ours, other)]:
-        rows += [Row(line, line, "same") for line in one] if equal else _paired(one, two)
-    rows += [Row(line, line, "same") for line in left[len(left) - tail :]]
-    return Comparison(rows=rows, aligned=aligned)
+    middle = _blocks(ours, other) if aligned else [(False, ours, other)]
+    blocks = [(True, left[:head], left[:head]), *middle, (True, left[len(left) - tail :], left[len(left) - tail :])]
+    total = sum(max(len(one), len(two)) for _, one, two in blocks)
+    rows = list(islice(_rows(blocks), MAX_ROWS))
+    return Comparison(rows=rows, aligned=aligned, hidden=total - len(rows))
+
+
+def _rows(blocks):
+    for equal, one, two in blocks:
+        if equal:
+            yield from (Row(line, line, "same") for line in one)
+        else:
+            yield from _paired(one, two)
 
 
 def _shared_length(left: list[str], right: list[str]) -> int:
@@ -82,10 +95,8 @@ def _blocks(left: list[str], right: list[str]) -> list[tuple[bool, list[str], li
     return blocks
 
 
-def _paired(ours: list[str], other: list[str]) -> list[Row]:
-    rows = []
+def _paired(ours: list[str], other: list[str]):
     for index in range(max(len(ours), len(other))):
         one = ours[index] if index < len(ours) else None
         two = other[index] if index < len(other) else None
-        rows.append(Row(one, two, "changed" if one is not None and two is not None else "removed" if two is None else "added"))
-    return rows
+        yield Row(one, two, "changed" if one is not None and two is not None else "removed" if two is None else "added")
