@@ -41,12 +41,34 @@ def test_an_answer_past_the_limit_is_refused_as_it_streams(settings, answer):
     assert caught.value.permanent
 
 
-def test_an_answer_that_drips_in_ends_at_the_deadline(settings):
+def slow_head(conn, request, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    for _ in range(1000):
+        if stop.wait(0.5):
+            return
+        conn.sendall(b"a")
+
+
+@pytest.mark.parametrize("answer", [slow_drip, slow_head], ids=["body", "headers"])
+def test_an_answer_that_drips_in_ends_at_the_deadline(settings, answer):
     settings.UPSTREAM_CALL_DEADLINE_SECONDS = 2
     settings.UPSTREAM_TIMEOUT = (2, 5)
     session = upstream.make_session(headers={})
     started = time.monotonic()
-    with raw_server(slow_drip) as url, pytest.raises(upstream.UpstreamError) as caught:
+    with raw_server(answer) as url, pytest.raises(upstream.UpstreamError) as caught:
         upstream.send(session, "GET", url + "/events")
     assert upstream.short_reason(caught.value) == "timed out" and "within 2 s" in str(caught.value)
     assert time.monotonic() - started < 60, "it ended (the drip alone lasts 500 s)"
+
+
+def test_a_wait_that_would_pass_the_deadline_is_not_waited(settings):
+    settings.UPSTREAM_CALL_DEADLINE_SECONDS = 5
+    asked = []
+
+    def busy(conn, request, stop):
+        asked.append(request)
+        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 20\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy")
+
+    with raw_server(busy) as url:
+        response = upstream.send(upstream.make_session(headers={}), "GET", url + "/events")
+    assert (response.status_code, response.content, len(asked)) == (503, b"busy", 1), "the 503 itself, not a timeout"

@@ -20,6 +20,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.util.retry import Retry
 
 CHUNK_BYTES = 64 * 1024
 
@@ -137,6 +139,23 @@ class WatchedAdapter(HTTPAdapter):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = POOLS
         return manager
+
+
+class WatchedRetry(Retry):
+    """urllib3's Retry, except that a wait (backoff or Retry-After) that would end past the call's deadline is
+    not waited: the retries end there, and the caller gets the answer that asked for the wait (a 429 or 503)."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        call = getattr(_current, "call", None)
+        if call is not None and response is not None:
+            try:
+                wait = retry.get_retry_after(response) if retry.respect_retry_after_header else None
+            except InvalidHeader:
+                wait = None
+            if time.monotonic() + (wait if wait is not None else retry.get_backoff_time()) >= call.ends_at:
+                raise MaxRetryError(_pool, url, error)  # with raise_on_status=False, urllib3 returns `response`
+        return retry
 
 
 def read_body(response: requests.Response, *, limit: int) -> None:

@@ -8,7 +8,6 @@ within UPSTREAM_CALL_DEADLINE_SECONDS.
 
 import requests
 from django.conf import settings
-from urllib3.util.retry import Retry
 
 from dashboard import metrics
 from dashboard.upstreams import bounded
@@ -39,8 +38,10 @@ class CredentialsRejected(UpstreamError):
         super().__init__(message, permanent=True, status=status)
 
 
-def make_session(*, headers: dict[str, str], retried_methods: frozenset[str] = Retry.DEFAULT_ALLOWED_METHODS) -> requests.Session:
-    retry = Retry(
+def make_session(
+    *, headers: dict[str, str], retried_methods: frozenset[str] = bounded.WatchedRetry.DEFAULT_ALLOWED_METHODS
+) -> requests.Session:
+    retry = bounded.WatchedRetry(
         total=settings.UPSTREAM_RETRIES,
         backoff_factor=settings.UPSTREAM_BACKOFF_FACTOR,
         backoff_jitter=settings.UPSTREAM_BACKOFF_FACTOR,
@@ -67,6 +68,8 @@ def send(session: requests.Session, method: str, url: str, **kwargs) -> requests
         try:
             response = session.request(method, url, timeout=settings.UPSTREAM_TIMEOUT, stream=True, **kwargs)
             bounded.read_body(response, limit=settings.UPSTREAM_MAX_ANSWER_BYTES)
+            if call.expired:  # the watchdog cut it short: what did arrive is not the whole answer
+                raise bounded.DeadlinePassed(call.seconds)
             return response
         except bounded.AnswerTooLarge as exc:
             metrics.UPSTREAM_ERRORS.labels("too_large").inc()

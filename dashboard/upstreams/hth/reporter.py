@@ -34,9 +34,16 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from urllib3.util.retry import Retry
 
-from dashboard.upstreams.bounded import AnswerTooLarge, DeadlinePassed, WatchedAdapter, deadline, masked_url, read_body
+from dashboard.upstreams.bounded import (
+    AnswerTooLarge,
+    DeadlinePassed,
+    WatchedAdapter,
+    WatchedRetry,
+    deadline,
+    masked_url,
+    read_body,
+)
 
 PROG = "pulseboard-build"
 ACCEPT = "application/vnd.hth.v1"
@@ -73,7 +80,7 @@ class BuildApi:
         self.base_url = base_url.rstrip("/")
         self.call_deadline = call_deadline
         self.hook_url, self.hook_secret = hook_url, hook_secret
-        retry = Retry(
+        retry = WatchedRetry(
             total=2,
             backoff_factor=0.2,
             status_forcelist=(429, 500, 502, 503, 504),
@@ -136,6 +143,8 @@ class BuildApi:
             try:
                 response = self.session.request(method, self.base_url + path, timeout=TIMEOUT, stream=True, **kwargs)
                 read_body(response, limit=MAX_ANSWER_BYTES)
+                if call.expired:  # the watchdog cut it short: what did arrive is not the whole answer
+                    raise DeadlinePassed(call.seconds)
             except AnswerTooLarge as exc:
                 raise ReportError(f"could not {doing}: Helix TeamHub at {where} sent too much ({exc})") from None
             except (DeadlinePassed, requests.RequestException) as exc:
@@ -170,6 +179,8 @@ class BuildApi:
                     stream=True,
                 )
                 read_body(response, limit=64 * 1024)
+                if call.expired:
+                    raise DeadlinePassed(call.seconds)
             except (AnswerTooLarge, DeadlinePassed, requests.RequestException) as exc:
                 reason = f"no answer within {call.seconds:g} s" if call.expired else _reason(exc)
                 warn(f"Pulseboard at {where} is unreachable ({reason}); walls will see the build at their next refresh")
