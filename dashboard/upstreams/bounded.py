@@ -76,7 +76,7 @@ _current = threading.local()
 
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[_Call]:
-    """Every request this thread makes inside the block, on a session with `mount_watched`, ends by then."""
+    """Every request this thread makes inside the block, through a WatchedAdapter, ends by then."""
     call, outer = _Call(seconds), getattr(_current, "call", None)
     timer = threading.Timer(seconds, call.expire)
     timer.daemon = True
