@@ -7,7 +7,7 @@ poller (dashboard/poller/hooks.py) applies what was queued. Every refusal is one
 import functools
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -32,8 +32,12 @@ class HookRefused(Exception):
 Deliveries = list[tuple[str, Any]]  # (HookDelivery.Kind, payload) pairs to queue
 
 
-def receiver(*, configured: Callable[[], bool]):
-    """Make `parse(request) -> Deliveries` a view: 404 unless configured, POST only, queue, answer 202."""
+def receiver(*, configured: Callable[[], bool], judge_headers: Callable[[Mapping[str, str]], None] | None = None):
+    """Make `parse(request) -> Deliveries` a view: 404 unless configured, POST only, queue, answer 202.
+
+    `judge_headers` raises HookRefused for credentials that headers alone disprove: `serve` asks it (through
+    the view's `refuse_before_body`) before it reads a byte of the body (poller/request_limits.py).
+    """
 
     def decorate(parse: Callable[[HttpRequest], Deliveries]):
         @csrf_exempt
@@ -51,6 +55,17 @@ def receiver(*, configured: Callable[[], bool]):
                 return _refusal(refused.status, str(refused))
             return JsonResponse({"queued": enqueue(deliveries)}, status=202)
 
+        def refuse_before_body(method: str, headers: Mapping[str, str]) -> tuple[int, str] | None:
+            if judge_headers is None or method != "POST" or not configured():
+                return None
+            try:
+                judge_headers(headers)
+            except HookRefused as refused:
+                return refused.status, str(refused)
+            return None
+
+        view.max_body_bytes = MAX_BODY_BYTES
+        view.refuse_before_body = refuse_before_body
         return view
 
     return decorate
@@ -68,7 +83,11 @@ def enqueue(deliveries: Deliveries) -> int:
 
 def check_secret(request: HttpRequest, secret: str) -> None:
     """The plain shared secret of X-Pulseboard-Secret, compared in constant time."""
-    given = request.headers.get(SECRET_HEADER)
+    check_secret_header(request.headers, secret)
+
+
+def check_secret_header(headers: Mapping[str, str], secret: str) -> None:
+    given = headers.get(SECRET_HEADER)
     if not given:
         raise HookRefused(401, f"{SECRET_HEADER} is missing")
     if not hmac.compare_digest(given.encode(), secret.encode()):

@@ -29,7 +29,13 @@ def is_configured() -> bool:
     return bool(settings.HTH_WEBHOOK_SECRET and settings.HTH_API_URL)
 
 
-@webhooks.receiver(configured=is_configured)
+def judge_headers(headers) -> None:
+    """Before the body is read: a Webhook's secret travels in a header; a Hook's signature needs the body."""
+    if webhooks.SIGNATURE_HEADER not in headers:
+        webhooks.check_secret_header(headers, settings.HTH_WEBHOOK_SECRET)
+
+
+@webhooks.receiver(configured=is_configured, judge_headers=judge_headers)
 def receive(request: HttpRequest) -> webhooks.Deliveries:
     """POST /hooks/hth/: an older Hook when it is signed, a newer Webhook otherwise."""
     if webhooks.SIGNATURE_HEADER in request.headers:

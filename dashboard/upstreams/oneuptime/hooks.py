@@ -23,7 +23,11 @@ def is_configured() -> bool:
     return bool(settings.ONEUPTIME_WEBHOOK_SECRET and settings.ONEUPTIME_API_URL)
 
 
-@webhooks.receiver(configured=is_configured)
+def judge_headers(headers) -> None:
+    webhooks.check_secret_header(headers, settings.ONEUPTIME_WEBHOOK_SECRET)
+
+
+@webhooks.receiver(configured=is_configured, judge_headers=judge_headers)
 def receive(request: HttpRequest) -> webhooks.Deliveries:
     webhooks.check_secret(request, settings.ONEUPTIME_WEBHOOK_SECRET)
     return [(HookDelivery.Kind.ONEUPTIME_NOTE, {"note_id": named_note(webhooks.read_body(request))})]
