@@ -7,6 +7,7 @@ poller (dashboard/poller/hooks.py) applies what was queued. Every refusal is one
 import functools
 import hashlib
 import hmac
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from dashboard.models import HookDelivery
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: a push of a few hundred commits fits many times over
+MAX_JSON_DEPTH = 32  # an Event object nests five levels deep; 100,000 levels made the parser itself fail
 SECRET_HEADER = "X-Pulseboard-Secret"  # noqa: S105 -- the header's name, not a secret
 SIGNATURE_HEADER = "X-Hub-Signature"
 
@@ -120,6 +122,35 @@ def read_body(request: HttpRequest) -> bytes:
     if len(body) > MAX_BODY_BYTES:
         raise too_big
     return body
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON, refused in one line when it is not, nests past MAX_JSON_DEPTH, or holds a string that
+    no database stores (a NUL; a lone surrogate, which is no character at all)."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise HookRefused(400, f"the body's JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise HookRefused(400, "the body is not JSON") from None
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise HookRefused(400, f"the body's JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((inner, depth + 1) for inner in item.values())
+        elif isinstance(item, list):
+            pending.extend((inner, depth + 1) for inner in item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise HookRefused(400, "the body holds a NUL character (\\u0000)")
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise HookRefused(400, "the body holds a lone surrogate (such as \\ud800), which is no character") from None
+    return value
 
 
 def _refusal(status: int, message: str) -> HttpResponse:
