@@ -149,7 +149,8 @@ def test_deleting_a_screen_in_the_admin_closes_its_sockets(how):
     run(scenario)
 
 
-def test_a_kiosk_key_holds_at_most_its_limit_of_sockets(settings):
+def test_a_kiosk_key_holds_at_most_its_limit_of_sockets_and_the_newest_gets_in(settings):
+    """Whoever opened the link's sockets first cannot keep the TV out: the oldest one makes room."""
     settings.LIVE_MAX_SOCKETS_PER_KEY = 2
     screen = screens.screen_named("Office TV")
     path = f"/ws/live/?page=wall&screen={screen.key}"
@@ -158,11 +159,14 @@ def test_a_kiosk_key_holds_at_most_its_limit_of_sockets(settings):
         first, second = await open_socket(path), await open_socket(path)
         await snapshot_of(first), await snapshot_of(second)
         third = await open_socket(path)
-        assert await closed_with(third) == TOO_MANY
-        await first.disconnect()
+        await snapshot_of(third)
+        assert await closed_with(first) == TOO_MANY, "the oldest made room"
+        assert await second.receive_nothing(timeout=0.5)
+        await second.disconnect()
         fourth = await open_socket(path)
         await snapshot_of(fourth)  # a freed place is free at once
-        await asyncio.gather(second.disconnect(), fourth.disconnect())
+        assert await third.receive_nothing(timeout=0.5), "nobody had to make room"
+        await asyncio.gather(third.disconnect(), fourth.disconnect())
 
     run(scenario)
 
@@ -176,7 +180,8 @@ def test_a_person_holds_at_most_their_limit_of_sockets(settings, oncall):
         second = await open_socket("/ws/live/?page=wall", cookie(phone))
         await snapshot_of(first), await snapshot_of(second)
         third = await open_socket("/ws/live/?page=dashboard", cookie(laptop))
-        assert await closed_with(third) == TOO_MANY
-        await asyncio.gather(first.disconnect(), second.disconnect())
+        await snapshot_of(third)
+        assert await closed_with(first) == TOO_MANY, "the oldest made room"
+        await asyncio.gather(second.disconnect(), third.disconnect())
 
     run(scenario)
