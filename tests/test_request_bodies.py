@@ -203,3 +203,13 @@ def test_bodies_within_the_limits_still_reach_the_pages_and_the_receivers(server
     form = {"username": "admin", "password": "x", "note": "ä" * (MIB // 3)}
     answer = requests.post(f"{url}/accounts/login/", data=form, timeout=10)
     assert answer.status_code == 403 and "CSRF" in answer.text
+
+
+def test_a_client_that_asks_before_sending_is_told_no_instead_of_continue(server):
+    """curl and other polite clients send `Expect: 100-continue` with a large body and wait: the 413 comes first."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request_head("/hooks/hth/", length=1000 * MIB, headers={"Expect": "100-continue"}))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer

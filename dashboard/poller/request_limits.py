@@ -97,7 +97,7 @@ class BoundedRequest(WebRequest):
         )
         transport.loseWriteConnection()  # the answer, then FIN; the client's further bytes are still read and dropped
         channel.callLater(LINGER_SECONDS, transport.abortConnection)
-        log.info("refused a request to %s before reading its body: %d %s", channel._path[:200], status, message)
+        log.info("refused a request to %s before reading its body: %d %s", channel._path[:200].decode("latin-1"), status, message)
 
 
 class BoundedHTTPFactory(HTTPFactory):
