@@ -6,6 +6,7 @@ its memory growing and without a temp file. Each prints what it measured (`-s` s
 """
 
 import os
+import re
 import select
 import socket
 import tempfile
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.contrib.auth import get_user_model
+from django.utils import timezone
 
+from dashboard.models import Incident, IncidentNote
 from dashboard.upstreams.webhooks import MAX_BODY_BYTES
 from tests.processes import base_env, free_port, start_manage, wait_for_port
 
@@ -213,3 +217,29 @@ def test_a_client_that_asks_before_sending_is_told_no_instead_of_continue(server
         while b"\r\n\r\n" not in answer:
             answer += sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 401 "), answer
+
+
+def test_an_admin_saves_a_long_note_through_serve_and_one_past_the_limit_is_413(server):
+    """The admin's note form stays usable up to the limit: a note of a million characters is saved whole."""
+    get_user_model().objects.create_superuser("admin", "admin@example.com", "a long pass phrase")
+    incident = Incident.objects.create(upstream_id="i1", title="Down", synced_at=timezone.now())
+    url = f"http://127.0.0.1:{server.port}"
+    browser = requests.Session()
+    browser.get(f"{url}/accounts/login/", timeout=10)
+    login = {"username": "admin", "password": "a long pass phrase", "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+    assert browser.post(f"{url}/accounts/login/", data=login, timeout=10).url == f"{url}/"
+
+    def add_note(text: str) -> requests.Response:
+        form = browser.get(f"{url}/admin/dashboard/incidentnote/add/", timeout=10).text
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+        fields = {"csrfmiddlewaretoken": token, "incident": incident.pk, "note": text, "posted_at_0": "", "posted_at_1": ""}
+        return browser.post(f"{url}/admin/dashboard/incidentnote/add/", data=fields, allow_redirects=False, timeout=30)
+
+    long_note = "Investigating the outage. " * 40_000  # 1,040,000 characters
+    answer = add_note(long_note)
+    assert answer.status_code == 302, answer.text[-2000:]
+    assert IncidentNote.objects.get(incident=incident).note == long_note
+
+    answer = add_note("x" * 3 * MIB)
+    assert (answer.status_code, answer.text) == (413, "the body is larger than 2621440 bytes\n")
+    assert IncidentNote.objects.count() == 1
