@@ -15,7 +15,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 
 from config.asgi import application
-from dashboard.live import consumers, screens
+from dashboard.live import consumers, limits, screens
 from tests.test_live_socket import HOST, ORIGIN, run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -167,6 +167,21 @@ def test_a_kiosk_key_holds_at_most_its_limit_of_sockets_and_the_newest_gets_in(s
         await snapshot_of(fourth)  # a freed place is free at once
         assert await third.receive_nothing(timeout=0.5), "nobody had to make room"
         await asyncio.gather(third.disconnect(), fourth.disconnect())
+
+    run(scenario)
+
+
+def test_a_displaced_socket_whose_notice_was_lost_closes_at_its_next_heartbeat(settings, monkeypatch):
+    settings.LIVE_MAX_SOCKETS_PER_KEY = 1
+    monkeypatch.setattr(consumers, "HEARTBEAT_SECONDS", 0.3)
+    screen = screens.screen_named("Office TV")
+
+    async def scenario():
+        wall = await open_socket(f"/ws/live/?page=wall&screen={screen.key}")
+        await snapshot_of(wall)
+        # A newer socket took the place in a process whose notice never arrived (say, it died right after).
+        assert await limits.claim(f"screen.{screen.pk}", "elsewhere.channel", limit=1) != []
+        assert await closed_with(wall, timeout=15) == TOO_MANY
 
     run(scenario)
 
