@@ -52,6 +52,7 @@ class BoundedRequest(WebRequest):
         """Headers are in; `length` is the Content-Length, or None for a chunked body."""
         self.received = 0
         self.content = BytesIO()  # never a temp file: a body that outgrows the limit is refused before it is large
+        # Twisted hands the request its method and path only once the body is in; until then its channel has them.
         try:
             path = unquote(self.channel._path.split(b"?", 1)[0].decode("ascii"))
         except UnicodeDecodeError:
