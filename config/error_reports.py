@@ -3,10 +3,12 @@
 Django masks a setting whose *name* looks secret (PASSWORD, SECRET_KEY, …), but a password inside a
 URL under an innocent name went out whole: REDIS_URL, the `address` in CHANNEL_LAYERS, a database or
 upstream URL with `user:password@`. This filter stars the password of every URL in the settings and
-in the traceback's local variables, and leaves the rest of the URL to debug with.
+in the traceback's local variables, and leaves the rest of the URL to debug with. Local variables are
+judged by their names as settings are, which Django does not do (redis-py's `auth_args`, `password`).
 """
 
 import re
+from urllib.parse import ParseResult, SplitResult
 
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -16,18 +18,24 @@ URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<user>[^:/?#
 
 class CredentialsFilter(SafeExceptionReporterFilter):
     def cleanse_setting(self, key, value):
-        cleansed = super().cleanse_setting(key, value)  # calls this method again for each item of a dict or list
+        if isinstance(value, SplitResult | ParseResult):  # a URL in parts: its netloc alone has no scheme to find it by
+            value = value.geturl()
+        cleansed = super().cleanse_setting(key, value)  # calls this method again for each item of a dict, list or tuple
         return self.mask_urls(cleansed) if isinstance(cleansed, str) else cleansed
 
     def get_traceback_frame_variables(self, request, tb_frame):
-        return [(name, self.mask_urls(value)) for name, value in super().get_traceback_frame_variables(request, tb_frame)]
+        """Each local variable judged as a setting is: hidden whole when its name looks secret (redis-py's
+        `auth_args` holds the password as a plain string, no URL around it), inside dicts by key, URLs starred."""
+        return [
+            (name, self.cleanse_local(name, value)) for name, value in super().get_traceback_frame_variables(request, tb_frame)
+        ]
 
-    def mask_urls(self, value):
-        """A string with every URL's password starred; dicts, lists and tuples of them, masked inside."""
-        if isinstance(value, str):
-            return URL_CREDENTIALS.sub(lambda match: f"{match['scheme']}{match['user'] or ''}{self.cleansed_substitute}@", value)
-        if type(value) is dict:
-            return {key: self.mask_urls(item) for key, item in value.items()}
-        if type(value) in (list, tuple):
-            return type(value)(self.mask_urls(item) for item in value)
-        return value
+    def cleanse_local(self, name, value):
+        try:
+            return self.cleanse_setting(name, value)
+        except RecursionError:  # nested too deep to look inside: not shown rather than shown unchecked
+            return self.cleansed_substitute
+
+    def mask_urls(self, value: str) -> str:
+        """The string with every URL's password starred."""
+        return URL_CREDENTIALS.sub(lambda match: f"{match['scheme']}{match['user'] or ''}{self.cleansed_substitute}@", value)

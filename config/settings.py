@@ -317,6 +317,13 @@ EVENTS_KEPT_DAYS = env_int("EVENTS_KEPT_DAYS", 90)
 LIVE_MAX_SOCKETS_PER_KEY = env_int("LIVE_MAX_SOCKETS_PER_KEY", 10)
 LIVE_MAX_SOCKETS_PER_USER = env_int("LIVE_MAX_SOCKETS_PER_USER", 20)
 
+# The largest request body any page takes (the admin's note form carries a note and the copy it loaded):
+# `serve` refuses a larger one with 413 before reading it, by its Content-Length or as it streams, and
+# Django's own bound is the same. The webhook receivers take at most 1 MiB. Django spools a body to a temp
+# file past FILE_UPLOAD_MAX_MEMORY_SIZE: at the same bound, no body ever reaches the disk.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 2_621_440)  # 2.5 MiB, Django's default bound
+DATA_UPLOAD_MAX_MEMORY_SIZE = FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
 # GET /metrics (Prometheus) answers only a scraper that sends "Authorization: Bearer <METRICS_TOKEN>";
 # unset, /metrics is 404. Each process exposes its own counters: scrape every node.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()

@@ -1,9 +1,14 @@
 """When something breaks: the log says so (DEBUG on or off), and a DEBUG page shows no password."""
 
+import asyncio
 import sys
+from urllib.parse import urlsplit
 
 import pytest
+import redis
+import redis.asyncio
 import requests
+from django.conf import settings as live_settings
 from django.views.debug import technical_500_response
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -27,12 +32,31 @@ def test_the_debug_page_stars_passwords_in_urls(settings, rf, accept):
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [{"address": REDIS_URL}]}}
     }
     settings.BACKUP_URLS = (f"postgres://ops:{PASSWORD}@db.internal/pulseboard", f"https://{PASSWORD}@git.example/x")
+    parts = urlsplit(REDIS_URL)  # noqa: F841 -- a named tuple of the URL's parts, in this frame's locals
     try:
         reach_redis(REDIS_URL)  # a local variable holding the URL, as redis-py's frames have
     except ConnectionError:
         response = technical_500_response(rf.get("/", HTTP_ACCEPT=accept), *sys.exc_info())
     page = response.content.decode()
     assert "REDIS_URL" in page and "cache.internal:6379/0" in page and "db.internal/pulseboard" in page, "the rest is still there"
+    assert PASSWORD not in page
+
+
+@pytest.mark.skipif(not live_settings.REDIS_URL, reason="needs a Redis to refuse the password")
+@pytest.mark.parametrize("flavour", ["sync", "asyncio"])
+def test_the_debug_page_hides_the_password_redis_py_holds_in_its_locals(settings, rf, flavour):
+    """redis-py keeps `auth_args = (username, password)` in the frame that sends AUTH: a refused login shows it."""
+    settings.DEBUG = True
+    server = urlsplit(settings.REDIS_URL)
+    redis_url = f"redis://pulse-nobody:{PASSWORD}@{server.hostname}:{server.port or 6379}/0"  # a login Redis refuses
+    try:
+        if flavour == "sync":
+            redis.Redis.from_url(redis_url).ping()
+        else:
+            asyncio.run(redis.asyncio.Redis.from_url(redis_url).ping())
+    except redis.AuthenticationError:
+        page = technical_500_response(rf.get("/"), *sys.exc_info()).content.decode()
+    assert "auth_args" in page, "the frame is there, its value hidden"
     assert PASSWORD not in page
 
 
@@ -53,3 +77,15 @@ def test_unexpected_server_errors_reach_the_log_with_debug_off(tmp_path):
     assert "ERROR django.request: Internal Server Error: /wall/" in log, log
     assert "ERROR daphne.server: Exception inside application" in log, log
     assert log.count("no such table") >= 2, log
+
+
+def test_the_debug_page_survives_a_local_nested_too_deep_to_look_inside(settings, rf):
+    settings.DEBUG = True
+    nested = []
+    for _ in range(100_000):
+        nested = [nested]
+    try:
+        reach_redis(REDIS_URL)
+    except ConnectionError:
+        response = technical_500_response(rf.get("/"), *sys.exc_info())
+    assert response.status_code == 500 and "nested" in response.content.decode()

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -10,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from dashboard.live import screens
 from dashboard.models import Incident, IncidentNote, NoteWrite
+from tests.processes import base_env, free_port, start_daphne
 from tests.test_live_socket import run
 from tests.test_socket_access import open_socket, snapshot_of
 
@@ -31,6 +33,21 @@ def test_a_scraper_without_the_right_token_is_refused(client, settings):
     settings.METRICS_TOKEN = TOKEN
     assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", headers={"Authorization": "Bearer a-long-scraper-tokeX"}).status_code == 403
+
+
+def test_the_server_answers_only_a_bearer_token_not_the_bare_token():
+    port = free_port()
+    server = start_daphne(port=port, env=base_env(METRICS_TOKEN=TOKEN))
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        for refused in (TOKEN, f"Basic {TOKEN}", f"Token {TOKEN}", "Bearer", f"Bearer{TOKEN}", f"Bearer {TOKEN}x"):
+            assert requests.get(url, headers={"Authorization": refused}, timeout=10).status_code == 403, refused
+        for accepted in (f"Bearer {TOKEN}", f"bearer {TOKEN}"):
+            answer = requests.get(url, headers={"Authorization": accepted}, timeout=10)
+            assert answer.status_code == 200 and "pulseboard_events" in answer.text, accepted
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_the_scraper_gets_the_mirror_the_syncs_and_the_upstream_errors(client, settings, hth_sim):

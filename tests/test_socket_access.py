@@ -15,7 +15,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 
 from config.asgi import application
-from dashboard.live import consumers, screens
+from dashboard.live import consumers, limits, screens
 from tests.test_live_socket import HOST, ORIGIN, run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,7 +149,8 @@ def test_deleting_a_screen_in_the_admin_closes_its_sockets(how):
     run(scenario)
 
 
-def test_a_kiosk_key_holds_at_most_its_limit_of_sockets(settings):
+def test_a_kiosk_key_holds_at_most_its_limit_of_sockets_and_the_newest_gets_in(settings):
+    """Whoever opened the link's sockets first cannot keep the TV out: the oldest one makes room."""
     settings.LIVE_MAX_SOCKETS_PER_KEY = 2
     screen = screens.screen_named("Office TV")
     path = f"/ws/live/?page=wall&screen={screen.key}"
@@ -158,11 +159,29 @@ def test_a_kiosk_key_holds_at_most_its_limit_of_sockets(settings):
         first, second = await open_socket(path), await open_socket(path)
         await snapshot_of(first), await snapshot_of(second)
         third = await open_socket(path)
-        assert await closed_with(third) == TOO_MANY
-        await first.disconnect()
+        await snapshot_of(third)
+        assert await closed_with(first) == TOO_MANY, "the oldest made room"
+        assert await second.receive_nothing(timeout=0.5)
+        await second.disconnect()
         fourth = await open_socket(path)
         await snapshot_of(fourth)  # a freed place is free at once
-        await asyncio.gather(second.disconnect(), fourth.disconnect())
+        assert await third.receive_nothing(timeout=0.5), "nobody had to make room"
+        await asyncio.gather(third.disconnect(), fourth.disconnect())
+
+    run(scenario)
+
+
+def test_a_displaced_socket_whose_notice_was_lost_closes_at_its_next_heartbeat(settings, monkeypatch):
+    settings.LIVE_MAX_SOCKETS_PER_KEY = 1
+    monkeypatch.setattr(consumers, "HEARTBEAT_SECONDS", 0.3)
+    screen = screens.screen_named("Office TV")
+
+    async def scenario():
+        wall = await open_socket(f"/ws/live/?page=wall&screen={screen.key}")
+        await snapshot_of(wall)
+        # A newer socket took the place in a process whose notice never arrived (say, it died right after).
+        assert await limits.claim(f"screen.{screen.pk}", "elsewhere.channel", limit=1) != []
+        assert await closed_with(wall, timeout=15) == TOO_MANY
 
     run(scenario)
 
@@ -176,7 +195,8 @@ def test_a_person_holds_at_most_their_limit_of_sockets(settings, oncall):
         second = await open_socket("/ws/live/?page=wall", cookie(phone))
         await snapshot_of(first), await snapshot_of(second)
         third = await open_socket("/ws/live/?page=dashboard", cookie(laptop))
-        assert await closed_with(third) == TOO_MANY
-        await asyncio.gather(first.disconnect(), second.disconnect())
+        await snapshot_of(third)
+        assert await closed_with(first) == TOO_MANY, "the oldest made room"
+        await asyncio.gather(second.disconnect(), third.disconnect())
 
     run(scenario)

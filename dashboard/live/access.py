@@ -33,7 +33,7 @@ class SocketAccess:
     screen: Screen | None = None
     incident: Incident | None = None
     refusal: int | None = None  # a close code, when the socket may not listen
-    holder: str = ""  # whose allowance of sockets this one uses: "screen.<id>" or "user.<id>"
+    holder: str = ""  # whose allowance of sockets this one uses: "screen.<id>" or "user.<id>", a group it is in
     limit: int = 0
     signed_in: bool = False  # listens by a login, which may end (live/sessions.py)
 

@@ -44,8 +44,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.access = await socket_access(self.scope)
         if self.access.refusal == LOGIN_REQUIRED:
             raise DenyConnection
-        if not self.access.refusal and not await self.claim():
-            self.access.refusal = limits.TOO_MANY
+        if not self.access.refusal:
+            await self.take_place()
         if self.access.refusal:
             await self.accept()
             await self.close(code=self.access.refusal)
@@ -104,8 +104,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.snapshot_due = None
         await self.send_snapshot()
 
-    async def claim(self) -> bool:
-        return await limits.claim(self.access.holder, self.channel_name, limit=self.access.limit)
+    async def take_place(self) -> None:
+        """The newest socket of a key or a person gets in; the oldest ones over the limit are told to close."""
+        displaced = await limits.claim(self.access.holder, self.channel_name, limit=self.access.limit)
+        if displaced:  # every socket of the holder hears its group, in any process (live/access.py)
+            await hub.send(self.access.holder, {"type": "socket.displaced", "channels": displaced})
 
     async def beat(self):
         """Sockets that connected together (a reconnect storm) would beat together for ever, each beat a
@@ -118,7 +121,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
             if self.access.signed_in and not await database_sync_to_async(sessions.still_signed_in)(self.scope):
                 await self.stop(LOGIN_REQUIRED)
                 return
-            await self.claim()  # renewed, so it does not expire while the socket lives
+            if not await limits.renew(self.access.holder, self.channel_name, limit=self.access.limit):
+                await self.stop(limits.TOO_MANY)  # a newer socket took its place, and the word got lost
+                return
             if hub.listening():  # else silence: the page must not take a deaf socket for a live one
                 await self.send(
                     text_data=format_html('<span id="heartbeat" hidden data-at="{}"></span>', timezone.now().isoformat())
@@ -168,6 +173,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def control(self, message):
         await self.stop(REVOKED if message["action"] == "revoke" else RELOAD)
+
+    async def socket_displaced(self, message):
+        if self.channel_name in message["channels"]:
+            await self.close(code=limits.TOO_MANY)
 
     async def session_check(self, message):
         """Logout names the session that ended; other changes to the user make every socket look again."""

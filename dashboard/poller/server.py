@@ -30,6 +30,7 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
 
     from dashboard.poller.jobs import jobs_for, run_job
     from dashboard.poller.leader import Leadership
+    from dashboard.poller.request_limits import BoundedHTTPFactory
     from dashboard.poller.sources import configured_sources
 
     jobs = jobs_for(configured_sources())
@@ -66,6 +67,7 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
 
         reactor.addSystemEventTrigger("before", "shutdown", stop_poller)
 
+    daphne.server.HTTPFactory = BoundedHTTPFactory  # Server.run builds its factory by this name
     server = daphne.server.Server(
         application=get_default_application(),
         # After a deploy every wall reconnects at once: a listen queue deeper than Twisted's 50, and

@@ -7,7 +7,8 @@ poller (dashboard/poller/hooks.py) applies what was queued. Every refusal is one
 import functools
 import hashlib
 import hmac
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -17,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from dashboard.models import HookDelivery
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: a push of a few hundred commits fits many times over
+MAX_JSON_DEPTH = 32  # an Event object nests five levels deep; 100,000 levels made the parser itself fail
 SECRET_HEADER = "X-Pulseboard-Secret"  # noqa: S105 -- the header's name, not a secret
 SIGNATURE_HEADER = "X-Hub-Signature"
 
@@ -32,8 +34,12 @@ class HookRefused(Exception):
 Deliveries = list[tuple[str, Any]]  # (HookDelivery.Kind, payload) pairs to queue
 
 
-def receiver(*, configured: Callable[[], bool]):
-    """Make `parse(request) -> Deliveries` a view: 404 unless configured, POST only, queue, answer 202."""
+def receiver(*, configured: Callable[[], bool], judge_headers: Callable[[Mapping[str, str]], None] | None = None):
+    """Make `parse(request) -> Deliveries` a view: 404 unless configured, POST only, queue, answer 202.
+
+    `judge_headers` raises HookRefused for credentials that headers alone disprove: `serve` asks it (through
+    the view's `refuse_before_body`) before it reads a byte of the body (poller/request_limits.py).
+    """
 
     def decorate(parse: Callable[[HttpRequest], Deliveries]):
         @csrf_exempt
@@ -51,6 +57,17 @@ def receiver(*, configured: Callable[[], bool]):
                 return _refusal(refused.status, str(refused))
             return JsonResponse({"queued": enqueue(deliveries)}, status=202)
 
+        def refuse_before_body(method: str, headers: Mapping[str, str]) -> tuple[int, str] | None:
+            if judge_headers is None or method != "POST" or not configured():
+                return None
+            try:
+                judge_headers(headers)
+            except HookRefused as refused:
+                return refused.status, str(refused)
+            return None
+
+        view.max_body_bytes = MAX_BODY_BYTES
+        view.refuse_before_body = refuse_before_body
         return view
 
     return decorate
@@ -68,7 +85,11 @@ def enqueue(deliveries: Deliveries) -> int:
 
 def check_secret(request: HttpRequest, secret: str) -> None:
     """The plain shared secret of X-Pulseboard-Secret, compared in constant time."""
-    given = request.headers.get(SECRET_HEADER)
+    check_secret_header(request.headers, secret)
+
+
+def check_secret_header(headers: Mapping[str, str], secret: str) -> None:
+    given = headers.get(SECRET_HEADER)
     if not given:
         raise HookRefused(401, f"{SECRET_HEADER} is missing")
     if not hmac.compare_digest(given.encode(), secret.encode()):
@@ -101,6 +122,35 @@ def read_body(request: HttpRequest) -> bytes:
     if len(body) > MAX_BODY_BYTES:
         raise too_big
     return body
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON, refused in one line when it is not, nests past MAX_JSON_DEPTH, or holds a string that
+    no database stores (a NUL; a lone surrogate, which is no character at all)."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise HookRefused(400, f"the body's JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise HookRefused(400, "the body is not JSON") from None
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise HookRefused(400, f"the body's JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((inner, depth + 1) for inner in item.values())
+        elif isinstance(item, list):
+            pending.extend((inner, depth + 1) for inner in item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise HookRefused(400, "the body holds a NUL character (\\u0000)")
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise HookRefused(400, "the body holds a lone surrogate (such as \\ud800), which is no character") from None
+    return value
 
 
 def _refusal(status: int, message: str) -> HttpResponse:

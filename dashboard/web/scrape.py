@@ -19,8 +19,10 @@ def enabled() -> bool:
 
 
 def authorized(request) -> bool:
-    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return bool(sent) and hmac.compare_digest(sent.encode(), settings.METRICS_TOKEN.encode())
+    """`Authorization: Bearer <token>` (the scheme in any case, as RFC 9110 has it); the bare token is not enough."""
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    sent = sent.strip()
+    return scheme.lower() == "bearer" and bool(sent) and hmac.compare_digest(sent.encode(), settings.METRICS_TOKEN.encode())
 
 
 def exposition(*, now: datetime) -> bytes:

@@ -5,7 +5,6 @@ sends the X-Pulseboard-Secret header and a body naming the note. The body's cont
 trusted: the poller re-reads that note by id, and a note OneUptime no longer has is a deletion.
 """
 
-import json
 import re
 from typing import Any
 
@@ -23,7 +22,11 @@ def is_configured() -> bool:
     return bool(settings.ONEUPTIME_WEBHOOK_SECRET and settings.ONEUPTIME_API_URL)
 
 
-@webhooks.receiver(configured=is_configured)
+def judge_headers(headers) -> None:
+    webhooks.check_secret_header(headers, settings.ONEUPTIME_WEBHOOK_SECRET)
+
+
+@webhooks.receiver(configured=is_configured, judge_headers=judge_headers)
 def receive(request: HttpRequest) -> webhooks.Deliveries:
     webhooks.check_secret(request, settings.ONEUPTIME_WEBHOOK_SECRET)
     return [(HookDelivery.Kind.ONEUPTIME_NOTE, {"note_id": named_note(webhooks.read_body(request))})]
@@ -31,10 +34,7 @@ def receive(request: HttpRequest) -> webhooks.Deliveries:
 
 def named_note(body: bytes) -> str:
     """The note's id: `_id` (the record as the trigger hands it on) or `noteId`, at the top or under `data`."""
-    try:
-        fields = json.loads(body)
-    except ValueError:
-        raise HookRefused(400, "the body is not JSON") from None
+    fields = webhooks.parse_json(body)
     if not isinstance(fields, dict):
         raise HookRefused(400, "expected a JSON object naming the note by _id or noteId")
     candidates = [fields, fields.get("data")]
