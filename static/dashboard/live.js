@@ -60,6 +60,7 @@
     both: function (date) { return absolute(date) + " · " + relative(date); },
     duration: function (date) { return span((Date.now() - date.getTime()) / 1000); },
     remaining: function (date) {
+      if (!state.open || body.classList.contains("is-stale")) return "—"; // not live: no countdown, it would be a guess
       var left = (date.getTime() - Date.now()) / 1000;
       return left > 0 ? "~" + span(left) + " left" : "over by " + span(-left);
     },
