@@ -3,10 +3,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Prefetch
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
@@ -17,6 +19,7 @@ from dashboard.templatetags.pulseboard import plain
 from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.oneuptime.client import OneUptimeClient
+from dashboard.upstreams.oneuptime.progress import progress_of
 from dashboard.upstreams.oneuptime.sync import UNDELIVERED
 from dashboard.web.diff import side_by_side
 from dashboard.web.markdown import render_markdown
@@ -105,7 +108,8 @@ class IncidentNoteForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["base_text"].initial = self.instance.note
         if "posted_at" in self.fields:
-            self.fields["posted_at"].help_text = "Empty means now. OneUptime shows notes in this order."
+            zone = timezone.get_current_timezone_name()
+            self.fields["posted_at"].help_text = f"In {zone}, 24-hour. Empty means now. OneUptime shows notes in this order."
 
     def clean_posted_at(self):
         """The time widget drops milliseconds: an untouched time keeps OneUptime's exact one."""
@@ -144,7 +148,8 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     """
 
     form = IncidentNoteForm
-    list_display = ["write_back", "incident", "posted_at", "author", "first_line"]
+    # The note, which is the link, comes first: at 1440 px a long incident title pushed it off screen.
+    list_display = ["first_line", "write_back", "incident", "posted_at", "author"]
     list_display_links = ["first_line"]
     list_filter = [("incident", admin.RelatedOnlyFieldListFilter), "incident__state", "incident__is_resolved", WriteBackFilter]
     search_fields = ["note", "created_by_name", "created_by_email", "incident__title", "incident__incident_number_with_prefix"]
@@ -152,7 +157,7 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     actions = ["retry_write_back", "overwrite_upstream", "use_upstream"]
 
     class Media:
-        js = ["dashboard/admin-preview.js"]
+        js = ["dashboard/admin-preview.js", "dashboard/admin-write-back.js"]
         css = {"all": ["dashboard/admin-notes.css"]}
 
     def get_queryset(self, request):
@@ -186,7 +191,20 @@ class IncidentNoteAdmin(admin.ModelAdmin):
         preview = path(
             "preview/", self.admin_site.admin_view(require_POST(self.preview_view)), name="dashboard_incidentnote_preview"
         )
-        return [preview, *super().get_urls()]
+        progress = path(
+            "<int:pk>/write-back/",
+            self.admin_site.admin_view(self.write_back_view),
+            name="dashboard_incidentnote_write_back",
+        )
+        return [preview, progress, *super().get_urls()]
+
+    def write_back_view(self, request, pk):
+        """Where a note's write-back is, in words, for the message shown after a save (admin-write-back.js)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        note = self.get_queryset(request).filter(pk=pk).first()
+        progress = progress_of(note)
+        return JsonResponse({"stage": progress.stage, "words": progress.words, "final": progress.final})
 
     def preview_view(self, request):
         """The change form's live preview: the same sanitized HTML the pages show."""
@@ -197,11 +215,34 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         # Only what the form edits: the poller may have stored the note's `_id` since this request read it.
         obj.save(update_fields=["note", "posted_at"] if change else None)
+        request.write_back_of = obj
         if not change or form.has_changed():  # saving an untouched form must not post an edit to OneUptime
             writeback.enqueue(note=obj, action="update" if change else "create", base_text=form.cleaned_data["base_text"])
+        else:
+            request.write_back_of = None
 
     def delete_model(self, request, obj):
-        writeback.enqueue(note=obj, action="delete")
+        request.write_back_of = obj if writeback.enqueue(note=obj, action="delete") else None
+
+    def message_user(self, request, message, level=messages.INFO, extra_tags="", fail_silently=False):
+        """After a save or delete, Django's "changed successfully" would be shown while the write-back is still
+        pending: the message says where it is instead, and the page's script follows it until delivered or held."""
+        if level == messages.SUCCESS and hasattr(request, "write_back_of"):
+            message = self.write_back_message(message, request.write_back_of)
+        super().message_user(request, message, level, extra_tags, fail_silently)
+
+    def write_back_message(self, message, note):
+        if note is None:
+            return format_html("{} Nothing needed sending to OneUptime.", message)
+        fresh = IncidentNote.objects.filter(pk=note.pk).first()  # not the form's copy, whose prefetched writes predate the save
+        url = reverse("admin:dashboard_incidentnote_write_back", args=[note.pk])
+        return format_html(
+            '{} <span class="write-back-progress" data-url="{}" data-stage="{}" role="status">{}</span>',
+            "Deleted here." if note.deleted else "Saved here.",
+            url,
+            progress_of(fresh).stage,
+            progress_of(fresh).words,
+        )
 
     def delete_queryset(self, request, queryset):
         with transaction.atomic():
@@ -252,7 +293,7 @@ class IncidentNoteAdmin(admin.ModelAdmin):
             "rows": side_by_side(write.data.get("note") or "", write.upstream_copy.get("note") or ""),
             "yours": render_markdown(write.data.get("note") or ""),
             "theirs": render_markdown(write.upstream_copy.get("note") or ""),
-            "upstream": write.upstream_copy,
+            "upstream_updated_at": parse_datetime(str(write.upstream_copy.get("updatedAt") or "")),
             "note_pk": note.pk,
             "can_resolve": not note.deleted,
             "changelist_url": reverse("admin:dashboard_incidentnote_changelist"),
