@@ -7,13 +7,13 @@ from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
-from dashboard.live import screens
+from dashboard.live import presence, screens
 from dashboard.models import Event, Incident, IncidentNote, NoteWrite, Screen, ScreenPanel, SyncState
 from dashboard.templatetags.pulseboard import plain
 from dashboard.upstreams.http import UpstreamError
@@ -343,13 +343,71 @@ class ScreenPanelInline(admin.TabularInline):
 class ScreenAdmin(admin.ModelAdmin):
     """Wall displays: their kiosk links and settings. Saving reloads the TV; revoking stops it for good."""
 
-    list_display = ["name", "project", "time_zone", "text_scale", "rotate", "last_seen_at", "link_state"]
+    list_display = ["name", "live_now", "connected_since", "version", "last_push", "project", "time_zone", "rotate", "link_state"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "project"]
     readonly_fields = ["kiosk_link", "created_at", "last_seen_at", "revoked_at"]
-    fields = ["name", "kiosk_link", "project", "time_zone", "text_scale", "rotate", "created_at", "last_seen_at", "revoked_at"]
+    fields = [
+        "name",
+        "kiosk_link",
+        "project",
+        "time_zone",
+        "text_scale",
+        "rotate",
+        "jump_to_failures",
+        "quiet_from",
+        "quiet_until",
+        "chime",
+        "created_at",
+        "last_seen_at",
+        "revoked_at",
+    ]
     inlines = [ScreenPanelInline]
-    actions = ["revoke_screens"]
+    actions = ["reload_screens", "identify_screens", "play_test_chime", "revoke_screens"]
+
+    def get_queryset(self, request):
+        # "Live now" and its columns read each screen's fresh sockets: one query for the page.
+        return super().get_queryset(request).prefetch_related(presence.fresh_connections(now=timezone.now()))
+
+    @admin.display(description="Live now")
+    def live_now(self, screen):
+        live = presence.summary(screen.live_connections)
+        if not live:
+            return "no"
+        return "yes" if live.sockets == 1 else f"yes ({live.sockets} sockets)"
+
+    @admin.display(description="connected since")
+    def connected_since(self, screen):
+        live = presence.summary(screen.live_connections)
+        return formats.localize(timezone.localtime(live.since)) if live else "—"
+
+    @admin.display(description="version")
+    def version(self, screen):
+        live = presence.summary(screen.live_connections)
+        return ", ".join(live.versions) if live and live.versions else "—"
+
+    @admin.display(description="last push")
+    def last_push(self, screen):
+        live = presence.summary(screen.live_connections)
+        return formats.localize(timezone.localtime(live.last_push_at)) if live and live.last_push_at else "—"
+
+    @admin.action(description="Reload the selected screens")
+    def reload_screens(self, request, queryset):
+        for screen in queryset:
+            screens.tell(screen, "reload")
+        self.message_user(request, f"{queryset.count()} screen(s) told to reload.")
+
+    @admin.action(description="Show the selected screens' names for ten seconds")
+    def identify_screens(self, request, queryset):
+        for screen in queryset:
+            screens.tell(screen, "identify")
+        self.message_user(request, f"{queryset.count()} screen(s) show their name now, for ten seconds.")
+
+    @admin.action(description="Play the test chime on the selected screens")
+    def play_test_chime(self, request, queryset):
+        for screen in queryset:
+            screens.tell(screen, "chime")
+        self.message_user(request, f"{queryset.count()} screen(s) play the chime now (if their browser allows sound).")
 
     @admin.display(description="kiosk link")
     def kiosk_link(self, screen):
