@@ -387,6 +387,8 @@ class Screen(models.Model):
     def clean(self):
         if self.time_zone not in browser_time_zones():
             raise ValidationError({"time_zone": f"{self.time_zone!r} is not a time zone; try Europe/Helsinki or UTC."})
+        if (self.quiet_from is None) != (self.quiet_until is None):
+            raise ValidationError({"quiet_until": "Quiet hours need both a start and an end (or neither)."})
 
     @property
     def is_revoked(self) -> bool:

@@ -28,7 +28,7 @@ class Presence:
 
 def report(*, screen_id: int, channel_name: str, connected_at: datetime, version: str, last_push_at: datetime | None) -> None:
     now = timezone.now()
-    ScreenConnection.objects.update_or_create(
+    _, created = ScreenConnection.objects.update_or_create(
         channel_name=channel_name,
         defaults={
             "screen_id": screen_id,
@@ -38,7 +38,8 @@ def report(*, screen_id: int, channel_name: str, connected_at: datetime, version
             "last_push_at": last_push_at,
         },
     )
-    ScreenConnection.objects.filter(seen_at__lt=now - LIVE_WINDOW).delete()
+    if created:  # once per connect, not with every heartbeat of every screen
+        ScreenConnection.objects.filter(seen_at__lt=now - LIVE_WINDOW).delete()
 
 
 def gone(*, channel_name: str) -> None:
