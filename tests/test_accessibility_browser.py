@@ -102,5 +102,6 @@ def test_after_older_events_focus_lands_on_the_first_new_row(browser, server, st
     page.focus("#feed-more a")
     page.keyboard.press("Enter")
     page.wait_for_function(f"() => document.getElementById('{last}').nextElementSibling.classList.contains('event')")
+    page.wait_for_timeout(500)  # htmx settles the swap a moment after inserting it
     focused = page.evaluate("document.activeElement.id")
     assert focused and focused == page.evaluate(f"document.getElementById('{last}').nextElementSibling.id")
