@@ -3,20 +3,23 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Prefetch
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import path, reverse
+from django.utils import formats, timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
-from dashboard.live import screens
+from dashboard.live import presence, screens
 from dashboard.models import Event, Incident, IncidentNote, NoteWrite, Screen, ScreenPanel, SyncState
 from dashboard.templatetags.pulseboard import plain
 from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.oneuptime.client import OneUptimeClient
+from dashboard.upstreams.oneuptime.progress import progress_of
 from dashboard.upstreams.oneuptime.sync import UNDELIVERED
 from dashboard.web.diff import side_by_side
 from dashboard.web.markdown import render_markdown
@@ -105,7 +108,8 @@ class IncidentNoteForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["base_text"].initial = self.instance.note
         if "posted_at" in self.fields:
-            self.fields["posted_at"].help_text = "Empty means now. OneUptime shows notes in this order."
+            zone = timezone.get_current_timezone_name()
+            self.fields["posted_at"].help_text = f"In {zone}, 24-hour. Empty means now. OneUptime shows notes in this order."
 
     def clean_posted_at(self):
         """The time widget drops milliseconds: an untouched time keeps OneUptime's exact one."""
@@ -144,7 +148,8 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     """
 
     form = IncidentNoteForm
-    list_display = ["write_back", "incident", "posted_at", "author", "first_line"]
+    # The note, which is the link, comes first: at 1440 px a long incident title pushed it off screen.
+    list_display = ["first_line", "write_back", "incident", "posted_at", "author"]
     list_display_links = ["first_line"]
     list_filter = [("incident", admin.RelatedOnlyFieldListFilter), "incident__state", "incident__is_resolved", WriteBackFilter]
     search_fields = ["note", "created_by_name", "created_by_email", "incident__title", "incident__incident_number_with_prefix"]
@@ -152,7 +157,7 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     actions = ["retry_write_back", "overwrite_upstream", "use_upstream"]
 
     class Media:
-        js = ["dashboard/admin-preview.js"]
+        js = ["dashboard/admin-preview.js", "dashboard/admin-write-back.js"]
         css = {"all": ["dashboard/admin-notes.css"]}
 
     def get_queryset(self, request):
@@ -186,7 +191,20 @@ class IncidentNoteAdmin(admin.ModelAdmin):
         preview = path(
             "preview/", self.admin_site.admin_view(require_POST(self.preview_view)), name="dashboard_incidentnote_preview"
         )
-        return [preview, *super().get_urls()]
+        progress = path(
+            "<int:pk>/write-back/",
+            self.admin_site.admin_view(self.write_back_view),
+            name="dashboard_incidentnote_write_back",
+        )
+        return [preview, progress, *super().get_urls()]
+
+    def write_back_view(self, request, pk):
+        """Where a note's write-back is, in words, for the message shown after a save (admin-write-back.js)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        note = self.get_queryset(request).filter(pk=pk).first()
+        progress = progress_of(note)
+        return JsonResponse({"stage": progress.stage, "words": progress.words, "final": progress.final})
 
     def preview_view(self, request):
         """The change form's live preview: the same sanitized HTML the pages show."""
@@ -197,11 +215,34 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         # Only what the form edits: the poller may have stored the note's `_id` since this request read it.
         obj.save(update_fields=["note", "posted_at"] if change else None)
+        request.write_back_of = obj
         if not change or form.has_changed():  # saving an untouched form must not post an edit to OneUptime
             writeback.enqueue(note=obj, action="update" if change else "create", base_text=form.cleaned_data["base_text"])
+        else:
+            request.write_back_of = None
 
     def delete_model(self, request, obj):
-        writeback.enqueue(note=obj, action="delete")
+        request.write_back_of = obj if writeback.enqueue(note=obj, action="delete") else None
+
+    def message_user(self, request, message, level=messages.INFO, extra_tags="", fail_silently=False):
+        """After a save or delete, Django's "changed successfully" would be shown while the write-back is still
+        pending: the message says where it is instead, and the page's script follows it until delivered or held."""
+        if level == messages.SUCCESS and hasattr(request, "write_back_of"):
+            message = self.write_back_message(message, request.write_back_of)
+        super().message_user(request, message, level, extra_tags, fail_silently)
+
+    def write_back_message(self, message, note):
+        if note is None:
+            return format_html("{} Nothing needed sending to OneUptime.", message)
+        fresh = IncidentNote.objects.filter(pk=note.pk).first()  # not the form's copy, whose prefetched writes predate the save
+        url = reverse("admin:dashboard_incidentnote_write_back", args=[note.pk])
+        return format_html(
+            '{} <span class="write-back-progress" data-url="{}" data-stage="{}" role="status">{}</span>',
+            "Deleted here." if note.deleted else "Saved here.",
+            url,
+            progress_of(fresh).stage,
+            progress_of(fresh).words,
+        )
 
     def delete_queryset(self, request, queryset):
         with transaction.atomic():
@@ -255,7 +296,7 @@ class IncidentNoteAdmin(admin.ModelAdmin):
             "hidden": comparison.hidden,
             "yours": render_markdown(write.data.get("note") or ""),
             "theirs": render_markdown(write.upstream_copy.get("note") or ""),
-            "upstream": write.upstream_copy,
+            "upstream_updated_at": parse_datetime(str(write.upstream_copy.get("updatedAt") or "")),
             "note_pk": note.pk,
             "can_resolve": not note.deleted,
             "changelist_url": reverse("admin:dashboard_incidentnote_changelist"),
@@ -305,13 +346,71 @@ class ScreenPanelInline(admin.TabularInline):
 class ScreenAdmin(admin.ModelAdmin):
     """Wall displays: their kiosk links and settings. Saving reloads the TV; revoking stops it for good."""
 
-    list_display = ["name", "project", "time_zone", "text_scale", "rotate", "last_seen_at", "link_state"]
+    list_display = ["name", "live_now", "connected_since", "version", "last_push", "project", "time_zone", "rotate", "link_state"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "project"]
     readonly_fields = ["kiosk_link", "created_at", "last_seen_at", "revoked_at"]
-    fields = ["name", "kiosk_link", "project", "time_zone", "text_scale", "rotate", "created_at", "last_seen_at", "revoked_at"]
+    fields = [
+        "name",
+        "kiosk_link",
+        "project",
+        "time_zone",
+        "text_scale",
+        "rotate",
+        "jump_to_failures",
+        "quiet_from",
+        "quiet_until",
+        "chime",
+        "created_at",
+        "last_seen_at",
+        "revoked_at",
+    ]
     inlines = [ScreenPanelInline]
-    actions = ["revoke_screens"]
+    actions = ["reload_screens", "identify_screens", "play_test_chime", "revoke_screens"]
+
+    def get_queryset(self, request):
+        # "Live now" and its columns read each screen's fresh sockets: one query for the page.
+        return super().get_queryset(request).prefetch_related(presence.fresh_connections(now=timezone.now()))
+
+    @admin.display(description="Live now")
+    def live_now(self, screen):
+        live = presence.summary(screen.live_connections)
+        if not live:
+            return "no"
+        return "yes" if live.sockets == 1 else f"yes ({live.sockets} sockets)"
+
+    @admin.display(description="connected since")
+    def connected_since(self, screen):
+        live = presence.summary(screen.live_connections)
+        return formats.localize(timezone.localtime(live.since)) if live else "—"
+
+    @admin.display(description="version")
+    def version(self, screen):
+        live = presence.summary(screen.live_connections)
+        return ", ".join(live.versions) if live and live.versions else "—"
+
+    @admin.display(description="last push")
+    def last_push(self, screen):
+        live = presence.summary(screen.live_connections)
+        return formats.localize(timezone.localtime(live.last_push_at)) if live and live.last_push_at else "—"
+
+    @admin.action(description="Reload the selected screens")
+    def reload_screens(self, request, queryset):
+        for screen in queryset:
+            screens.tell(screen, "reload")
+        self.message_user(request, f"{queryset.count()} screen(s) told to reload.")
+
+    @admin.action(description="Show the selected screens' names for ten seconds")
+    def identify_screens(self, request, queryset):
+        for screen in queryset:
+            screens.tell(screen, "identify")
+        self.message_user(request, f"{queryset.count()} screen(s) show their name now, for ten seconds.")
+
+    @admin.action(description="Play the test chime on the selected screens")
+    def play_test_chime(self, request, queryset):
+        for screen in queryset:
+            screens.tell(screen, "chime")
+        self.message_user(request, f"{queryset.count()} screen(s) play the chime now (if their browser allows sound).")
 
     @admin.display(description="kiosk link")
     def kiosk_link(self, screen):

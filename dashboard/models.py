@@ -352,6 +352,22 @@ class Screen(models.Model):
         help_text="1.0 suits a 55-inch TV at three metres; bigger text shows fewer rows, never smaller text.",
     )
     rotate = models.BooleanField(default=False, help_text="Show one panel at a time, each for its dwell time.")
+    jump_to_failures = models.BooleanField(
+        default=True,
+        help_text="When rotating, switch to the panel with a new failure or critical incident at once, and stay while anything is red.",
+    )
+    quiet_from = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Quiet hours start, in the screen's zone: dark but for a small clock; a critical incident wakes it.",
+    )
+    quiet_until = models.TimeField(
+        null=True, blank=True, help_text="Quiet hours end (may be past midnight, e.g. 19:00 to 07:00)."
+    )
+    chime = models.BooleanField(
+        default=False,
+        help_text="One short chime for a new failure or critical incident: at most one a minute, never in quiet hours.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -371,6 +387,8 @@ class Screen(models.Model):
     def clean(self):
         if self.time_zone not in browser_time_zones():
             raise ValidationError({"time_zone": f"{self.time_zone!r} is not a time zone; try Europe/Helsinki or UTC."})
+        if (self.quiet_from is None) != (self.quiet_until is None):
+            raise ValidationError({"quiet_until": "Quiet hours need both a start and an end (or neither)."})
 
     @property
     def is_revoked(self) -> bool:
@@ -394,3 +412,28 @@ class ScreenPanel(models.Model):
 
     def __str__(self):
         return self.get_panel_display()
+
+
+class ScreenConnection(models.Model):
+    """One open socket of a kiosk screen, as its server last reported it: the admin's "Live now".
+
+    The consumer writes it soon after connecting and then with every heartbeat, and deletes it on
+    disconnect; a row not renewed within a minute (its process died) counts as gone and is pruned.
+    """
+
+    screen = models.ForeignKey(Screen, on_delete=models.CASCADE, related_name="connections")
+    channel_name = models.CharField(max_length=200, unique=True)
+    connected_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+    version = models.CharField(max_length=100, blank=True, help_text="The version the screen's page was loaded from.")
+    last_push_at = models.DateTimeField(null=True, blank=True, help_text="When this socket last forwarded a pushed update.")
+
+    class Meta:
+        ordering = ["connected_at"]
+        indexes = [
+            # The admin's screen list reads the fresh rows of each screen.
+            models.Index(fields=["screen", "seen_at"], name="screenconnection_seen"),
+        ]
+
+    def __str__(self):
+        return f"{self.screen} since {self.connected_at:%Y-%m-%d %H:%M}"

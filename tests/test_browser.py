@@ -423,6 +423,9 @@ def test_with_redis_a_separate_poller_reaches_walls_on_every_daphne(browser, hth
 def test_a_rotating_wall_shows_one_panel_at_a_time_for_its_dwell(browser, server):
     screen = screens.screen_named("Lobby")
     screen.rotate = True
+    screen.jump_to_failures = (
+        False  # the demo data has failed builds, which would hold the builds panel (test_wall_screen_browser.py)
+    )
     screen.save()
     screen.panels.all().delete()
     ScreenPanel.objects.create(screen=screen, panel="builds", position=0, dwell_seconds=3)

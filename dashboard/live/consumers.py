@@ -8,6 +8,7 @@ Groups are joined through the process's hub (live/hub.py), which hands each mess
 import asyncio
 import random
 import time
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -17,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from dashboard import metrics
-from dashboard.live import hub, limits, sessions, snapshots
+from dashboard.live import hub, limits, presence, sessions, snapshots
 from dashboard.live.access import LOGIN_REQUIRED, RELOAD, REVOKED, SocketAccess, socket_access
 from dashboard.web import feeds, pages
 
@@ -39,6 +40,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.heartbeat, self.access = None, SocketAccess()  # what disconnect() sees if connect() fails
         self.last_snapshot, self.snapshot_due = 0.0, None
         self.joined, self.tasks = [], set()
+        self.presence, self.connected_at, self.last_push_at = None, timezone.now(), None
         self.held: list[dict] | None = []  # fragments the hub delivers before the first snapshot is out
         self.as_new_as: dict[str, int] = {}  # the numbers of the last snapshot sent
         self.access = await socket_access(self.scope)
@@ -65,6 +67,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.deliver(message)
         metrics.SOCKETS.inc()
         self.heartbeat = asyncio.create_task(self.beat())
+        if self.access.screen:
+            self.presence = asyncio.create_task(self.report_presence())
 
     async def send_snapshot(self) -> None:
         self.last_snapshot = time.monotonic()
@@ -129,6 +133,22 @@ class LiveConsumer(AsyncWebsocketConsumer):
                     text_data=format_html('<span id="heartbeat" hidden data-at="{}"></span>', timezone.now().isoformat())
                 )
 
+    async def report_presence(self):
+        """The admin's "Live now": soon after connecting (spread, like the heartbeats), then every heartbeat."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        version = (query.get("v") or [""])[-1]
+        wait = random.uniform(0.2, 2.0)  # noqa: S311 (not a secret)
+        while True:
+            await asyncio.sleep(wait)
+            wait = HEARTBEAT_SECONDS
+            await database_sync_to_async(presence.report)(
+                screen_id=self.access.screen.pk,
+                channel_name=self.channel_name,
+                connected_at=self.connected_at,
+                version=version,
+                last_push_at=self.last_push_at,
+            )
+
     async def stop(self, code: int) -> None:
         """Close from our side; the socket's allowance is free again at once."""
         await limits.release(self.access.holder, self.channel_name)
@@ -138,9 +158,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if self.heartbeat:  # set once connect() got as far as counting the socket
             metrics.SOCKETS.dec()
         await self.leave_groups()
-        for task in (self.heartbeat, self.snapshot_due, *self.tasks):
+        for task in (self.heartbeat, self.snapshot_due, self.presence, *self.tasks):
             if task:
                 task.cancel()
+        if self.presence:
+            await database_sync_to_async(presence.gone)(channel_name=self.channel_name)
         if self.access.holder and not self.access.refusal:
             await limits.release(self.access.holder, self.channel_name)
 
@@ -167,11 +189,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
         sends its number, so the page does not take it for a missed one."""
         meta = message["meta"]
         if meta is None or self.access.event_filter.matches(meta):
+            self.last_push_at = timezone.now()
             await self.send(text_data=message["html"])
         else:
             await self.send(text_data=message["skip"])
 
     async def control(self, message):
+        if message.get("html"):  # a signal the page acts on (show the screen's name, play the test chime)
+            await self.send(text_data=message["html"])
+            return
         await self.stop(REVOKED if message["action"] == "revoke" else RELOAD)
 
     async def socket_displaced(self, message):

@@ -20,6 +20,7 @@ from dashboard.web import feeds, pages
 from dashboard.web.filters import event_meta
 
 EVENTS = "events"
+SCREEN_SIGNALS = {"identify": "screen-identify", "chime": "screen-chime"}  # action: the wall's partial that carries it
 INCIDENTS = "incidents"
 
 
@@ -59,8 +60,12 @@ def publish(changes: list[Transition]) -> None:
 
 
 def tell_screen(screen: Screen, action: str) -> None:
-    """ "revoke" closes a screen's sockets for good; "reload" makes it fetch its new settings."""
-    async_to_sync(hub.send)(screen_group(screen.pk), {"type": "control", "action": action})
+    """ "revoke" closes a screen's sockets for good; "reload" makes it fetch its new settings; "identify" shows
+    its name in big type for ten seconds and "chime" plays its test sound (both as markup its page swaps in)."""
+    message = {"type": "control", "action": action}
+    if action in SCREEN_SIGNALS:
+        message["html"] = render_to_string(f"{pages.WALL}#{SCREEN_SIGNALS[action]}", {"screen": screen, "now": timezone.now()})
+    async_to_sync(hub.send)(screen_group(screen.pk), message)
 
 
 def render_messages(changes: list[Transition]) -> list[Message]:

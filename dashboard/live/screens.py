@@ -59,6 +59,11 @@ def forget(screen: Screen) -> None:
     transaction.on_commit(lambda: push.tell_screen(gone, "revoke"))
 
 
+def tell(screen: Screen, action: str) -> None:
+    """The admin's buttons: "reload", "identify" (its name in big type for ten seconds) or "chime" (a test sound)."""
+    transaction.on_commit(lambda: push.tell_screen(screen, action))
+
+
 def settings_changed(screen: Screen) -> None:
     """A TV shows new panels, zone or scale without anyone touching it: its page reloads itself."""
     transaction.on_commit(lambda: push.tell_screen(screen, "reload"))

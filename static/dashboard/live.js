@@ -60,6 +60,7 @@
     both: function (date) { return absolute(date) + " · " + relative(date); },
     duration: function (date) { return span((Date.now() - date.getTime()) / 1000); },
     remaining: function (date) {
+      if (!state.open || body.classList.contains("is-stale")) return "—"; // not live: no countdown, it would be a guess
       var left = (date.getTime() - Date.now()) / 1000;
       return left > 0 ? "~" + span(left) + " left" : "over by " + span(-left);
     },
@@ -284,23 +285,14 @@
     }
   }, 5000);
 
-  // ---- the wall: text scale and panel rotation, both from the screen's settings on the server ----
+  // ---- the wall: text scale from the screen's settings (rotation and the rest: wall-screen.js, which
+  // asks for a fit with a "resize" event) ----
   function setupWall() {
     if (!body.classList.contains("wall-page")) return;
     var scale = parseFloat(body.dataset.textScale || "1");
     if (scale > 0) document.documentElement.style.setProperty("--scale", String(scale));
     window.addEventListener("resize", fit);
     if (document.fonts) document.fonts.ready.then(fit);
-    var slots = Array.prototype.slice.call(document.querySelectorAll("[data-panel-slot]"));
-    if (body.dataset.rotate !== "true" || slots.length < 2) return;
-    var index = 0;
-    function show() {
-      slots.forEach(function (slot, position) { slot.hidden = position !== index; });
-      fit();
-      var dwell = parseInt(slots[index].dataset.dwell || "20", 10);
-      setTimeout(function () { index = (index + 1) % slots.length; show(); }, Math.max(3, dwell) * 1000);
-    }
-    show();
   }
 
   // Rows are counted from the space each panel really has: whatever does not fit whole is hidden and
