@@ -58,6 +58,7 @@
   var timeText = {
     ago: relative,
     both: function (date) { return absolute(date) + " · " + relative(date); },
+    absolute: absolute,
     duration: function (date) { return span((Date.now() - date.getTime()) / 1000); },
     remaining: function (date) {
       var left = (date.getTime() - Date.now()) / 1000;
