@@ -1191,7 +1191,7 @@ class Simulator(loopback.LoopbackSimulator):
             "createdByUserId": self._rng.choice(self._users),
             "createdByProbeId": None,
             "labels": [],
-            "monitors": [],
+            "monitors": [self._monitor_for(component, when)],
         }
         incident = self._rows[INCIDENTS.name][self._insert(INCIDENTS.name, when, **(fields | values))]
         # The first row starts at declaredAt, in the state the incident was created in (IncidentService.changeIncidentState).
@@ -1201,6 +1201,23 @@ class Simulator(loopback.LoopbackSimulator):
             **self._state_row_fields(incident, incident["currentIncidentStateId"], incident["declaredAt"], incident["rootCause"]),
         )
         return incident
+
+    def _monitor_for(self, component: str, when: datetime) -> str:
+        """The monitor watching `component`, made on first use with an id of its own (the seeded ids stay as they were)."""
+        monitor_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"oneuptime-simulator-monitor:{component}"))
+        monitors = self._rows["Monitor"]
+        if monitor_id not in monitors:
+            monitors[monitor_id] = {
+                "_id": monitor_id,
+                "createdAt": when,
+                "updatedAt": when,
+                "deletedAt": None,
+                "version": 1,
+                "name": component,
+                "monitorType": "API",
+                "projectId": self.project_id,
+            }
+        return monitor_id
 
     def _state_row_fields(self, incident: Row, state_id: str, starts_at: datetime, root_cause: str | None) -> Row:
         return {
