@@ -94,3 +94,20 @@ def test_a_backdated_state_is_pushed_to_the_open_page_in_its_place(sim, oneuptim
     html = "".join(m.html for m in push.render_messages(changes) if m.group == push.incident_group(incident["_id"]))
     assert items(html) == [("state-change", "Created"), ("state-change", "Acknowledged"), ("note", "Acknowledged")]
     assert 'data-duration="acknowledge" data-seconds="360"' in html
+
+
+def test_a_reopened_incident_shows_both_periods_and_counts_the_second_up(sim, oneuptime_client, person):
+    incident = sim.add_incident("Login 502s", state="Created")
+    later(sim, minutes=5)
+    sim.set_incident_state(incident["_id"], "Acknowledged")
+    later(sim, minutes=15)
+    sim.set_incident_state(incident["_id"], "Resolved")
+    later(sim, minutes=40)
+    sim.set_incident_state(incident["_id"], "Acknowledged")  # reopened
+    note_sync.sync_notes(client=oneuptime_client, now=sim.now)
+    html = person.get(f"/incidents/{incident['_id']}/").content.decode()
+    assert re.findall(r'data-duration="period" data-seconds="(\d+)"', html)[0] == "1200"
+    assert html.count('data-duration="period"') == 2 and "Reopened, open for" in html
+    assert 'data-duration="resolve" data-seconds="1200"' in html, "time to resolve is the first resolution's"
+    reopened = (T0 + timedelta(minutes=60)).isoformat()
+    assert f'now (<time data-format="duration" datetime="{reopened}">' in html, "the open period counts up from its start"

@@ -37,6 +37,7 @@ class Target:
 class Change:
     event: Event
     reason: str  # the one line shown
+    short: str  # the wall's card: when, then what
     mapped: bool
     rank: tuple
 
@@ -149,7 +150,10 @@ def _change(event: Event, *, end: datetime, anchor: str, targets: list[Target]) 
     reason = f"{describe_change(event)}, {_ago(before)} before {anchor}"
     if match:
         reason += f" · {match.reason}"
-    return Change(event=event, reason=reason, mapped=match is not None, rank=(match is None, not risky, before, -event.pk))
+    short = f"{_ago(before)} before: {describe_change(event)}"
+    return Change(
+        event=event, reason=reason, short=short, mapped=match is not None, rank=(match is None, not risky, before, -event.pk)
+    )
 
 
 def describe_change(event: Event) -> str:

@@ -141,7 +141,8 @@ def durations(clock: IncidentClock, *, now: datetime) -> Durations:
     if clock.time_to_resolve is not None:
         headline.append(Duration("resolve", "resolved in", _seconds(clock.time_to_resolve)))
     periods = [_period(opened, resolved, now=now) for opened, resolved in clock.periods]
-    if clock.is_open and periods:
+    unacknowledged = clock.time_to_acknowledge is None and len(periods) == 1  # "open for" would say the same again
+    if clock.is_open and periods and not unacknowledged:
         headline.append(running("open", "reopened, open for" if len(periods) > 1 else "open for", periods[-1].opened))
     states = [
         Duration(
