@@ -43,7 +43,8 @@ def incident(sim, declared, *, severity, ack_after, resolve_after):
 
 
 def row(html, kind, key):
-    return re.search(rf'data-insight="{kind}" data-{"week" if kind == "week" else "severity"}="{key}" data-incidents="(\d+)">(.*?)</tr>', html)
+    attribute = "week" if kind == "week" else "severity"
+    return re.search(rf'data-insight="{kind}" data-{attribute}="{key}" data-incidents="(\d+)">(.*?)</tr>', html)
 
 
 def test_per_week_and_per_severity_counts_and_medians_and_backdating_recomputes(sim, oneuptime_client, person):
