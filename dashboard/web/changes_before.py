@@ -37,7 +37,7 @@ class Target:
 class Change:
     event: Event
     reason: str  # the one line shown
-    short: str  # the wall's card: when, then what
+    short: str  # the wall's card: what and where first, as much as its line holds
     mapped: bool
     rank: tuple
 
@@ -150,7 +150,7 @@ def _change(event: Event, *, end: datetime, anchor: str, targets: list[Target]) 
     reason = f"{describe_change(event)}, {_ago(before)} before {anchor}"
     if match:
         reason += f" · {match.reason}"
-    short = f"{_ago(before)} before: {describe_change(event)}"
+    short = f"{describe_change(event)} · {_ago(before).replace('under a minute', '<1 min')} before"
     return Change(
         event=event, reason=reason, short=short, mapped=match is not None, rank=(match is None, not risky, before, -event.pk)
     )
