@@ -121,3 +121,14 @@ def test_the_window_is_a_setting(world, person, settings):
     html = person.get(f"/incidents/{incident['_id']}/").content.decode()
     assert [event_id for event_id, _ in entries(html)] == [ids["passed"]]
     assert "in the 10 min before declared" in html
+
+
+def test_people_edit_mappings_in_the_admin(client):
+    client.force_login(get_user_model().objects.create_superuser("admin", "a@example.com", "a long pass phrase"))
+    response = client.post(
+        "/admin/dashboard/changemapping/add/",
+        {"source_kind": "monitor", "source_name": "checkout-api", "target_kind": "project", "target_name": "borealis"},
+    )
+    assert response.status_code == 302
+    assert str(ChangeMapping.objects.get()) == "OneUptime monitor checkout-api → Helix TeamHub project borealis"
+    assert b"checkout-api" in client.get("/admin/dashboard/changemapping/").content
