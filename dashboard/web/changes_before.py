@@ -107,12 +107,28 @@ def incidents_before(events: list[Event], *, limit: int = 50) -> set[int]:
     return found
 
 
+def with_sources(incidents: list[Incident]) -> list[Incident]:
+    """Each incident's `sources`, read in one query of just those two keys of `raw` (the open-incidents
+    panels load incidents without their `raw`, which would otherwise be fetched once per card)."""
+    found = Incident.objects.filter(pk__in=[i.pk for i in incidents]).values_list("pk", "raw__monitors", "raw__labels")
+    named = {pk: {"monitors": monitors, "labels": labels} for pk, monitors, labels in found}
+    for incident in incidents:
+        incident.sources = _sources(named.get(incident.pk, {}))
+    return incidents
+
+
 def incident_sources(incident: Incident) -> list[tuple[str, str]]:
     """("monitor", name) and ("label", name) of the incident, as OneUptime last sent it."""
-    raw = incident.raw if isinstance(incident.raw, dict) else {}
+    if hasattr(incident, "sources"):
+        return incident.sources
+    return _sources(incident.raw if isinstance(incident.raw, dict) else {})
+
+
+def _sources(raw: dict) -> list[tuple[str, str]]:
     found = []
     for kind, key in (("monitor", "monitors"), ("label", "labels")):
-        for item in raw.get(key) or []:
+        items = raw.get(key)
+        for item in items if isinstance(items, list) else []:
             name = item.get("name") if isinstance(item, dict) else None
             if isinstance(name, str) and name.strip():
                 found.append((kind, name.strip()))

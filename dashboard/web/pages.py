@@ -55,7 +55,7 @@ def open_incidents(*, now: datetime) -> list[Incident]:
 
 def with_changes(incidents: list[Incident]) -> list[Incident]:
     """Each incident's `changes` (what changed just before it), for the wall's cards."""
-    for incident in incidents:
+    for incident in changes_before.with_sources(incidents):
         incident.changes = changes_before.changes_before(incident)
     return incidents
 
