@@ -36,8 +36,10 @@ def rebuild(incident_upstream_ids: Iterable[str] | None = None, *, now: datetime
     stored = 0
     for chunk in batched(ids, BATCH):
         rows: dict[str, list[IncidentStateChange]] = {}
-        for row in IncidentStateChange.objects.filter(incident_upstream_id__in=chunk).order_by(
-            "incident_upstream_id", "starts_at", "created_at", "upstream_id"
+        for row in (
+            IncidentStateChange.objects.filter(incident_upstream_id__in=chunk)
+            .defer("raw", "root_cause")
+            .order_by("incident_upstream_id", "starts_at", "created_at", "upstream_id")
         ):
             rows.setdefault(row.incident_upstream_id, []).append(row)
         IncidentClock.objects.filter(incident_upstream_id__in=chunk).delete()

@@ -67,8 +67,8 @@ class ChangesBefore:
 def changes_before(incident: Incident, *, first_state_at: datetime | None = None) -> ChangesBefore | None:
     """The ranked changes before `incident`; None when it has no start to count back from."""
     if first_state_at is None:
-        first = IncidentStateChange.objects.filter(incident_upstream_id=incident.upstream_id).order_by("starts_at").first()
-        first_state_at = first.starts_at if first else None
+        firsts = IncidentStateChange.objects.filter(incident_upstream_id=incident.upstream_id).order_by("starts_at")
+        first_state_at = firsts.values_list("starts_at", flat=True).first()
     moments = [
         (moment, name) for moment, name in ((incident.declared_at, "declared"), (first_state_at, "the first state")) if moment
     ]

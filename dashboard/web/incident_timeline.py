@@ -70,9 +70,9 @@ class Timeline:
 def incident_timeline(incident: Incident, *, now: datetime) -> Timeline:
     notes = feeds.timeline(incident)
     changes = list(
-        IncidentStateChange.objects.filter(incident_upstream_id=incident.upstream_id).order_by(
-            "starts_at", "created_at", "upstream_id"
-        )
+        IncidentStateChange.objects.filter(incident_upstream_id=incident.upstream_id)
+        .defer("raw")
+        .order_by("starts_at", "created_at", "upstream_id")
     )
     unreadable = states_unreadable()
     if changes and not unreadable:
