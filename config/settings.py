@@ -314,6 +314,10 @@ LIVE_MAX_AGE_SECONDS = env_seconds("LIVE_MAX_AGE_SECONDS", 6 * 3600)
 # Events older than this many days are deleted by the poller (0 keeps them all); unfinished builds and
 # the latest result of every build are always kept.
 EVENTS_KEPT_DAYS = env_int("EVENTS_KEPT_DAYS", 90)
+# "What changed just before" an incident looks this many minutes back from its start (at most a day).
+CHANGES_WINDOW_MINUTES = env_int("CHANGES_WINDOW_MINUTES", 120)
+if not 1 <= CHANGES_WINDOW_MINUTES <= 24 * 60:
+    raise ImproperlyConfigured(f"CHANGES_WINDOW_MINUTES must be from 1 to 1440 (a day), not {CHANGES_WINDOW_MINUTES}")
 # Sockets one kiosk key, or one person, may hold open at once; more are closed with code 4429 and retried
 # a minute later. A TV needs one; a few spare cover a second TV on the same link and reconnect overlaps.
 LIVE_MAX_SOCKETS_PER_KEY = env_int("LIVE_MAX_SOCKETS_PER_KEY", 10)

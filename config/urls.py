@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("wall/", views.wall, name="wall"),
     path("incidents/<str:upstream_id>/", views.incident, name="incident"),
+    path("insights/", views.insights_page, name="insights"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("hooks/hth/", hth_hooks.receive, name="hth-hook"),

@@ -14,7 +14,17 @@ from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
 from dashboard.live import presence, screens
-from dashboard.models import Event, Incident, IncidentNote, NoteWrite, Screen, ScreenPanel, SyncState
+from dashboard.models import (
+    ChangeMapping,
+    Event,
+    Incident,
+    IncidentNote,
+    IncidentStateChange,
+    NoteWrite,
+    Screen,
+    ScreenPanel,
+    SyncState,
+)
 from dashboard.templatetags.pulseboard import plain
 from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.oneuptime import writeback
@@ -62,6 +72,24 @@ class IncidentAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "state", "severity", "is_resolved", "declared_at"]
     list_filter = ["is_resolved", "state", "severity"]
     search_fields = ["title", "incident_number_with_prefix", "upstream_id"]
+
+
+@admin.register(IncidentStateChange)
+class IncidentStateChangeAdmin(ReadOnlyAdmin):
+    """Read-only: OneUptime's state timeline, as mirrored."""
+
+    list_display = ["incident_upstream_id", "state_name", "starts_at", "updated_at"]
+    list_filter = ["state_name"]
+    search_fields = ["incident_upstream_id", "upstream_id"]
+
+
+@admin.register(ChangeMapping)
+class ChangeMappingAdmin(admin.ModelAdmin):
+    """Which Helix TeamHub project or repository an incident's monitor or label stands for, where their names differ."""
+
+    list_display = ["source_kind", "source_name", "target_kind", "target_name"]
+    list_filter = ["source_kind", "target_kind"]
+    search_fields = ["source_name", "target_name"]
 
 
 @admin.register(NoteWrite)

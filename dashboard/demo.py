@@ -8,11 +8,31 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from dashboard.live.screens import kiosk_url, screen_named
-from dashboard.models import Event, HookDelivery, Incident, SyncState, Transition
+from dashboard.models import (
+    ChangeMapping,
+    Event,
+    HookDelivery,
+    Incident,
+    IncidentClock,
+    IncidentStateChange,
+    SyncState,
+    Transition,
+)
 from dashboard.poller.server import serve
 from dashboard.simulators import hth, oneuptime
 
 DEMO_USER = "admin"
+# The simulated OneUptime's monitors are named after components, Helix TeamHub's projects are not: the demo maps
+# them, as people would in the admin, so "what changed just before" an incident has something to put first.
+DEMO_MAPPINGS = {
+    "api-gateway": "atlas",
+    "payments-service": "borealis",
+    "auth-proxy": "luotsi",
+    "sync-api": "chef",
+    "webhook-dispatcher": "luotsi",
+    "search-indexer": "atlas",
+    "metrics-query": "borealis",
+}
 
 
 def run(*, host: str, port: int, history: int, write) -> None:
@@ -54,6 +74,12 @@ def prepare_database() -> None:
     Transition.objects.all().delete()
     Event.objects.all().delete()
     Incident.objects.all().delete()  # and their notes
+    IncidentStateChange.objects.all().delete()
+    IncidentClock.objects.all().delete()
+    for monitor, project in DEMO_MAPPINGS.items():
+        ChangeMapping.objects.get_or_create(
+            source_kind="monitor", source_name=monitor, target_kind="project", target_name=project
+        )
     SyncState.objects.all().delete()
     HookDelivery.objects.all().delete()
 

@@ -118,6 +118,7 @@ class TransitionKind(models.TextChoices):
     NOTE_DELETED = "note_deleted", "Note deleted"
     INCIDENT_CHANGED = "incident_changed", "Incident changed"
     INCIDENT_DELETED = "incident_deleted", "Incident deleted"
+    STATES_CHANGED = "states_changed", "Incident state timeline changed"
 
 
 class Transition(models.Model):
@@ -437,3 +438,98 @@ class ScreenConnection(models.Model):
 
     def __str__(self):
         return f"{self.screen} since {self.connected_at:%Y-%m-%d %H:%M}"
+
+
+class IncidentStateChange(models.Model):
+    """One row of OneUptime's incident state timeline: the incident entered `state_name` at `starts_at`.
+
+    Keyed by the incident's upstream id rather than a foreign key: a key may list the timeline of a
+    private incident it cannot read, and the row is mirrored (and counted) all the same. `ends_at` is
+    OneUptime's cache and goes stale when a `startsAt` is edited, so intervals come from the rows
+    sorted by `starts_at` (dashboard/live/incident_clock.py), never from it.
+    """
+
+    upstream_id = models.CharField(max_length=100, unique=True, help_text="`_id` upstream.")
+    incident_upstream_id = models.CharField(max_length=100)
+    state_id = models.CharField(max_length=100, blank=True)
+    state_name = models.CharField(max_length=200, blank=True)
+    state_color = models.CharField(max_length=30, blank=True)
+    state_order = models.IntegerField(null=True, blank=True)
+    is_created_state = models.BooleanField(default=False)
+    is_acknowledged_state = models.BooleanField(default=False)
+    is_resolved_state = models.BooleanField(default=False)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="OneUptime's cache of the next row's start; not trusted.")
+    root_cause = models.TextField(blank=True)
+    created_by_user_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="The row as upstream sent it.")
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["starts_at", "upstream_id"]
+        indexes = [models.Index(fields=["incident_upstream_id", "starts_at"], name="state_timeline")]
+
+    def __str__(self):
+        return f"{self.incident_upstream_id} {self.state_name} from {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+class IncidentClock(models.Model):
+    """How long an incident took, derived from its state timeline whenever that changes (live/incident_clock.py).
+
+    Only OneUptime's own times go in (never our clock against theirs); an open period has no end here,
+    and the page counts it up. Rebuildable from the mirror at any time.
+    """
+
+    incident_upstream_id = models.CharField(max_length=100, unique=True)
+    started_at = models.DateTimeField(help_text="The first state's start (OneUptime's metrics start there).")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="The first resolved state's start.")
+    time_to_acknowledge = models.DurationField(null=True, blank=True)
+    time_to_resolve = models.DurationField(null=True, blank=True)
+    periods = models.JSONField(default=list, encoder=DjangoJSONEncoder, help_text="[[opened, resolved or null], …]")
+    states = models.JSONField(
+        default=list, encoder=DjangoJSONEncoder, help_text="[{name, color, seconds, since}, …] in first-entered order."
+    )
+    current_state = models.CharField(max_length=200, blank=True)
+    current_since = models.DateTimeField(null=True, blank=True)
+    is_open = models.BooleanField(default=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["started_at"], name="incident_clock_start")]  # /insights/ reads a range of weeks
+
+    def __str__(self):
+        return f"{self.incident_upstream_id}: {'open' if self.is_open else 'resolved'}"
+
+
+class ChangeMapping(models.Model):
+    """People's own link from an incident's monitor or label to the Helix TeamHub project or repository it runs on.
+
+    Names are matched without regard to case; the automatic match by equal names needs no row here.
+    """
+
+    class From(models.TextChoices):
+        MONITOR = "monitor", "OneUptime monitor"
+        LABEL = "label", "OneUptime label"
+
+    class To(models.TextChoices):
+        PROJECT = "project", "Helix TeamHub project"
+        REPOSITORY = "repository", "Helix TeamHub repository"
+
+    source_kind = models.CharField("from", max_length=10, choices=From)
+    source_name = models.CharField("monitor or label", max_length=200)
+    target_kind = models.CharField("to", max_length=10, choices=To)
+    target_name = models.CharField("project or repository", max_length=200)
+
+    class Meta:
+        ordering = ["source_kind", "source_name", "target_kind", "target_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_kind", "source_name", "target_kind", "target_name"], name="one_change_mapping_each"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_source_kind_display()} {self.source_name} → {self.get_target_kind_display()} {self.target_name}"

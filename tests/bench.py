@@ -5,7 +5,8 @@ over loopback, so it includes Django's start-up (about half a second). The live 
 the wall's memory) are in tests/bench_live.py, fan-out and connect storms in tests/bench_fanout.py,
 the read side at 1,000,000 events (PostgreSQL, with DATABASE_URL) in tests/bench_scale.py, the
 webhook figures in tests/bench_hooks.py, refused bodies in tests/bench_bodies.py, failover in
-tests/bench_failover.py, memory with a huge note and the conflict diff in tests/bench_bounds.py.
+tests/bench_failover.py, memory with a huge note and the conflict diff in tests/bench_bounds.py, incidents'
+durations and /insights/ in tests/bench_incidents.py.
 """
 
 import os
@@ -29,6 +30,7 @@ def main() -> None:
     bench_events()
     print("\n== OneUptime notes ==")
     bench_notes.bench_notes(dict(os.environ))
+    bench_incidents()
     bench_scale.main()
     bench_live.main()
     bench_fanout.main()
@@ -71,6 +73,15 @@ def bench_events() -> None:
         [sys.executable, "-m", "tests.bench_refresh", f"sqlite:///{scratch / 'refresh.sqlite3'}"], cwd=BASE_DIR, check=True
     )
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_incidents() -> None:
+    """Durations, /insights/ and "what changed just before" at 10,000 incidents (tests/bench_incidents.py)."""
+    for name, database_url in databases("incidents"):
+        if database_url is None:
+            print(f"incidents, {name}: skipped (PostgreSQL is not running on 127.0.0.1:5432)")
+            continue
+        subprocess.run([sys.executable, "-m", "tests.bench_incidents", database_url], cwd=BASE_DIR, check=True)
 
 
 def bench_failover() -> None:

@@ -277,6 +277,10 @@ def test_hostile_upstream_ids_and_text_stay_text_on_open_pages(browser, server, 
         "data-color",
         "data-tone",
         "data-cursor",
+        "data-duration",
+        "data-seconds",
+        "data-format",
+        "data-change-event-id",
         "style",
     }  # style: live.js
     assert set(after["attributes"]) <= set(before["attributes"]) | rows_and_cards

@@ -16,8 +16,8 @@ from django.test import Client
 from django.utils import timezone
 
 from config.asgi import application
-from dashboard.live import push, screens
-from dashboard.models import Event, EventStatus, Incident, IncidentNote, Transition, TransitionKind
+from dashboard.live import incident_clock, push, screens
+from dashboard.models import Event, EventStatus, Incident, IncidentNote, IncidentStateChange, Transition, TransitionKind
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +55,8 @@ KNOWN_ATTRIBUTES = {
     "data-event-id", "data-live", "data-finished", "data-panel", "data-incident-id", "data-note-id", "data-color",
     "data-cursor", "data-tone", "data-level", "data-format", "data-progress", "data-fit-item", "data-extra",
     "data-more", "data-more-label", "hidden", "role", "aria-hidden", "aria-label", "aria-valuenow", "aria-valuemin",
-    "aria-valuemax",
+    "aria-valuemax", "data-duration", "data-seconds", "data-state-change", "data-state", "data-note-state",
+    "data-state-name", "data-states-fallback", "data-change-event-id", "data-none", "aria-labelledby",
 }  # fmt: skip
 
 
@@ -99,6 +100,16 @@ def make_incident(upstream_id, **fields):
         created_by_name=HOSTILE_TEXT,
         posted_at=timezone.now(),
     )
+    IncidentStateChange.objects.create(
+        upstream_id=f"{upstream_id}-state",
+        incident_upstream_id=upstream_id,
+        state_name=HOSTILE_TEXT,
+        state_color='#fff" onclick="x',
+        root_cause=HOSTILE_TEXT,
+        starts_at=timezone.now() - timedelta(minutes=5),
+        synced_at=timezone.now(),
+    )
+    incident_clock.rebuild([upstream_id], now=timezone.now())
     return incident
 
 

@@ -118,7 +118,7 @@ def test_an_incident_state_change_is_a_transition(client, sim):
     sim.set_incident_state(incident["_id"], "Resolved")
     sync(client, sim)
     assert Incident.objects.get(upstream_id=incident["_id"]).is_resolved
-    assert kinds() == ["incident_changed"]
+    assert kinds() == ["incident_changed", "states_changed"], "the incident's header, then its timeline's new row"
 
 
 def test_notes_of_a_private_incident_keep_its_name(client, sim):

@@ -264,7 +264,8 @@ def test_the_timeline_shows_each_notes_state_both_times_the_duration_and_a_link_
         (False, True),
     ], "a note without a state of its own keeps the last one announced"
     assert html.count('data-format="both"') == 5, "every note, and the declaration, shows absolute and relative time"
-    assert "open for <strong>" in html and "2\xa0hours" in html
+    assert 'data-duration="open" data-seconds="7500"' in html and "2 h 5 min" in html, "open for, counted from declaredAt"
+    assert "No state history of this incident has been read" in html, "the heading rule, said on the page"
     assert 'href="https://oneuptime.example/dashboard/proj-1/incidents/inc-9"' in html
     assert 'data-color="#FACC15"' in html, "a state we have no tone for keeps upstream's colour"
 

@@ -16,7 +16,7 @@ from dashboard import metrics
 from dashboard.id_tokens import id_token
 from dashboard.live import hub, sequence
 from dashboard.models import Event, EventStatus, Incident, Screen, Transition, TransitionKind
-from dashboard.web import feeds, pages
+from dashboard.web import changes_before, pages
 from dashboard.web.filters import event_meta
 
 EVENTS = "events"
@@ -83,6 +83,9 @@ def render_messages(changes: list[Transition]) -> list[Message]:
     if events:
         messages += wall_messages(projects={event.project for event in events.values()}, now=now)
     incident_ids = {change.incident_id for change in changes if change.incident_id}
+    # A change that lands in an incident's window (late, backdated, or a build that failed) joins its list.
+    moved = [events[pk] for pk, kinds in kinds_by_event.items() if pk in events and kinds - {TransitionKind.PROGRESSED}]
+    incident_ids |= changes_before.incidents_before(moved)
     if incident_ids or any(change.kind == TransitionKind.INCIDENT_DELETED for change in changes):
         messages += incident_messages(Incident.objects.filter(pk__in=incident_ids), now=now)
     if events or incident_ids:  # every dashboard joins INCIDENTS: its summary strip, whatever its filters
@@ -113,7 +116,9 @@ def wall_messages(*, projects: set[str], now) -> list[Message]:
 
 def incident_messages(incidents, *, now) -> list[Message]:
     """Open-incident panels everywhere, and the timeline of each incident that changed."""
-    messages = [Message(INCIDENTS, render_to_string(f"{pages.DASHBOARD}#open-incidents", {"incidents": feeds.open_incidents()}))]
+    messages = [
+        Message(INCIDENTS, render_to_string(f"{pages.DASHBOARD}#open-incidents", {"incidents": pages.open_incidents(now=now)}))
+    ]
     for scale in {scale for _, scale in _wall_audiences(set())}:
         context = pages.wall_context(screen=_screen_like("", scale), now=now)
         messages.append(
@@ -123,7 +128,7 @@ def incident_messages(incidents, *, now) -> list[Message]:
             )
         )
     for incident in incidents:
-        html = pages.render_parts(pages.INCIDENT, ["incident-header", "timeline"], pages.incident_context(incident=incident))
+        html = pages.render_parts(pages.INCIDENT, pages.INCIDENT_PARTS, pages.incident_context(incident=incident, now=now))
         messages.append(Message(incident_group(incident.upstream_id), html))
     return messages
 

@@ -3,6 +3,9 @@
 `record()` stores transitions in the caller's transaction and hands them to subscribers only after that
 transaction commits, so nobody is ever told about a row that was rolled back. The WebSocket push
 subscribes here; a subscriber that fails is logged and never breaks the sync.
+
+Derived state is brought up to date here too, in the same transaction as the change, so it is computed
+once per change and never drifts from the mirror: an incident's durations (live/incident_clock.py).
 """
 
 import logging
@@ -10,6 +13,7 @@ from collections.abc import Callable
 
 from django.db import transaction
 
+from dashboard.live import incident_clock
 from dashboard.models import Transition
 
 log = logging.getLogger(__name__)
@@ -23,9 +27,14 @@ def subscribe(subscriber: Subscriber) -> None:
         _subscribers.append(subscriber)
 
 
-def record(changes: list[Transition]) -> None:
-    """Store `changes`; must run inside the transaction that wrote the rows they describe."""
+def record(changes: list[Transition], *, quiet: bool = False) -> None:
+    """Store `changes`; must run inside the transaction that wrote the rows they describe.
+
+    `quiet` (a first pass's history, which is not news) brings derived state up to date and tells nobody."""
     if not changes:
+        return
+    incident_clock.derive(changes)
+    if quiet:
         return
     Transition.objects.bulk_create(changes)
     transaction.on_commit(lambda: _deliver(changes))

@@ -1,4 +1,4 @@
-"""A OneUptime API on loopback, serving incident public notes and incidents, for tests and the `demo` command.
+"""A OneUptime API on loopback, serving incident public notes, incidents and their state timelines, for tests and `demo`.
 
 It behaves like OneUptime's source, not like its docs page, wherever the two disagree (the upstream API
 notes beside the vendor page list the differences): ids and dates come back wrapped, only `_id` comes
@@ -6,7 +6,9 @@ back without a `select`, a missing permission is a 422, an unknown id gets 200 `
 10000, and about a minute after a note is created a worker rewrites its notification status. Fault
 switches (5xx, 429, 405 for blocked methods, slowness, cut-off JSON, the docs page's `limit` maximum of
 100, malformed values in one record, an edit landing just before a client's update) let tests exercise a
-client's error paths over real HTTP rather than mocks.
+client's error paths over real HTTP rather than mocks. The state timeline follows
+oneuptime-state-timeline-notes.md: its own read permission, rows inserted in place with their neighbours
+rewritten, `startsAt` edits that move no `endsAt`, and deletes that leave overlapping intervals.
 
 Run `python -m dashboard.simulators.oneuptime --port 8102 --generate --activity` for a standalone server.
 """
@@ -43,6 +45,8 @@ KEY_PERMISSIONS = {
     "create": ("Create Incident Status Page Note",),
     "update": ("Edit Incident Status Page Note",),
     "delete": ("Delete Incident Status Page Note",),
+    # Not part of "read": a key made for notes and incidents may not read the timeline (state-timeline notes §0.1).
+    "timeline": ("Read Incident State Timeline",),
 }
 # Every model serves these through a relation, whatever its own list says.
 ALWAYS_ON_RELATION = frozenset({"_id", "createdAt", "updatedAt", "deletedAt", "version"})
@@ -162,6 +166,8 @@ INCIDENTS = Table(
         "currentIncidentState": Relation("currentIncidentStateId", "IncidentState"),
         "incidentSeverity": Relation("incidentSeverityId", "IncidentSeverity"),
         "createdByUser": Relation("createdByUserId", "User"),
+        "labels": Relation("labels", "Label", many=True),
+        "monitors": Relation("monitors", "Monitor", many=True),
     },
     on_relation=frozenset(
         {"title", "incidentNumber", "incidentNumberWithPrefix", "currentIncidentStateId", "projectId", "createdByProbeId"}
@@ -185,6 +191,8 @@ INCIDENTS = Table(
             "isPrivate",
             "createdByUserId",
             "createdByUser",
+            "labels",
+            "monitors",
         }
     ),
     updatable=frozenset(
@@ -202,6 +210,8 @@ INCIDENTS = Table(
             "postmortemPostedAt",
             "isVisibleOnStatusPage",
             "isPrivate",
+            "labels",
+            "monitors",
         }
     ),
     required=("title", "incidentSeverityId"),
@@ -218,6 +228,53 @@ INCIDENTS = Table(
         "create": (*ROLES, "Incident Admin", "Incident Member", "Create Incident"),
         "update": (*ROLES, "Incident Admin", "Incident Member", "Edit Incident"),
         "delete": (*ROLES, "Incident Admin", "Delete Incident"),
+    },
+)
+
+STATE_TIMELINE = Table(
+    name="Incident State Timeline",
+    columns=_columns(
+        projectId="objectid",
+        incidentId="objectid",
+        incidentStateId="objectid",
+        startsAt="date",
+        endsAt="date",
+        rootCause="text",
+        stateChangeLog="text",
+        createdByUserId="objectid",
+        deletedByUserId="objectid",
+        shouldStatusPageSubscribersBeNotified="bool",
+        subscriberNotificationStatus="text",
+        subscriberNotificationStatusMessage="text",
+        isOwnerNotified="bool",
+    ),
+    relations={
+        "project": Relation("projectId", "Project"),
+        "incident": Relation("incidentId", "Incident"),
+        "incidentState": Relation("incidentStateId", "IncidentState"),
+        "createdByUser": Relation("createdByUserId", "User"),
+        "deletedByUser": Relation("deletedByUserId", "User"),
+    },
+    creatable=frozenset(
+        {
+            "incidentId",
+            "incident",
+            "incidentStateId",
+            "incidentState",
+            "startsAt",
+            "rootCause",
+            "shouldStatusPageSubscribersBeNotified",
+        }
+    ),
+    updatable=frozenset({"incidentStateId", "incidentState", "startsAt", "subscriberNotificationStatus"}),
+    required=("incidentId", "incidentStateId"),
+    unreadable=frozenset({"deletedByUserId", "deletedByUser"}),
+    permissions={
+        # Not "Read Incident", nor the operational-resources wildcard: the model is not an @OperationalResource.
+        "read": (*ROLES, "Viewer", "Incident Admin", "Incident Member", "Incident Viewer", "Read Incident State Timeline"),
+        "create": (*ROLES, "Incident Admin", "Incident Member", "Create Incident State Timeline"),
+        "update": (*ROLES, "Incident Admin", "Incident Member", "Edit Incident State Timeline"),
+        "delete": (*ROLES, "Incident Admin", "Delete Incident State Timeline"),
     },
 )
 
@@ -250,10 +307,22 @@ RELATED = (
         on_relation=frozenset({"name", "fileType", "slug", "isPublic", "imageAccessToken", "file"}),
     ),
     Table(name="Project", columns=_columns(name="text"), relations={}, on_relation=frozenset({"name"})),
+    Table(
+        name="Label",
+        columns=_columns(name="text", color="color", slug="text", projectId="objectid"),
+        relations={},
+        on_relation=frozenset({"name", "color", "slug", "projectId"}),
+    ),
+    Table(
+        name="Monitor",
+        columns=_columns(name="text", monitorType="text", projectId="objectid"),
+        relations={},
+        on_relation=frozenset({"name", "monitorType", "projectId"}),
+    ),
 )
-TABLES = {table.name: table for table in (NOTES, INCIDENTS, *RELATED)}
-RESOURCES = {"incident-public-note": NOTES, "incident": INCIDENTS}
-RESOURCE_PATH = re.compile(r"/api/(?P<resource>incident-public-note|incident)(?:/(?P<rest>.*))?")
+TABLES = {table.name: table for table in (NOTES, INCIDENTS, STATE_TIMELINE, *RELATED)}
+RESOURCES = {"incident-public-note": NOTES, "incident": INCIDENTS, "incident-state-timeline": STATE_TIMELINE}
+RESOURCE_PATH = re.compile(r"/api/(?P<resource>incident-public-note|incident-state-timeline|incident)(?:/(?P<rest>.*))?")
 UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 LEADING_INTEGER = re.compile(r"\s*([+-]?\d+)")
 
@@ -504,6 +573,44 @@ class Simulator(loopback.LoopbackSimulator):
     def incidents(self) -> dict[str, Row]:
         return self._rows[INCIDENTS.name]
 
+    @property
+    def state_timeline(self) -> dict[str, Row]:
+        return self._rows[STATE_TIMELINE.name]
+
+    def states_of(self, incident_id: str) -> list[Row]:
+        """The incident's timeline rows by `startsAt`, as copies."""
+        with self._lock:
+            return [dict(row) for row in self._timeline(incident_id)]
+
+    def state_id(self, name: str) -> str:
+        return self._states[name]
+
+    def add_label(self, name: str) -> str:
+        with self._lock:
+            return self._insert("Label", self.clock(), name=name, color="#3B82F6", slug=name.lower(), projectId=self.project_id)
+
+    def add_monitor(self, name: str, monitor_type: str = "API") -> str:
+        with self._lock:
+            return self._insert("Monitor", self.clock(), name=name, monitorType=monitor_type, projectId=self.project_id)
+
+    def add_state(self, incident_id: str, state: str, starts_at: datetime | None = None) -> Row:
+        """A state change as OneUptime's timeline form makes it: `starts_at` may be in the past (backdated), and
+        the row is then inserted in place; the same state as a neighbour, or one ordered before the previous, is refused."""
+        with self._lock:
+            now = self.clock()
+            row = self._add_state_row(self.incidents[incident_id], self._states[state], starts_at or now, now, checked=True)
+            return dict(row)
+
+    def move_state(self, row_id: str, starts_at: datetime) -> None:
+        """Edit a row's `startsAt` through the API: no neighbour's `endsAt` moves, nor the incident's current state (§1.4)."""
+        with self._lock:
+            self._touch(self.state_timeline[row_id], {"startsAt": starts_at}, self.clock())
+
+    def delete_state(self, row_id: str) -> None:
+        """A hard delete, with OneUptime's neighbour fix-ups (§1.5)."""
+        with self._lock:
+            self._remove_state_row(row_id, self.clock())
+
     def add_api_key(self, permissions: Iterable[str]) -> str:
         """A new key holding `permissions`: "read", "create", "update", "delete" for notes, or OneUptime names ("Project Owner")."""
         granted = frozenset(name for permission in permissions for name in KEY_PERMISSIONS.get(permission, (permission,)))
@@ -564,7 +671,7 @@ class Simulator(loopback.LoopbackSimulator):
             self.deliveries.append((url, loopback.post(url, body, {"Content-Type": "application/json"} | headers)))
 
     def delete_incident(self, incident_id: str) -> None:
-        """A hard delete, which takes the incident's notes with it (onDelete: CASCADE)."""
+        """A hard delete, which takes the incident's notes and timeline with it (onDelete: CASCADE)."""
         with self._lock:
             self._delete(INCIDENTS, frozenset(PRIVACY_BYPASS), incident_id)
 
@@ -589,8 +696,10 @@ class Simulator(loopback.LoopbackSimulator):
             self._interleaved_after[note_id] = self._checked(NOTES, changes)
 
     def set_incident_state(self, incident_id: str, state: str) -> None:
+        """Change the state by updating the incident, as OneUptime's incident form does: a new timeline row at
+        now, with no order check, so this is how an incident is reopened."""
         with self._lock:
-            self._touch(self.incidents[incident_id], {"currentIncidentStateId": self._states[state]}, self.clock())
+            self._change_state(self.incidents[incident_id], self._states[state], self.clock())
 
     def generate(self, incidents: int = 200, notes: int = 5000) -> None:
         """History over the last 30 days: older incidents resolved, the newest few still open, notes spread among them."""
@@ -603,15 +712,18 @@ class Simulator(loopback.LoopbackSimulator):
                 age = now - when
                 state = "Resolved" if age > timedelta(hours=12) else self._rng.choice(("Created", "Acknowledged"))
                 story = self._rng.choice(INCIDENT_STORIES)
-                made.append(
-                    self._new_incident(
-                        when,
-                        story,
-                        currentIncidentStateId=self._states[state],
-                        incidentSeverityId=self._severities[self._rng.choice(("Critical", "Major", "Major", "Minor", "Minor"))],
-                        updatedAt=min(when + timedelta(minutes=self._rng.randint(5, 600)), now),
-                    )
+                incident = self._new_incident(
+                    when,
+                    story,
+                    incidentSeverityId=self._severities[self._rng.choice(("Critical", "Major", "Major", "Minor", "Minor"))],
                 )
+                acknowledged = min(when + timedelta(minutes=self._rng.randint(2, 40)), now)
+                if state != "Created":
+                    self._change_state(incident, self._states["Acknowledged"], acknowledged)
+                if state == "Resolved":
+                    resolved = min(acknowledged + timedelta(minutes=self._rng.randint(5, 600)), now)
+                    self._change_state(incident, self._states["Resolved"], resolved)
+                made.append(incident)
             for _ in range(notes if made else 0):
                 incident = self._rng.choice(made)
                 posted = incident["declaredAt"] + min(timedelta(hours=6), now - incident["declaredAt"]) * self._rng.random()
@@ -642,7 +754,7 @@ class Simulator(loopback.LoopbackSimulator):
             elif roll < 0.85:
                 incident = self._rng.choice(open_incidents)
                 next_state = "Resolved" if self._state_of(incident)["isAcknowledgedState"] else "Acknowledged"
-                self._touch(incident, {"currentIncidentStateId": self._states[next_state]}, now)
+                self._change_state(incident, self._states[next_state], now)
                 self._post(incident, RESOLVED_NOTES if next_state == "Resolved" else UPDATE_NOTES, now)
             elif self.notes:
                 newest = max(self.notes.values(), key=lambda row: row["createdAt"])
@@ -791,6 +903,10 @@ class Simulator(loopback.LoopbackSimulator):
             if values.get("note") is None:
                 raise _ServerError()  # NOT NULL in the database, not `required` in the model
             row = self._new_note(now, **values)
+        elif table is STATE_TIMELINE:
+            incident = self._visible(INCIDENTS, frozenset(PRIVACY_BYPASS))[values["incidentId"]]
+            starts_at = values.get("startsAt") or now
+            row = self._add_state_row(incident, values["incidentStateId"], starts_at, now, checked=True)
         else:
             row = self._new_incident(now, self._rng.choice(INCIDENT_STORIES), **values)
         saved = self._render(table, row, dict.fromkeys(table.columns, True))
@@ -826,11 +942,14 @@ class Simulator(loopback.LoopbackSimulator):
     def _delete(self, table: Table, key: frozenset[str], item_id: str) -> dict[str, Any]:
         _check_id(item_id)
         self._require(key, table, "delete")
-        if item_id in self._visible(table, key):
+        if table is STATE_TIMELINE and item_id in self.state_timeline:
+            self._remove_state_row(item_id, self.clock())
+        elif item_id in self._visible(table, key):
             del self._rows[table.name][item_id]
-            if table is INCIDENTS:  # onDelete: CASCADE on the note's incident
-                for note_id in [note_id for note_id, note in self.notes.items() if note["incidentId"] == item_id]:
-                    del self.notes[note_id]
+            if table is INCIDENTS:  # onDelete: CASCADE on the note's and the timeline's incident
+                for rows in (self.notes, self.state_timeline):
+                    for row_id in [row_id for row_id, row in rows.items() if row["incidentId"] == item_id]:
+                        del rows[row_id]
         return {}
 
     def _visible(self, table: Table, key: frozenset[str]) -> dict[str, Row]:
@@ -1071,8 +1190,116 @@ class Simulator(loopback.LoopbackSimulator):
             "isCreatedAutomatically": False,
             "createdByUserId": self._rng.choice(self._users),
             "createdByProbeId": None,
+            "labels": [],
+            "monitors": [self._monitor_for(component, when)],
         }
-        return self._rows[INCIDENTS.name][self._insert(INCIDENTS.name, when, **(fields | values))]
+        incident = self._rows[INCIDENTS.name][self._insert(INCIDENTS.name, when, **(fields | values))]
+        # The first row starts at declaredAt, in the state the incident was created in (IncidentService.changeIncidentState).
+        self._insert(
+            STATE_TIMELINE.name,
+            when,
+            **self._state_row_fields(incident, incident["currentIncidentStateId"], incident["declaredAt"], incident["rootCause"]),
+        )
+        return incident
+
+    def _monitor_for(self, component: str, when: datetime) -> str:
+        """The monitor watching `component`, made on first use with an id of its own (the seeded ids stay as they were)."""
+        monitor_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"oneuptime-simulator-monitor:{component}"))
+        monitors = self._rows["Monitor"]
+        if monitor_id not in monitors:
+            monitors[monitor_id] = {
+                "_id": monitor_id,
+                "createdAt": when,
+                "updatedAt": when,
+                "deletedAt": None,
+                "version": 1,
+                "name": component,
+                "monitorType": "API",
+                "projectId": self.project_id,
+            }
+        return monitor_id
+
+    def _state_row_fields(self, incident: Row, state_id: str, starts_at: datetime, root_cause: str | None) -> Row:
+        return {
+            "projectId": self.project_id,
+            "incidentId": incident["_id"],
+            "incidentStateId": state_id,
+            "startsAt": starts_at,
+            "endsAt": None,
+            "rootCause": root_cause,
+            "stateChangeLog": None,
+            "createdByUserId": None,
+            "deletedByUserId": None,
+            "shouldStatusPageSubscribersBeNotified": True,
+            "subscriberNotificationStatus": "Pending",
+            "subscriberNotificationStatusMessage": None,
+            "isOwnerNotified": False,
+        }
+
+    def _timeline(self, incident_id: str) -> list[Row]:
+        rows = [row for row in self.state_timeline.values() if row["incidentId"] == incident_id]
+        return sorted(rows, key=lambda row: (row["startsAt"], row["createdAt"], row["_id"]))
+
+    def _change_state(self, incident: Row, state_id: str, when: datetime) -> None:
+        """IncidentService.onUpdateSuccess: the incident's new state becomes a timeline row at `when`, unchecked."""
+        self._add_state_row(
+            incident, state_id, when, when, checked=False, root_cause="This status was changed when the incident was updated."
+        )
+
+    def _add_state_row(
+        self, incident: Row, state_id: str, starts_at: datetime, now: datetime, *, checked: bool, root_cause: str | None = None
+    ) -> Row:
+        """IncidentStateTimelineService.onBeforeCreate / onCreateSuccess: inserted in place, neighbours rewritten."""
+        rows = self._timeline(incident["_id"])
+        before = [row for row in rows if row["startsAt"] <= starts_at]
+        after = [row for row in rows if row["startsAt"] > starts_at]
+        previous, following = (before[-1] if before else None), (after[0] if after else None)
+        states = self._rows["IncidentState"]
+        if checked:
+            for neighbour in (previous, following):
+                if neighbour is not None and neighbour["incidentStateId"] == state_id:
+                    raise _ApiError(
+                        400, f"Incident state cannot be same as the {'previous' if neighbour is previous else 'next'} state."
+                    )
+            if previous is not None and states[state_id]["order"] <= states[previous["incidentStateId"]]["order"]:
+                new, old = states[state_id]["name"], states[previous["incidentStateId"]]["name"]
+                raise _ApiError(
+                    400,
+                    f"Incident cannot transition to {new} state from {old} state because {new} is before {old} "
+                    "in the order of incident states.",
+                )
+        row_id = self._insert(STATE_TIMELINE.name, now, **self._state_row_fields(incident, state_id, starts_at, root_cause))
+        row = self.state_timeline[row_id]
+        row["endsAt"] = following["startsAt"] if following else None
+        if previous is not None:
+            self._touch(previous, {"endsAt": starts_at}, now)
+        if following is not None:
+            self._touch(following, {"startsAt": following["startsAt"]}, now)
+        if row["endsAt"] is None:  # only a row with no successor becomes the incident's current state
+            self._touch(incident, {"currentIncidentStateId": state_id}, now)
+        return row
+
+    def _remove_state_row(self, row_id: str, now: datetime) -> None:
+        """onBeforeDelete / onDeleteSuccess: the neighbours are patched (a middle delete leaves overlapping intervals)."""
+        row = self.state_timeline[row_id]
+        rows = self._timeline(row["incidentId"])
+        if len(rows) == 1:
+            raise _ApiError(
+                400, "Cannot delete the only state timeline. Incident should have at least one state in its timeline."
+            )
+        index = next(i for i, other in enumerate(rows) if other["_id"] == row_id)
+        previous = rows[index - 1] if index > 0 else None
+        following = rows[index + 1] if index + 1 < len(rows) else None
+        if previous is not None and following is not None:
+            self._touch(previous, {"endsAt": following["startsAt"]}, now)
+            self._touch(following, {"startsAt": row["startsAt"]}, now)
+        elif previous is not None:
+            self._touch(previous, {"endsAt": row["endsAt"]}, now)
+        del self.state_timeline[row_id]
+        incident = self.incidents.get(row["incidentId"])
+        if incident is not None:
+            latest = self._timeline(incident["_id"])[-1]
+            self._touch(incident, {"currentIncidentStateId": latest["incidentStateId"]}, now)
 
     def _new_note(self, when: datetime, **values: Any) -> Row:
         fields = {
@@ -1149,7 +1376,7 @@ def main() -> None:
         print(f"OneUptime simulator at {simulator.url}", flush=True)
         print(f"project id: {simulator.project_id}", flush=True)
         print(f"api key (Project Member): {simulator.api_key}", flush=True)
-        print(f"read-only key (read notes and incidents): {simulator.read_only_key}", flush=True)
+        print(f"read-only key (read notes and incidents, not the state timeline): {simulator.read_only_key}", flush=True)
         loopback.wait_for_ctrl_c()
 
 

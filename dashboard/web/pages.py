@@ -4,7 +4,6 @@ The view renders a whole page from these contexts; a socket that (re)connects ge
 the same partials with fresh data, so nothing missed while it was away stays missing.
 """
 
-import re
 from datetime import datetime
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -12,13 +11,14 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from dashboard.models import Incident, IncidentNote, Screen
-from dashboard.web import feeds
+from dashboard.models import Incident, Screen
+from dashboard.web import changes_before, feeds, incident_timeline
 from dashboard.web.filters import EventFilter
 
 DASHBOARD = "dashboard/dashboard.html"
 INCIDENT = "dashboard/incident.html"
 WALL = "dashboard/wall.html"
+INCIDENT_PARTS = ["incident-header", "changes-before", "timeline"]  # the incident page's live regions
 
 
 def dashboard_context(*, event_filter: EventFilter, before: str = "", now: datetime | None = None) -> dict:
@@ -30,7 +30,7 @@ def dashboard_context(*, event_filter: EventFilter, before: str = "", now: datet
         "page": page,
         "older_query": event_filter.as_query(before=page.next_cursor) if page.next_cursor else "",
         "live": feeds.live_events(event_filter=event_filter),
-        "incidents": feeds.open_incidents(),
+        "incidents": open_incidents(now=now or timezone.now()),
     }
 
 
@@ -48,6 +48,18 @@ def summary_context(*, now: datetime) -> dict:
     }
 
 
+def open_incidents(*, now: datetime) -> list[Incident]:
+    """The open incidents, worst first, each with how long it has taken so far."""
+    return incident_timeline.with_durations(feeds.open_incidents(), now=now)
+
+
+def with_changes(incidents: list[Incident]) -> list[Incident]:
+    """Each incident's `changes` (what changed just before it), for the wall's cards."""
+    for incident in changes_before.with_sources(incidents):
+        incident.changes = changes_before.changes_before(incident)
+    return incidents
+
+
 def incident_counts(incidents: list[Incident]) -> dict[str, int]:
     return {
         "open": len(incidents),
@@ -56,25 +68,14 @@ def incident_counts(incidents: list[Incident]) -> dict[str, int]:
     }
 
 
-def incident_context(*, incident: Incident) -> dict:
-    return {"incident": incident, "notes": with_states(feeds.timeline(incident)), "oneuptime_url": oneuptime_url(incident)}
-
-
-NOTE_STATE = re.compile(r"\s*(?:#+\s*|\*\*)?(investigating|identified|acknowledged|monitoring|resolved)\b", re.IGNORECASE)
-
-
-def with_states(notes: list[IncidentNote]) -> list[IncidentNote]:
-    """Each note's `state`: the one it announces ("## Identified", "**Monitoring**"), else the last one announced.
-
-    OneUptime keeps no state history for notes; status updates name their state by convention, so a
-    postmortem can read which phase each note was written in.
-    """
-    state = ""
-    for note in notes:
-        match = NOTE_STATE.match(note.shown or "")
-        state = match.group(1).capitalize() if match else state
-        note.state = state
-    return notes
+def incident_context(*, incident: Incident, now: datetime | None = None) -> dict:
+    """The incident page: its states and notes as one timeline (web/incident_timeline.py), and how long it took."""
+    return {
+        "incident": incident,
+        "timeline": incident_timeline.incident_timeline(incident, now=now or timezone.now()),
+        "changes": changes_before.changes_before(incident),
+        "oneuptime_url": oneuptime_url(incident),
+    }
 
 
 def oneuptime_url(incident: Incident) -> str:
@@ -90,12 +91,12 @@ def oneuptime_url(incident: Incident) -> str:
 def wall_context(*, screen: Screen | None, now: datetime) -> dict:
     project = screen.project if screen else ""
     rows = feeds.wall_rows(screen)
-    incidents = feeds.open_incidents()
+    incidents = open_incidents(now=now)
     return {
         "screen": screen,
         "panels": feeds.screen_panels(screen),
         "builds": feeds.wall_builds(project=project, now=now, rows=rows),
-        "incidents": incidents[: rows["incidents"]],
+        "incidents": with_changes(incidents[: rows["incidents"]]),
         "incidents_more": max(0, len(incidents) - rows["incidents"]),
         "incident_counts": incident_counts(incidents),
         "activity": feeds.wall_activity(project=project, limit=rows["activity"]),
@@ -116,7 +117,7 @@ def snapshot(
         context = dashboard_context(event_filter=event_filter or EventFilter())
         return render_parts(DASHBOARD, ["summary", "live-list", "feed", "open-incidents"], context)
     if page == "incident":
-        return render_parts(INCIDENT, ["incident-header", "timeline"], incident_context(incident=incident))
+        return render_parts(INCIDENT, INCIDENT_PARTS, incident_context(incident=incident))
     context = wall_context(screen=screen, now=now)
     shown = {panel["panel"] for panel in context["panels"]}
     parts = [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown]

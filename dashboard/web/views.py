@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 
 from dashboard import id_tokens
 from dashboard.models import Incident
-from dashboard.web import feeds, health, pages, scrape
+from dashboard.web import feeds, health, insights, pages, scrape
 from dashboard.web.filters import EventFilter
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,18 @@ def incident(request, upstream_id):
         raise Http404("No such incident.")
     incident = get_object_or_404(Incident, upstream_id=upstream_id)
     return render(request, pages.INCIDENT, pages.incident_context(incident=incident))
+
+
+@login_required
+def insights_page(request):
+    """The retrospective; its filters live in the URL (?weeks=12&severity=Critical), so a view is a link to share."""
+    try:
+        weeks = int(request.GET.get("weeks", insights.WEEKS_SHOWN))
+    except ValueError:
+        weeks = insights.WEEKS_SHOWN
+    severity = request.GET.get("severity", "").strip()[:200]
+    found = insights.insights(now=timezone.now(), weeks=weeks, severity=severity)
+    return render(request, "dashboard/insights.html", {"insights": found, "weeks": len(found.weeks)})
 
 
 @never_cache

@@ -58,6 +58,7 @@
   var timeText = {
     ago: relative,
     both: function (date) { return absolute(date) + " · " + relative(date); },
+    absolute: absolute,
     duration: function (date) { return span((Date.now() - date.getTime()) / 1000); },
     remaining: function (date) {
       if (!state.open || body.classList.contains("is-stale")) return "—"; // not live: no countdown, it would be a guess

@@ -8,9 +8,11 @@ logged-in Django test client in this process, which reaches the database directl
 After the schedule every fault is switched off and the poller gets a few passes; the invariants are
 checked once with malformed records still upstream (one bad record must not freeze the rest of its
 mirror), and again after they are corrected (a corrected record must be read again):
-  mirror:  every well-formed event, incident and note upstream is mirrored once, with the same fields
-           that matter; nothing deleted upstream stays (events may: the API cannot say an event went);
-           a note with an undelivered admin edit is compared by the admin invariant instead.
+  mirror:  every well-formed event, incident, note and state timeline row upstream is mirrored once, with
+           the same fields that matter; nothing deleted upstream stays (events may: the API cannot say an
+           event went); a note with an undelivered admin edit is compared by the admin invariant instead.
+  derived: every incident with a timeline has exactly one clock, and it agrees with upstream's rows
+           sorted by `startsAt` (start, first resolution, open or not); no clock outlives its timeline.
   admin:   every admin edit is in OneUptime, or visibly held (conflict or failed) in the outbox, or
            was knowingly replaced (by an edit whose author had seen it).
   upstream edits: every edit made in OneUptime is still there, or was knowingly replaced, or its note
@@ -37,7 +39,7 @@ from django.db.models import Q
 from django.test import Client
 from django.urls import reverse
 
-from dashboard.models import Event, Incident, IncidentNote, NoteWrite, SyncState
+from dashboard.models import Event, Incident, IncidentClock, IncidentNote, IncidentStateChange, NoteWrite, SyncState
 from dashboard.upstreams.oneuptime import writeback
 from tests.db_relay import Relay
 from tests.faults import schedule
@@ -269,6 +271,29 @@ class World:
             self.deleted_notes.update(k for k, row in self.oneuptime.notes.items() if row["incidentId"] == incident_id)
             self.oneuptime.delete_incident(incident_id)
 
+    def state_edits(self, step: dict) -> None:
+        """People change incidents' states: forward, reopened, backdated, a `startsAt` edited, a row deleted."""
+        for _ in range(step["count"]):
+            incidents = list(self.oneuptime.incidents)
+            if not incidents:
+                return
+            incident_id = self.rng.choice(incidents)
+            rows = self.oneuptime.states_of(incident_id)
+            action = self.rng.choice(("change", "backdate", "move", "delete"))
+            try:
+                if action == "change":
+                    self.oneuptime.set_incident_state(incident_id, self.rng.choice(("Created", "Acknowledged", "Resolved")))
+                elif action == "backdate":
+                    when = rows[0]["startsAt"] + timedelta(seconds=self.rng.randint(1, 600))
+                    self.oneuptime.add_state(incident_id, self.rng.choice(("Acknowledged", "Resolved")), starts_at=when)
+                elif action == "move" and len(rows) > 1:
+                    self.oneuptime.move_state(rows[-1]["_id"], rows[-1]["startsAt"] - timedelta(seconds=self.rng.randint(1, 300)))
+                elif action == "delete" and len(rows) > 1:
+                    self.oneuptime.delete_state(self.rng.choice(rows[1:])["_id"])
+            except Exception as exc:  # OneUptime refuses some (same state as a neighbour, out of order): so does the simulator
+                if exc.__class__.__name__ != "_ApiError":
+                    raise
+
     def note_malformed(self, step: dict) -> None:
         incidents = list(self.oneuptime.incidents)
         if not incidents:
@@ -493,8 +518,52 @@ class World:
             self.event_violations()
             + self.incident_violations(malformed_incidents)
             + self.note_violations(malformed_incidents)
+            + self.state_violations()
             + self.edit_violations()
         )
+
+    def state_violations(self) -> list[str]:
+        """The state timeline, and the clocks derived from it."""
+        with self.oneuptime._lock:
+            upstream = {key: dict(row) for key, row in self.oneuptime.state_timeline.items()}
+            names = {row["_id"]: row for row in self.oneuptime._rows["IncidentState"].values()}
+        mirror = {row.upstream_id: row for row in IncidentStateChange.objects.all()}
+        found = []
+        missing = sorted(set(upstream) - set(mirror))
+        if missing:
+            found.append(f"states: {len(missing)} of {len(upstream)} timeline rows missing, e.g. {missing[:3]}")
+        extra = sorted(set(mirror) - set(upstream))
+        if extra:
+            found.append(f"states: {len(extra)} timeline rows deleted upstream but still mirrored, e.g. {extra[:3]}")
+        stale = [
+            key
+            for key, row in upstream.items()
+            if key in mirror and (mirror[key].state_id, mirror[key].starts_at) != (row["incidentStateId"], _ms(row["startsAt"]))
+        ]
+        if stale:
+            found.append(f"states: {len(stale)} timeline rows mirrored with an old state or start, e.g. {stale[:3]}")
+        by_incident: dict[str, list[dict]] = {}
+        for row in upstream.values():
+            by_incident.setdefault(row["incidentId"], []).append(row)
+        clocks = {clock.incident_upstream_id: clock for clock in IncidentClock.objects.all()}
+        orphans = sorted(set(clocks) - set(by_incident))
+        if orphans:
+            found.append(f"clocks: {len(orphans)} for incidents with no timeline upstream, e.g. {orphans[:3]}")
+        wrong = []
+        for incident_id, rows in by_incident.items():
+            rows.sort(key=lambda row: (row["startsAt"], row["createdAt"], row["_id"]))
+            clock = clocks.get(incident_id)
+            resolved = next((row["startsAt"] for row in rows if names[row["incidentStateId"]]["isResolvedState"]), None)
+            expected = (
+                _ms(rows[0]["startsAt"]),
+                resolved and _ms(resolved),
+                not names[rows[-1]["incidentStateId"]]["isResolvedState"],
+            )
+            if clock is None or (clock.started_at, clock.resolved_at, clock.is_open) != expected:
+                wrong.append(incident_id)
+        if wrong:
+            found.append(f"clocks: {len(wrong)} incidents whose durations disagree with upstream's timeline, e.g. {wrong[:3]}")
+        return found
 
     def event_violations(self) -> list[str]:
         upstream = {item["id"]: item for item in self.hth.well_formed_events()}
@@ -605,6 +674,11 @@ class World:
         if held.exists():
             return None  # replaced without a check OneUptime cannot offer, but shown to a person as a conflict
         return f"lost: OneUptime now says {current['note'][:60]!r}, written by someone who never saw this edit"
+
+
+def _ms(moment: datetime) -> datetime:
+    """OneUptime stores microseconds and serves milliseconds."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _plain(text: object) -> str:

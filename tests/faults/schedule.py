@@ -23,6 +23,7 @@ KINDS = {
     "note_edits": 1.5,
     "note_deletes": 1,
     "note_malformed": 1,
+    "state_edits": 1.5,
     "skewed_clock": 1,
     "admin_edit": 2,
     "admin_concurrent_edits": 1,
@@ -64,7 +65,7 @@ def _step(rng: random.Random, kind: str) -> dict:
     elif kind == "hth_arrivals":
         step["count"] = rng.randint(5, 40)
         step["builds"] = rng.randint(0, 2)
-    elif kind in ("hth_edits", "hth_deletes", "note_edits", "note_deletes"):
+    elif kind in ("hth_edits", "hth_deletes", "note_edits", "note_deletes", "state_edits"):
         step["count"] = rng.randint(1, 5)
     elif kind == "hth_malformed":
         step["malformed"] = rng.choice(("bad_timestamp", "bad_progress", "missing_id", "not_an_object"))

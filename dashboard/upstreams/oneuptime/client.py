@@ -28,7 +28,17 @@ ID_PAGE_SIZE = 10_000
 SCAN_ORDER = {"createdAt": "ASC", "_id": "ASC"}
 # Columns that hold dates, so that a plain string there (rather than a DateTime wrapper) is parsed too.
 DATE_FIELDS = frozenset(
-    {"createdAt", "updatedAt", "deletedAt", "postedAt", "declaredAt", "impactStartedAt", "postmortemPostedAt"}
+    {
+        "createdAt",
+        "updatedAt",
+        "deletedAt",
+        "postedAt",
+        "declaredAt",
+        "impactStartedAt",
+        "postmortemPostedAt",
+        "startsAt",
+        "endsAt",
+    }
 )
 # A proxy or server that will not take PUT or DELETE says so with one of these.
 BLOCKED_METHOD_STATUSES = (405, 501)
@@ -87,6 +97,29 @@ INCIDENT_SELECT: dict[str, Any] = {
     "isPrivate": True,
     "isCreatedAutomatically": True,
     "createdByUserId": True,
+    # What "what changed just before" matches to Helix TeamHub projects and repositories by name.
+    "labels": {"name": True},
+    "monitors": {"name": True},
+}
+# The state timeline (oneuptime-state-timeline-notes.md §1.6); not `stateChangeLog`, a probe's whole answer.
+STATE_SELECT: dict[str, Any] = {
+    "_id": True,
+    "createdAt": True,
+    "updatedAt": True,
+    "incidentId": True,
+    "incidentStateId": True,
+    "incidentState": {
+        "name": True,
+        "color": True,
+        "order": True,
+        "isCreatedState": True,
+        "isAcknowledgedState": True,
+        "isResolvedState": True,
+    },
+    "startsAt": True,
+    "endsAt": True,
+    "rootCause": True,
+    "createdByUserId": True,
 }
 
 
@@ -113,6 +146,14 @@ NOTES = Resource(
 )
 INCIDENTS = Resource(
     path="incident", noun="incident", plural="incidents", select=INCIDENT_SELECT, permissions={"read": "Read Incident"}
+)
+# Reading it needs its own permission: "Read Incident" is not enough (state-timeline notes §0.1).
+STATE_TIMELINE = Resource(
+    path="incident-state-timeline",
+    noun="incident state timeline row",
+    plural="incident state timeline rows",
+    select=STATE_SELECT,
+    permissions={"read": "Read Incident State Timeline"},
 )
 
 
@@ -228,6 +269,15 @@ class OneUptimeClient:
 
     def count_incidents(self, query: dict[str, Any] | None = None) -> int:
         return self._count(INCIDENTS, query)
+
+    def list_state_timeline(
+        self, *, query: dict[str, Any] | None = None, sort: dict[str, Any] | None = None, skip: int = 0, limit: int = PAGE_SIZE
+    ) -> Page:
+        """POST /incident-state-timeline/get-list. Sort by `startsAt` to read a history, never by `createdAt`."""
+        return self._list(STATE_TIMELINE, query=query, sort=sort, skip=skip, limit=limit)
+
+    def count(self, resource: Resource, query: dict[str, Any] | None = None) -> int:
+        return self._count(resource, query)
 
     def _list(
         self,

@@ -1,4 +1,5 @@
-"""One pass of the OneUptime mirror: incidents, then their public notes, then what was skipped, then deletions.
+"""One pass of the OneUptime mirror: incidents, their public notes and their state timelines, then what was
+skipped, then deletions.
 
 What a finished pass guarantees: every incident and note that existed upstream when the pass began and
 could be parsed is mirrored as it was then or later; every one that could not be parsed is remembered
@@ -32,6 +33,10 @@ confirmed gone by asking for it (offset pages shift when rows are deleted mid-sc
 reconciled the same way; one is removed only when no note of it is left here (a private incident
 cannot be listed by most keys, but its notes keep it). Notes with an admin edit not yet written back
 are never overwritten or deleted.
+
+The state timeline is read with the same watermark, skipped-id and deletion guarantees. Reading it needs
+a permission of its own ("Read Incident State Timeline"); a key without it still mirrors incidents and
+notes, and the cursor says so (`states_unreadable`), so the pages can say why they fall back.
 """
 
 import logging
@@ -45,9 +50,28 @@ from django.conf import settings
 from django.db import models, transaction
 
 from dashboard.live import transitions
-from dashboard.models import Incident, IncidentNote, NoteWrite, Source, SyncState, Transition, TransitionKind
+from dashboard.models import (
+    Incident,
+    IncidentNote,
+    IncidentStateChange,
+    NoteWrite,
+    Source,
+    SyncState,
+    Transition,
+    TransitionKind,
+)
 from dashboard.upstreams.http import AnswerTooLarge
-from dashboard.upstreams.oneuptime.client import INCIDENTS, NOTES, PAGE_SIZE, UNREADABLE, OneUptimeClient, Page, Resource
+from dashboard.upstreams.oneuptime.client import (
+    INCIDENTS,
+    NOTES,
+    PAGE_SIZE,
+    STATE_TIMELINE,
+    UNREADABLE,
+    OneUptimeClient,
+    Page,
+    PermissionMissing,
+    Resource,
+)
 from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
@@ -76,6 +100,15 @@ SHOWN_INCIDENT_FIELDS = (
     "severity_color",
     "declared_at",
 )
+STATE_FIELDS = [
+    "upstream_id", "incident_upstream_id", "state_id", "state_name", "state_color", "state_order", "is_created_state",
+    "is_acknowledged_state", "is_resolved_state", "starts_at", "ends_at", "root_cause", "created_by_user_id", "created_at",
+    "updated_at", "raw", "synced_at",
+]  # fmt: skip
+# What a timeline viewer sees of a row: a change to anything else (`ends_at`, a worker's notification status) is quiet.
+SHOWN_STATE_FIELDS = ("incident_upstream_id", "state_id", "state_name", "state_color", "starts_at", "root_cause")
+# The cursor keys of each resource's watermark and skipped ids.
+CURSOR_KEYS = {NOTES.path: "notes", INCIDENTS.path: "incidents", STATE_TIMELINE.path: "states"}
 
 
 class MalformedRecord(ValueError):
@@ -92,19 +125,38 @@ def sync_notes(*, client: OneUptimeClient, now: datetime, should_stop: Callable[
             lambda items, announce: _store_notes(items, client=client, now=now, announce=announce),
         ),
     ]
+    states = ("states", client.list_state_timeline, lambda items, announce: _store_states(items, now=now, announce=announce))
     rescan = _rescan_due(now)
     for key, fetch, store in resources:
         if report.finished:
             report.add(_walk(key, fetch, store, now=now, should_stop=should_stop, rescan=rescan))
+    states_read = False
+    if report.finished:
+        try:
+            report.add(_walk(*states, now=now, should_stop=should_stop, rescan=rescan))
+            states_read = True
+        except PermissionMissing as exc:
+            log.warning("%s; incident pages fall back to the states their notes announce", exc)
+        with transaction.atomic():
+            _save_cursor("states_unreadable", "" if states_read else "the API key may not read the incident state timeline")
     if report.finished and rescan:
         with transaction.atomic():
             _save_cursor("rescanned_at", now.isoformat())
     if report.finished:
         report.add(reconcile_deleted_notes(client=client, now=now))
         report.add(reconcile_deleted_incidents(client=client, now=now))
+        if states_read:
+            report.add(reconcile_deleted_states(client=client, now=now))
+            resources.append(states)
         for key, fetch, store in resources:
             report.add(_read_skipped(key, fetch, store))
     return report
+
+
+def states_unreadable() -> str:
+    """Why the mirror holds no state timeline (empty when it can read it): the incident page says so."""
+    state = SyncState.objects.filter(source=Source.ONEUPTIME).first()
+    return state.cursor.get("states_unreadable", "") if state else ""
 
 
 def _rescan_due(now: datetime) -> bool:
@@ -193,6 +245,55 @@ def _store_incidents(items: list[dict], *, now: datetime, announce: bool) -> tup
     transitions.record(changes if announce else [])
     report.transitions = len(changes) if announce else 0
     return report, skipped_ids
+
+
+def _store_states(items: list[dict], *, now: datetime, announce: bool) -> tuple[SyncReport, set[str]]:
+    """Store a page of state timeline rows; every incident whose timeline a viewer would see change is announced,
+    and its durations derived again (quietly on a first pass)."""
+    report = SyncReport(seen=len(items))
+    parsed, skipped_ids = [], set()
+    for item in items:
+        try:
+            parsed.append(_parsed(state_values, item))
+        except MalformedRecord as exc:
+            log.warning("skipped a malformed OneUptime state timeline row: %s", exc)
+            report.skipped += 1
+            skipped_ids |= _usable_ids(item)
+    rows = {
+        row.upstream_id: row for row in IncidentStateChange.objects.filter(upstream_id__in=[v["upstream_id"] for v in parsed])
+    }
+    created, changed, touched = [], [], set()
+    for values in parsed:
+        row = rows.get(values["upstream_id"])
+        if row is not None and all(getattr(row, name) == value for name, value in values.items() if name != "raw"):
+            continue
+        shown_before = tuple(getattr(row, name) for name in SHOWN_STATE_FIELDS) if row else None
+        row = row or IncidentStateChange()
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.synced_at = now
+        (changed if row.pk else created).append(row)
+        rows[row.upstream_id] = row
+        if shown_before != tuple(getattr(row, name) for name in SHOWN_STATE_FIELDS):
+            touched.add(row.incident_upstream_id)
+            if shown_before is not None:
+                touched.add(shown_before[0])  # a row moved to another incident leaves the first one's timeline
+    IncidentStateChange.objects.bulk_create(created)
+    IncidentStateChange.objects.bulk_update(changed, STATE_FIELDS)
+    report.created += len(created)
+    report.updated += len(changed)
+    changes = _timeline_changes(touched, now=now)
+    transitions.record(changes, quiet=not announce)
+    report.transitions = len(changes) if announce else 0
+    return report, skipped_ids
+
+
+def _timeline_changes(incident_upstream_ids: set[str], *, now: datetime) -> list[Transition]:
+    incidents = Incident.objects.in_bulk(list(incident_upstream_ids), field_name="upstream_id")
+    return [
+        Transition(kind=TransitionKind.STATES_CHANGED, upstream_id=upstream_id, incident=incidents.get(upstream_id), at=now)
+        for upstream_id in sorted(incident_upstream_ids)
+    ]
 
 
 def upsert_incident(values: dict, *, now: datetime) -> tuple[Incident | None, bool]:
@@ -324,11 +425,24 @@ def reconcile_deleted_incidents(*, client: OneUptimeClient, now: datetime) -> Sy
     return SyncReport(updated=len(incidents), transitions=len(incidents))
 
 
+def reconcile_deleted_states(*, client: OneUptimeClient, now: datetime) -> SyncReport:
+    """Timeline rows deleted upstream (by hand, or with their incident or their state) go here too, and the
+    incidents they belonged to are announced and their durations derived again."""
+    mirrored = IncidentStateChange.objects.all()
+    gone = _gone(client, STATE_TIMELINE, mirrored, skipped=_cursor().get(_skipped_key("states"), []))
+    with transaction.atomic():
+        rows = mirrored.filter(upstream_id__in=gone)
+        touched = set(rows.values_list("incident_upstream_id", flat=True))
+        deleted, _ = rows.delete()
+        changes = _timeline_changes(touched, now=now)
+        transitions.record(changes)
+    return SyncReport(updated=deleted, transitions=len(changes))
+
+
 def _gone(client: OneUptimeClient, resource: Resource, mirrored: models.QuerySet, *, skipped: list[str]) -> set[str]:
     """The mirrored ids OneUptime no longer has; ids it has that are not mirrored are remembered as skipped."""
     skipped_only = set(skipped) - set(mirrored.filter(upstream_id__in=skipped).values_list("upstream_id", flat=True))
-    count = client.count_notes if resource is NOTES else client.count_incidents
-    if count() == mirrored.count() + len(skipped_only):
+    if client.count(resource) == mirrored.count() + len(skipped_only):
         return set()
     upstream_ids = set(client.list_ids(resource))
     mirrored_ids = set(mirrored.values_list("upstream_id", flat=True))
@@ -336,7 +450,7 @@ def _gone(client: OneUptimeClient, resource: Resource, mirrored: models.QuerySet
     if missed:  # read by id at the end of this pass
         log.warning("OneUptime has %d %s the mirror lacks; reading them by id", len(missed), resource.plural)
         with transaction.atomic():
-            _save_cursor("notes" if resource is NOTES else "incidents", None, skipped=missed)
+            _save_cursor(CURSOR_KEYS[resource.path], None, skipped=missed)
     seemingly_gone = mirrored_ids - upstream_ids
     return seemingly_gone - set(client.existing_ids(resource, seemingly_gone))
 
@@ -390,6 +504,40 @@ def incident_values(item: dict[str, Any]) -> dict[str, Any]:
             "declared_at": _date(item, "declaredAt"),
             "incident_number": _count(item.get("incidentNumber")),
             "incident_number_with_prefix": _text(item.get("incidentNumberWithPrefix")),
+            "created_at": _date(item, "createdAt"),
+            "updated_at": _date(item, "updatedAt"),
+            "raw": _without_nul(item),
+        }
+    )
+
+
+def state_values(item: dict[str, Any]) -> dict[str, Any]:
+    upstream_id = _required_id(item, "state timeline row")
+    incident_id = item.get("incidentId")
+    if not isinstance(incident_id, str) or not incident_id or len(incident_id) > 100:
+        raise MalformedRecord(f"state timeline row {upstream_id} has no usable incidentId")
+    starts_at = _date(item, "startsAt")
+    if starts_at is None:
+        raise MalformedRecord(f"state timeline row {upstream_id} has no startsAt")
+    state = _object(item, "incidentState")
+    order = state.get("order")
+    return _fitted(
+        {
+            "upstream_id": upstream_id,
+            "incident_upstream_id": incident_id,
+            "state_id": _text(item.get("incidentStateId")),
+            "state_name": _text(state.get("name")) or "(unnamed state)",
+            "state_color": _text(state.get("color")),
+            "state_order": int(order)
+            if isinstance(order, (int, float)) and not isinstance(order, bool) and abs(order) < 2**31
+            else None,
+            "is_created_state": state.get("isCreatedState") is True,
+            "is_acknowledged_state": state.get("isAcknowledgedState") is True,
+            "is_resolved_state": state.get("isResolvedState") is True,
+            "starts_at": starts_at,
+            "ends_at": _date(item, "endsAt"),
+            "root_cause": _text(item.get("rootCause")),
+            "created_by_user_id": _text(item.get("createdByUserId")),
             "created_at": _date(item, "createdAt"),
             "updated_at": _date(item, "updatedAt"),
             "raw": _without_nul(item),
@@ -561,7 +709,7 @@ def sync_note(*, client: OneUptimeClient, note_id: str, now: datetime) -> SyncRe
 
 _MAX_LENGTHS = {
     field.name: field.max_length
-    for model in (Incident, IncidentNote)
+    for model in (Incident, IncidentNote, IncidentStateChange)
     for field in model._meta.get_fields()
     if isinstance(field, models.CharField) and field.max_length
 }

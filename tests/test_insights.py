@@ -1,0 +1,88 @@
+"""/insights/: the retrospective's figures from the real sync, kept true when upstream backdates or deletes."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from dashboard.upstreams.oneuptime import sync as note_sync
+from dashboard.web import insights
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime.now(UTC)  # the page counts weeks back from the real now
+THIS_WEEK = insights.week_start(NOW)
+LAST_WEEK = THIS_WEEK - timedelta(weeks=1)
+
+
+@pytest.fixture
+def sim(oneuptime_sim):
+    oneuptime_sim.now = NOW
+    oneuptime_sim.clock = lambda: oneuptime_sim.now
+    return oneuptime_sim
+
+
+@pytest.fixture
+def person(client):
+    client.force_login(get_user_model().objects.create_user("lead", password="a long pass phrase"))
+    return client
+
+
+def incident(sim, declared, *, severity, ack_after, resolve_after):
+    """An incident declared at `declared`, acknowledged and resolved so many minutes later, through the incident form."""
+    sim.now = declared
+    made = sim.add_incident(severity=severity, declaredAt=declared)
+    sim.now = declared + timedelta(minutes=ack_after)
+    sim.set_incident_state(made["_id"], "Acknowledged")
+    if resolve_after is not None:
+        sim.now = declared + timedelta(minutes=resolve_after)
+        sim.set_incident_state(made["_id"], "Resolved")
+    sim.now = NOW
+    return made
+
+
+def row(html, kind, key):
+    attribute = "week" if kind == "week" else "severity"
+    return re.search(rf'data-insight="{kind}" data-{attribute}="{key}" data-incidents="(\d+)">(.*?)</tr>', html)
+
+
+def test_per_week_and_per_severity_counts_and_medians_and_backdating_recomputes(sim, oneuptime_client, person):
+    last_week = LAST_WEEK + timedelta(days=2)
+    incident(sim, last_week, severity="Critical", ack_after=2, resolve_after=30)
+    incident(sim, last_week + timedelta(hours=3), severity="Critical", ack_after=10, resolve_after=90)
+    slow = incident(sim, last_week + timedelta(hours=6), severity="Major", ack_after=60, resolve_after=300)
+    incident(sim, THIS_WEEK + timedelta(minutes=1), severity="Minor", ack_after=4, resolve_after=None)
+    note_sync.sync_notes(client=oneuptime_client, now=NOW)
+
+    html = person.get("/insights/?weeks=2").content.decode()
+    earlier = row(html, "week", f"{LAST_WEEK:%Y-%m-%d}")
+    assert earlier[1] == "3" and "<td>10 min 0 s</td>" in earlier[2], "median time to acknowledge of 2, 10 and 60 min"
+    assert "<td>1 h 30 min</td>" in earlier[2] and "<td>5 h 0 min</td>" in earlier[2], "median and p90 to resolve"
+    assert row(html, "week", f"{THIS_WEEK:%Y-%m-%d}")[1] == "1"
+    assert row(html, "severity", "Critical")[1] == "2" and row(html, "severity", "Minor")[1] == "1"
+    assert 'data-insight="total" data-incidents="4"' in html
+
+    sim.now = NOW + timedelta(minutes=1)
+    sim.delete_state(sim.states_of(slow["_id"])[1]["_id"])  # acknowledged, but really a minute in:
+    sim.add_state(slow["_id"], "Acknowledged", starts_at=last_week + timedelta(hours=6, minutes=1))
+    note_sync.sync_notes(client=oneuptime_client, now=sim.now)
+    html = person.get("/insights/?weeks=2&severity=Major").content.decode()
+    assert row(html, "week", f"{LAST_WEEK:%Y-%m-%d}")[1] == "1"
+    assert "<td>1 min 0 s</td>" in row(html, "week", f"{LAST_WEEK:%Y-%m-%d}")[2], "the backdated acknowledgement counts"
+
+
+def test_it_asks_for_a_login_and_a_nonsense_filter_shows_the_default(client, person):
+    assert client.get("/insights/").status_code == 200
+    client.logout()
+    assert client.get("/insights/").status_code == 302
+    person.force_login(get_user_model().objects.get(username="lead"))
+    html = person.get("/insights/?weeks=lots&severity=%00").content.decode()
+    assert html.count('data-insight="week"') == insights.WEEKS_SHOWN
+
+
+def test_quantiles_are_times_some_incident_took():
+    minutes = [timedelta(minutes=m) for m in (1, 2, 3, 4, 100)]
+    assert insights.quantile(minutes, 0.5) == timedelta(minutes=3)
+    assert insights.quantile(minutes, 0.9) == timedelta(minutes=100)
+    assert insights.quantile([], 0.5) is None
