@@ -13,6 +13,7 @@ from urllib.parse import quote
 import requests
 
 from dashboard.upstreams import http as upstream
+from dashboard.upstreams.storable import Unstorable, storable, text
 
 ACCEPT = "application/vnd.hth.v1"
 PAGE_SIZE = 100
@@ -204,8 +205,12 @@ def parse_event(item: Any) -> HthEvent:
     if not isinstance(item, dict):
         raise MalformedEvent(f"expected an object, got {type(item).__name__}")
     event_id = item.get("id")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH:
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH or text(event_id) != event_id:
         raise MalformedEvent(f"missing or invalid id {event_id!r}")
+    try:
+        item = storable(item)  # NUL dropped, lone surrogates replaced: one odd character must not fail a pass
+    except Unstorable as exc:
+        raise MalformedEvent(f"event {event_id}: {exc}") from None
     raw = {key: value for key, value in item.items() if key not in ("api_status", "api_timestamp")}
     objects = item.get("objects", {})
     if objects is None:
@@ -270,7 +275,7 @@ def _text(event_id: str, name: str, value: Any) -> str:
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise MalformedEvent(f"event {event_id}: {name} is not text")
-    return str(value).replace("\x00", "")
+    return str(value)  # already storable: parse_event cleaned the whole item
 
 
 def _key(event_id: str, name: str, value: Any) -> str:

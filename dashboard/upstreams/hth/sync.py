@@ -49,6 +49,7 @@ from dashboard.models import Event, EventStatus, Source, SyncState, Transition
 from dashboard.upstreams.hth.client import MAX_ID_LENGTH, PAGE_SIZE, EventPage, HthClient, HthEvent, MalformedEvent
 from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.report import SyncReport
+from dashboard.upstreams.storable import text
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ MIRRORED_FIELDS = [f.name for f in fields(HthEvent) if f.name != "id"]
 UPDATED_FIELDS = MIRRORED_FIELDS + ["synced_at", "progress_changed_at", "status"]
 # Errors about the data of a row (a value PostgreSQL cannot store, a key another writer just took):
 # only these make one row "bad". Anything else (OperationalError, InterfaceError) aborts the pass.
-ROW_ERRORS = (DataError, IntegrityError)
+# A string the database driver cannot encode (UnicodeError) is one row's fault too.
+ROW_ERRORS = (DataError, IntegrityError, UnicodeError)
 ANCHOR = 3  # events each page overlaps the previous one by
 MAX_SEARCH_PAGES = 200  # looking for a lost anchor; after that the run's region is read again from the top
 RETRIES_PER_PASS = 100
@@ -210,7 +212,13 @@ def _place(anchor: list[dict], page: EventPage, fetch_at: int) -> int | str:
 def _retry_id(raw) -> str | None:
     """The id to fetch a malformed item by later, if it has one the API could answer to."""
     event_id = raw.get("id") if isinstance(raw, dict) else None
-    if isinstance(event_id, str) and event_id and len(event_id) <= MAX_ID_LENGTH and "/" not in event_id:
+    if (
+        isinstance(event_id, str)
+        and event_id
+        and len(event_id) <= MAX_ID_LENGTH
+        and "/" not in event_id
+        and text(event_id) == event_id
+    ):
         return event_id
     return None
 

@@ -48,6 +48,8 @@ from dashboard.live import transitions
 from dashboard.models import Incident, IncidentNote, NoteWrite, Source, SyncState, Transition, TransitionKind
 from dashboard.upstreams.oneuptime.client import INCIDENTS, NOTES, PAGE_SIZE, OneUptimeClient, Page, Resource
 from dashboard.upstreams.report import SyncReport
+from dashboard.upstreams.storable import storable
+from dashboard.upstreams.storable import text as storable_text
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +393,7 @@ def incident_values(item: dict[str, Any]) -> dict[str, Any]:
             "incident_number_with_prefix": _text(item.get("incidentNumberWithPrefix")),
             "created_at": _date(item, "createdAt"),
             "updated_at": _date(item, "updatedAt"),
-            "raw": _without_nul(item),
+            "raw": storable(item),
         }
     )
 
@@ -409,13 +411,13 @@ def note_values(item: dict[str, Any]) -> dict[str, Any]:
         {
             "upstream_id": upstream_id,
             "incident_upstream_id": incident_id,
-            "incident_summary": item.get("incident") if isinstance(item.get("incident"), dict) else {},
+            "incident_summary": storable(item.get("incident")) if isinstance(item.get("incident"), dict) else {},
             "project_id": _text(item.get("projectId")),
             "created_by_user_id": _text(item.get("createdByUserId")),
             "created_by_name": _text(author.get("name")) if isinstance(author, dict) else "",
             "created_by_email": _text(author.get("email")) if isinstance(author, dict) else "",
             "note": _text(item.get("note")),
-            "attachments": attachments if isinstance(attachments, list) else [],
+            "attachments": storable(attachments) if isinstance(attachments, list) else [],
             "subscriber_notification_status_message": _text(item.get("subscriberNotificationStatusMessage")),
             "should_status_page_subscribers_be_notified_on_note_created": bool(
                 item.get("shouldStatusPageSubscribersBeNotifiedOnNoteCreated")
@@ -426,7 +428,7 @@ def note_values(item: dict[str, Any]) -> dict[str, Any]:
             "updated_at": _date(item, "updatedAt"),
             "version": _count(item.get("version")),
             # Everything but the text, which `note` holds: a 10 MB note is then stored, and read back, once.
-            "raw": _without_nul({name: value for name, value in item.items() if name != "note"}),
+            "raw": storable({name: value for name, value in item.items() if name != "note"}),
         }
     )
 
@@ -453,7 +455,8 @@ def _fitted(values: dict) -> dict:
 
 def _usable_ids(item: Any) -> set[str]:
     upstream_id = item.get("_id") if isinstance(item, dict) else None
-    return {upstream_id} if isinstance(upstream_id, str) and 0 < len(upstream_id) <= 100 else set()
+    usable = isinstance(upstream_id, str) and 0 < len(upstream_id) <= 100 and storable_text(upstream_id) == upstream_id
+    return {upstream_id} if usable else set()
 
 
 def _object(item: dict, name: str) -> dict:
@@ -470,26 +473,15 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**31 - 1 else None
 
 
-def _without_nul(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold NUL, so it is dropped from every string, keys included."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(item) for item in value]
-    return value
-
-
 def _required_id(item: dict, noun: str) -> str:
     upstream_id = item.get("_id")
-    if not isinstance(upstream_id, str) or not upstream_id or len(upstream_id) > 100:
+    if not isinstance(upstream_id, str) or not upstream_id or len(upstream_id) > 100 or storable_text(upstream_id) != upstream_id:
         raise MalformedRecord(f"{noun} without a usable _id: {upstream_id!r}")
     return upstream_id
 
 
 def _text(value: Any) -> str:
-    return value.replace("\x00", "") if isinstance(value, str) else ("" if value is None else str(value))
+    return storable_text(value) if isinstance(value, str) else ("" if value is None else str(value))
 
 
 def _date(item: dict, name: str) -> datetime | None:
