@@ -7,6 +7,7 @@ poller (dashboard/poller/hooks.py) applies what was queued. Every refusal is one
 import functools
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +15,15 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from dashboard import metrics
 from dashboard.models import HookDelivery
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: a push of a few hundred commits fits many times over
 SECRET_HEADER = "X-Pulseboard-Secret"  # noqa: S105 -- the header's name, not a secret
 SIGNATURE_HEADER = "X-Hub-Signature"
+MAX_QUEUED = 2000  # deliveries waiting for the poller: about two drains' worth of reads; see `enqueue`
 
 
 class HookRefused(Exception):
@@ -57,13 +62,46 @@ def receiver(*, configured: Callable[[], bool]):
 
 
 def enqueue(deliveries: Deliveries) -> int:
-    """Queue deliveries for the poller. A hint already waiting covers a new one: it asks for the same pass."""
-    rows = [HookDelivery(kind=kind, payload=payload) for kind, payload in deliveries]
-    hints = {row.kind for row in rows if row.kind == HookDelivery.Kind.HTH_HINT}
-    if hints and HookDelivery.objects.filter(kind__in=hints).exists():
-        rows = [row for row in rows if row.kind not in hints]
+    """Queue deliveries for the poller, within MAX_QUEUED rows; returns how many rows were added.
+
+    Every delivery is a hint (the poller re-reads what it names), so what is already waiting covers a
+    repeat: one hint row asks for the same list pass, one row per event or note id for the same read.
+    Past MAX_QUEUED, named events give way to one list hint and notes to the regular pass, which read
+    the newest changes anyway; each such drop is counted in /metrics.
+    """
+    rows = _not_waiting([HookDelivery(kind=kind, payload=payload) for kind, payload in deliveries])
+    metrics.HOOK_DELIVERIES.labels("coalesced").inc(len(deliveries) - len(rows))
+    room = max(0, MAX_QUEUED - HookDelivery.objects.count())
+    if len(rows) > room:
+        dropped = rows[room:]
+        rows = rows[:room]
+        metrics.HOOK_DELIVERIES.labels("dropped").inc(len(dropped))
+        log.warning("the hook queue is full (%d); dropped %d deliveries for the regular passes", MAX_QUEUED, len(dropped))
+        hinted = any(row.kind == HookDelivery.Kind.HTH_HINT for row in rows) or _hint_waiting()
+        if any(row.kind == HookDelivery.Kind.HTH_EVENTS for row in dropped) and not hinted:
+            # One row past the bound, at most: the list pass it asks for reads the newest events.
+            rows.append(HookDelivery(kind=HookDelivery.Kind.HTH_HINT, payload={}))
     HookDelivery.objects.bulk_create(rows)
+    metrics.HOOK_DELIVERIES.labels("queued").inc(len(rows))
     return len(rows)
+
+
+def _not_waiting(rows: list[HookDelivery]) -> list[HookDelivery]:
+    """`rows` without repeats and without what an equal queued delivery already asks for."""
+    fresh = []
+    for kind, key in ((HookDelivery.Kind.HTH_EVENTS, "id"), (HookDelivery.Kind.ONEUPTIME_NOTE, "note_id")):
+        named = {row.payload[key]: row for row in rows if row.kind == kind}  # the last of repeats in one delivery
+        if named:
+            queued = HookDelivery.objects.filter(kind=kind, **{f"payload__{key}__in": list(named)})
+            waiting = set(queued.values_list(f"payload__{key}", flat=True))
+            fresh += [row for upstream_id, row in named.items() if upstream_id not in waiting]
+    if any(row.kind == HookDelivery.Kind.HTH_HINT for row in rows) and not _hint_waiting():
+        fresh.append(HookDelivery(kind=HookDelivery.Kind.HTH_HINT, payload={}))
+    return fresh
+
+
+def _hint_waiting() -> bool:
+    return HookDelivery.objects.filter(kind=HookDelivery.Kind.HTH_HINT).exists()
 
 
 def check_secret(request: HttpRequest, secret: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from django.conf import settings
 
 from dashboard.upstreams import http as upstream
 from dashboard.upstreams.storable import Unstorable, storable, text
@@ -83,6 +84,10 @@ class HthClient:
                 "Authorization": f"hth.company_key='{company_key}',account_key='{account_key}'",
             }
         )
+
+    @classmethod
+    def from_settings(cls) -> "HthClient":
+        return cls(base_url=settings.HTH_API_URL, company_key=settings.HTH_COMPANY_KEY, account_key=settings.HTH_ACCOUNT_KEY)
 
     def list_events(
         self,

@@ -84,6 +84,11 @@ def sync_events(
     return report
 
 
+def in_scope(event: HthEvent) -> bool:
+    """Whether the mirror keeps `event`: every project, or only those of HTH_PROJECTS (as the list passes read)."""
+    return not settings.HTH_PROJECTS or event.project in settings.HTH_PROJECTS
+
+
 def _sync_stream(*, client, project, now, on_progress, should_stop) -> SyncReport:
     key = project or "*"
     stream = _cursor().get("streams", {}).get(key, {})

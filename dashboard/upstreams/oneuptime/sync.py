@@ -520,29 +520,44 @@ def _save_cursor(key: str, position: dict | None, *, skipped: Iterable[str] = ()
     state.save(update_fields=["cursor"])
 
 
-def sync_note(*, client: OneUptimeClient, note_id: str, now: datetime) -> SyncReport:
-    """Re-read one note now, because a webhook named it; a note OneUptime no longer has is a deletion.
+def sync_notes_by_id(*, client: OneUptimeClient, note_ids: Iterable[str], now: datetime) -> SyncReport:
+    """Re-read the notes webhooks named, PAGE_SIZE in one call; a note OneUptime no longer has is a deletion.
 
-    The watermark does not move: the next regular pass reads this note again and finds nothing new.
+    The watermark does not move: the next regular pass reads these notes again and finds nothing new.
     """
-    item = client.get_note(note_id)
-    with transaction.atomic():
-        if item is not None:
-            report, skipped_ids = _store_notes([item], client=client, now=now, announce=True)
-            if skipped_ids:  # read again by every regular pass until it can be stored
-                _cursor()
-                _save_cursor("notes", None, skipped=skipped_ids)
-            return report
-        gone = list(
-            IncidentNote.objects.filter(upstream_id=note_id).exclude(writes__state__in=UNDELIVERED).select_related("incident")
-        )
-        changes = [
-            Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)
-            for note in gone
-        ]
-        IncidentNote.objects.filter(pk__in=[note.pk for note in gone]).delete()
-        transitions.record(changes)
-    return SyncReport(seen=1, updated=len(changes), transitions=len(changes))
+    report = SyncReport()
+    for chunk in batched(dict.fromkeys(note_ids), PAGE_SIZE):
+        page = client.list_notes(query={"_id": {"_type": "Includes", "value": list(chunk)}}, sort=ORDER, limit=PAGE_SIZE)
+        found = {item.get("_id") for item in page.items if isinstance(item, dict)}
+        with transaction.atomic():
+            if page.items:
+                report.add(_store_named_notes(page.items, client=client, now=now))
+            report.add(_forget_notes([note_id for note_id in chunk if note_id not in found], now=now))
+    return report
+
+
+def _store_named_notes(items: list[dict], *, client: OneUptimeClient, now: datetime) -> SyncReport:
+    report, skipped_ids = _store_notes(items, client=client, now=now, announce=True)
+    if skipped_ids:  # read again by every regular pass until it can be stored
+        _cursor()
+        _save_cursor("notes", None, skipped=skipped_ids)
+    return report
+
+
+def _forget_notes(note_ids: list[str], *, now: datetime) -> SyncReport:
+    """Delete mirrored notes OneUptime no longer has, unless an admin's edit of one is on its way up."""
+    if not note_ids:
+        return SyncReport()
+    gone = list(
+        IncidentNote.objects.filter(upstream_id__in=note_ids).exclude(writes__state__in=UNDELIVERED).select_related("incident")
+    )
+    changes = [
+        Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)
+        for note in gone
+    ]
+    IncidentNote.objects.filter(pk__in=[note.pk for note in gone]).delete()
+    transitions.record(changes)
+    return SyncReport(seen=len(note_ids), updated=len(changes), transitions=len(changes))
 
 
 _MAX_LENGTHS = {
