@@ -5,6 +5,8 @@ The page and its examples disagree on where target-specific attributes live and 
 the parser accepts every documented form. It never touches models: sync.py decides what to store.
 """
 
+import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,7 @@ PAGE_SIZE = 100
 # Longer values than these cannot be indexed sensibly; such an item is rejected, not truncated.
 MAX_ID_LENGTH = 100
 MAX_KEY_LENGTH = 200
+DOT_SEGMENT = re.compile(r"\.{1,2}")
 
 
 class MalformedEvent(ValueError):
@@ -84,6 +87,7 @@ class HthClient:
                 "Authorization": f"hth.company_key='{company_key}',account_key='{account_key}'",
             }
         )
+        self.session.prepare_request = functools.partial(_keep_dot_segments, self.session.prepare_request)
 
     @classmethod
     def from_settings(cls) -> "HthClient":
@@ -266,8 +270,21 @@ def parse_event(item: Any) -> HthEvent:
 
 
 def _event_path(event_id: str) -> str:
-    """An upstream id is one path segment, whatever it holds: "?", "#" or a space must not reshape the URL."""
-    return f"/events/{quote(event_id, safe='')}"
+    """An upstream id is one path segment, whatever it holds: "?", "#", a space, "." or ".." must not reshape
+    the URL (a dot-only segment is sent as %2E, see `_keep_dot_segments`)."""
+    segment = quote(event_id, safe="")
+    return f"/events/{segment.replace('.', '%2E') if DOT_SEGMENT.fullmatch(segment) else segment}"
+
+
+def _keep_dot_segments(prepare, request: requests.Request) -> requests.PreparedRequest:
+    """requests decodes %2E back to "." after removing dot segments, and a server would then read
+    /events/.. as /: encode a dot-only segment again. A URL requests prepared has no other dot segments."""
+    prepared = prepare(request)
+    path, mark, query = prepared.url.partition("?")
+    parts = path.split("/")
+    parts[3:] = [part.replace(".", "%2E") if DOT_SEGMENT.fullmatch(part) else part for part in parts[3:]]
+    prepared.url = "/".join(parts) + mark + query
+    return prepared
 
 
 def _object_id(value: Any) -> Any:
