@@ -38,7 +38,7 @@ aborts the pass and commits nothing; a row the database refuses, and a malformed
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -64,6 +64,7 @@ ROW_ERRORS = (DataError, IntegrityError, UnicodeError)
 ANCHOR = 3  # events each page overlaps the previous one by
 MAX_SEARCH_PAGES = 200  # looking for a lost anchor; after that the run's region is read again from the top
 RETRIES_PER_PASS = 100
+RECHECK_MAX = 100  # events an admin's re-check reads, one request each, while the admin waits
 DOWN, UP = "down", "up"
 
 
@@ -286,6 +287,41 @@ def refresh_unfinished_events(*, client: HthClient, now: datetime) -> SyncReport
     if failure:
         raise failure  # what could be fetched is stored; the error is recorded for /healthz
     return report
+
+
+@dataclass
+class Recheck:
+    stored: int = 0
+    deleted: list[str] = field(default_factory=list)
+    unread: int = 0  # after an upstream error, or past RECHECK_MAX
+    error: str = ""
+
+
+def recheck_events(*, client: HthClient, upstream_ids: list[str], now: datetime) -> Recheck:
+    """An admin's check of rows against Helix TeamHub: store its answer for each, and delete the rows it
+    answers 404 for (or that HTH_PROJECTS leaves out). Nothing else removes an event the API no longer has:
+    its list cannot say that an event went. Only an explicit 404 deletes; an error deletes nothing."""
+    result, fresh = Recheck(unread=max(0, len(upstream_ids) - RECHECK_MAX)), []
+    for position, event_id in enumerate(upstream_ids[:RECHECK_MAX]):
+        try:
+            event = client.get_event(event_id)
+        except MalformedEvent as exc:
+            log.warning("event %s is malformed upstream; kept: %s", event_id, exc)
+            continue
+        except UpstreamError as exc:
+            result.error = str(exc)
+            result.unread += min(len(upstream_ids), RECHECK_MAX) - position
+            break
+        if event is None or not in_scope(event):
+            result.deleted.append(event_id)
+        else:
+            fresh.append(event)
+    store_events(fresh, now=now, announce_new=False)
+    result.stored = len(fresh)
+    with transaction.atomic():
+        Event.objects.filter(upstream_id__in=result.deleted).delete()  # their transitions go with them
+        _save_retries(stored=result.deleted, failed={}, cursor=None)
+    return result
 
 
 def sweep_live_events(*, now: datetime) -> int:
