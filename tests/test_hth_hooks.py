@@ -3,6 +3,8 @@
 import hashlib
 import hmac
 import json
+import time
+import uuid
 
 import pytest
 from django.utils import timezone
@@ -19,6 +21,11 @@ SECRET = "hth-webhook-secret"
 @pytest.fixture
 def hooked(hth_sim, settings):
     settings.HTH_WEBHOOK_SECRET = SECRET
+    # A fresh record of signed Hooks already received, so that tests posting the same Hook do not meet.
+    settings.CACHES = {
+        **settings.CACHES,
+        "hooks": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(uuid.uuid4())},
+    }
     return hth_sim
 
 
@@ -124,7 +131,8 @@ def test_only_post_is_accepted(client, hooked):
 def test_a_signed_hook_is_a_hint_that_starts_the_list_pass(client, hooked, content_type):
     payload = {"operation": "created", "type": "project", "subject": {"id": "a1"}, "project": {"id": "luotsi"}}
     assert post_hook(client, payload, content_type=content_type).status_code == 202
-    assert post_hook(client, payload, content_type=content_type).status_code == 202  # a waiting hint covers it
+    other = {**payload, "subject": {"id": "a2"}}
+    assert post_hook(client, other, content_type=content_type).json() == {"queued": 0}  # a waiting hint covers it
     assert HookDelivery.objects.get().kind == HookDelivery.Kind.HTH_HINT
     assert hooks.drain(now=timezone.now()) == {Source.HTH}
     assert hooks.drain(now=timezone.now()) == set()
@@ -240,3 +248,18 @@ def test_a_drain_stops_between_two_reads_and_keeps_the_batch(client, hooked):
     reads = [path for method, path in hooked.requests if path.startswith("/api/events/")]
     assert len(reads) == 1  # one read, then the stop was seen
     assert HookDelivery.objects.count() == 3  # still queued for the next run
+
+
+def test_a_replayed_hook_is_refused_within_the_window(client, hooked, monkeypatch):
+    from dashboard.upstreams import webhooks
+
+    monkeypatch.setattr(webhooks, "REPLAY_WINDOW_SECONDS", 1)
+    payload = {"operation": "pushed", "type": "repository", "ref": "refs/heads/main"}
+    assert post_hook(client, payload).status_code == 202
+    hooks.drain(now=timezone.now())
+    replay = post_hook(client, payload)
+    assert (replay.status_code, replay.content) == (409, b"this signed Hook was already received in the last 1 seconds\n")
+    assert not HookDelivery.objects.exists()
+    assert post_hook(client, {**payload, "ref": "refs/heads/next"}).status_code == 202  # another Hook is news
+    time.sleep(1.2)
+    assert post_hook(client, payload).status_code == 202  # the record is bounded in time

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.core.cache import caches
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: a push of a few hundred commits fits many times over
 SECRET_HEADER = "X-Pulseboard-Secret"  # noqa: S105 -- the header's name, not a secret
 SIGNATURE_HEADER = "X-Hub-Signature"
+REPLAY_WINDOW_SECONDS = 600
 MAX_QUEUED = 2000  # deliveries waiting for the poller: about two drains' worth of reads; see `enqueue`
 
 
@@ -121,6 +123,21 @@ def check_signature(request: HttpRequest, body: bytes, secret: str) -> None:
     expected = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
     if not hmac.compare_digest(given.lower().encode(), expected.encode()):
         raise HookRefused(403, f"{SIGNATURE_HEADER} does not match the body")
+
+
+def check_not_replayed(body: bytes) -> None:
+    """A signed Hook carries no timestamp and no delivery id, so a captured one could be sent again for
+    ever: its body is remembered for REPLAY_WINDOW_SECONDS (in the "hooks" cache) and the same body
+    again within that time is refused. A replay after it asks for one list pass, which is harmless.
+    Should the cache fail (Redis down), the Hook is let through: it is only a hint."""
+    key = "hook-seen:" + hashlib.sha256(body).hexdigest()
+    try:
+        first = caches["hooks"].add(key, 1, timeout=REPLAY_WINDOW_SECONDS)
+    except Exception as exc:
+        log.warning("could not check a signed Hook for a replay (%s); accepting it", " ".join(str(exc).split())[:200])
+        return
+    if not first:
+        raise HookRefused(409, f"this signed Hook was already received in the last {REPLAY_WINDOW_SECONDS} seconds")
 
 
 def read_body(request: HttpRequest) -> bytes:

@@ -40,6 +40,7 @@ def receive(request: HttpRequest) -> webhooks.Deliveries:
         body = webhooks.read_body(request)
         webhooks.check_signature(request, body, settings.HTH_WEBHOOK_SECRET)
         check_hook_body(body, content_type=request.content_type)
+        webhooks.check_not_replayed(body)
         return [(HookDelivery.Kind.HTH_HINT, {})]
     webhooks.check_secret(request, settings.HTH_WEBHOOK_SECRET)
     return [(HookDelivery.Kind.HTH_EVENTS, {"id": event_id}) for event_id in pushed_ids(webhooks.read_body(request))]
