@@ -84,3 +84,14 @@ def test_a_note_nested_deeper_than_the_stack_is_one_skipped_row(oneuptime_sim, o
     assert report.finished and report.skipped >= 1
     assert IncidentNote.objects.filter(upstream_id=good["_id"]).exists()
     assert not IncidentNote.objects.filter(upstream_id=bad["_id"]).exists()
+
+
+def test_an_event_nested_beyond_the_parser_costs_one_item_not_its_page(hth_sim, hth):
+    hth_sim.generate(30)
+    bad = hth_sim.add_malformed_event("beyond_parser")
+    newer = hth_sim.add_event(target="push")
+    report = hth_sync.sync_events(client=hth, now=timezone.now())
+    assert report.finished and report.skipped == 1
+    assert not Event.objects.filter(upstream_id=bad["id"]).exists()
+    assert set(Event.objects.values_list("upstream_id", flat=True)) == {e["id"] for e in hth_sim.well_formed_events()}
+    assert newer["id"] in set(Event.objects.values_list("upstream_id", flat=True))

@@ -90,11 +90,23 @@ TASK_TITLES = (
     "Upgrade the chef cookbooks",
 )
 ROLES = ("guest", "developer", "developer", "master")
-MALFORMED_KINDS = ("bad_timestamp", "missing_id", "bad_progress", "not_an_object", "deeply_nested", "oversized")
+MALFORMED_KINDS = (
+    "bad_timestamp",
+    "missing_id",
+    "bad_progress",
+    "not_an_object",
+    "deeply_nested",
+    "beyond_parser",
+    "oversized",
+)
 # Hostile but valid: a client must store these (cleaned), not reject them. A lone UTF-16 surrogate is
 # valid JSON and no Unicode text; one in an event's name used to fail every pass of a mirror.
 HOSTILE_KINDS = ("lone_surrogate",)
 NESTED_DEPTH = 100  # deeper than any record a client should store
+# Served in place of this marker: an array nested deeper than Python's json (or any stack) parses, so
+# the whole page that holds it cannot be parsed at once.
+BEYOND_PARSER = "\x00beyond-parser\x00"
+BEYOND_PARSER_DEPTH = 100_000
 OVERSIZED_CHARS = 1_000_001  # more text than a client should store for one event
 
 # How often each kind of event happens; history also holds finished builds.
@@ -488,6 +500,8 @@ class Simulator(loopback.LoopbackSimulator):
                     for _ in range(NESTED_DEPTH):
                         hostile = {"inner": hostile}
                     item["objects"]["hostile"] = hostile
+                elif kind == "beyond_parser":
+                    item["objects"]["hostile"] = BEYOND_PARSER
                 elif kind == "oversized":
                     item["objects"]["hostile"] = "x" * OVERSIZED_CHARS
                 elif kind == "lone_surrogate":
@@ -530,7 +544,7 @@ class Simulator(loopback.LoopbackSimulator):
                 payload = {"api_status": status, "api_timestamp": stamp, "message": error.message}
                 if error.errors is not None:
                     payload["errors"] = error.errors
-            return Response(status, json.dumps(payload).encode(), extra)
+            return Response(status, _spliced(json.dumps(payload)).encode(), extra)
 
     def _route(self, method: str, path: str, headers: Message, body: bytes, stamp: str) -> tuple[int, Any]:
         if self._faults:
@@ -812,6 +826,14 @@ class Simulator(loopback.LoopbackSimulator):
         item["updated_at"] = _iso(finished)
         if self._rng.random() < FAILED_BUILD_SHARE:
             item["operation"] = "failed"
+
+
+def _spliced(text: str) -> str:
+    """An answer with each BEYOND_PARSER marker replaced by JSON nested deeper than any parser's stack."""
+    marker = json.dumps(BEYOND_PARSER)
+    if marker not in text:
+        return text
+    return text.replace(marker, "[" * BEYOND_PARSER_DEPTH + "]" * BEYOND_PARSER_DEPTH)
 
 
 def hook_request(payload: dict[str, Any], *, secret: str, content_type: str = "form") -> tuple[bytes, dict[str, str]]:

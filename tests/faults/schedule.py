@@ -68,7 +68,16 @@ def _step(rng: random.Random, kind: str) -> dict:
         step["count"] = rng.randint(1, 5)
     elif kind == "hth_malformed":
         step["malformed"] = rng.choice(
-            ("bad_timestamp", "bad_progress", "missing_id", "not_an_object", "deeply_nested", "oversized", "lone_surrogate")
+            (
+                "bad_timestamp",
+                "bad_progress",
+                "missing_id",
+                "not_an_object",
+                "deeply_nested",
+                "beyond_parser",
+                "oversized",
+                "lone_surrogate",
+            )
         )
     elif kind == "note_arrivals":
         step["incidents"] = rng.randint(0, 2)

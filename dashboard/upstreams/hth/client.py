@@ -30,6 +30,10 @@ class MalformedEvent(ValueError):
     """One item of a response cannot be understood; the rest of the page still can."""
 
 
+class NestedTooDeep(upstream.UpstreamError):
+    """An answer nested deeper than the JSON parser's stack: it cannot be read whole, however often it is asked."""
+
+
 @dataclass(frozen=True)
 class HthEvent:
     id: str
@@ -108,7 +112,12 @@ class HthClient:
         params.update({k: v for k, v in (("project", project), ("operation", operation), ("target", target)) if v})
         if expand_subject:
             params["expand"] = "subject"
-        body = self._json(self._send("GET", "/events", params=params))
+        try:
+            body = self._json(self._send("GET", "/events", params=params))
+        except NestedTooDeep:
+            if limit == 1:
+                raise
+            return self._list_one_by_one(offset=offset, limit=limit, project=project, operation=operation, target=target)
         metadata = body.get("metadata") if isinstance(body, dict) else None
         results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(metadata, dict) or not isinstance(results, list):
@@ -133,11 +142,36 @@ class HthClient:
             next_offset=next_offset,
         )
 
+    def _list_one_by_one(self, *, offset: int, limit: int, **filters) -> EventPage:
+        """A page that cannot be parsed whole, read an item at a time: one item nested too deep is then
+        one bad item (without an id to fetch it by), and the rest of the page is still read."""
+        events, offsets, bad_items, more, next_offset = [], {}, [], False, offset
+        for position in range(offset, offset + limit):
+            try:
+                page = self.list_events(offset=position, limit=1, **filters)
+            except NestedTooDeep as exc:
+                bad_items.append(BadItem(position=position, reason=str(exc), raw=None))
+                more, next_offset = True, position + 1
+                continue
+            if not (page.events or page.bad_items):
+                more = False
+                break
+            events += page.events
+            offsets.update(page.offsets)
+            bad_items += page.bad_items
+            more, next_offset = page.more_results, position + 1
+            if not more:
+                break
+        return EventPage(events=events, offsets=offsets, bad_items=bad_items, more_results=more, next_offset=next_offset)
+
     def get_event(self, event_id: str, *, expand_subject: bool = True) -> HthEvent | None:
         """GET /events/:id; None when upstream no longer has it. A malformed answer raises MalformedEvent."""
         params = {"expand": "subject"} if expand_subject else {}
         response = self._send("GET", _event_path(event_id), params=params, missing_ok=True)
-        return None if response is None else parse_event(self._json(response))
+        try:
+            return None if response is None else parse_event(self._json(response))
+        except NestedTooDeep as exc:
+            raise MalformedEvent(f"event {event_id}: {exc}") from None
 
     def create_build_event(
         self,
@@ -176,6 +210,10 @@ class HthClient:
     def _json(response: requests.Response) -> Any:
         try:
             return response.json()
+        except RecursionError:
+            raise NestedTooDeep(
+                f"Helix TeamHub sent JSON nested too deep to parse ({len(response.content)} bytes)", permanent=True
+            ) from None
         except ValueError:
             raise upstream.UpstreamError(
                 f"Helix TeamHub sent invalid JSON ({response.status_code}, {len(response.content)} bytes)"
