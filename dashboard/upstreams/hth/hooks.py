@@ -54,7 +54,7 @@ def pushed_ids(body: bytes) -> list[str]:
     """
     try:
         items = json.loads(body)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise HookRefused(400, "the body is not JSON") from None
     if not isinstance(items, list):
         raise HookRefused(400, f"expected a JSON array of Event objects, got {type(items).__name__}")
