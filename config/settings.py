@@ -206,6 +206,17 @@ else:
     # Per process: pushes reach sockets only when the poller runs inside daphne (see `demo`).
     CHANNEL_LAYERS = {"default": {"BACKEND": "dashboard.live.layers.InMemoryLayer", "CONFIG": {"capacity": CHANNEL_CAPACITY}}}
 
+# Signed Hooks already received (dashboard/upstreams/webhooks.py, `check_not_replayed`): in Redis when
+# there is one, so that a replay sent to another node is refused too; else in this process, bounded.
+HOOKS_CACHE = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "hooks",
+    "OPTIONS": {"MAX_ENTRIES": 10_000},
+}
+if REDIS_URL:
+    HOOKS_CACHE = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "pulseboard"}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}, "hooks": HOOKS_CACHE}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

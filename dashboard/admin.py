@@ -26,6 +26,8 @@ from dashboard.models import (
     SyncState,
 )
 from dashboard.templatetags.pulseboard import plain
+from dashboard.upstreams.hth import sync as hth_sync
+from dashboard.upstreams.hth.client import HthClient
 from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.oneuptime.client import OneUptimeClient
@@ -57,6 +59,27 @@ class EventAdmin(ReadOnlyAdmin):
     search_fields = ["upstream_id", "subject_id", "project", "repository", "ref", "name", "title"]
     date_hierarchy = "timestamp"
     show_full_result_count = False
+    actions = ["recheck_upstream"]
+
+    def has_recheck_permission(self, request):
+        return request.user.has_perm("dashboard.delete_event")
+
+    @admin.action(description="Re-check with Helix TeamHub (delete those it no longer has)", permissions=["recheck"])
+    def recheck_upstream(self, request, queryset):
+        """For rows the list passes cannot correct: a forged or deleted event is gone only when the API says 404."""
+        ids = list(queryset.order_by("-timestamp").values_list("upstream_id", flat=True))
+        result = hth_sync.recheck_events(client=HthClient.from_settings(), upstream_ids=ids, now=timezone.now())
+        self.message_user(
+            request,
+            f"{result.stored} event(s) refreshed from Helix TeamHub; {len(result.deleted)} deleted, which it no longer has"
+            + (f": {', '.join(result.deleted[:10])}" if result.deleted else "")
+            + (f" ({len(result.deleted) - 10} more)" if len(result.deleted) > 10 else "")
+            + ".",
+            messages.SUCCESS,
+        )
+        if result.unread:
+            reason = f"Helix TeamHub failed ({result.error})" if result.error else f"at most {hth_sync.RECHECK_MAX} a time"
+            self.message_user(request, f"{result.unread} event(s) not checked, and kept: {reason}.", messages.WARNING)
 
 
 @admin.register(SyncState)

@@ -23,6 +23,12 @@ UPSTREAM_ERRORS = Counter(
     "Upstream answers of 400 or more by status, 'network' for no answer, 'too_large' for one past the size limit.",
     ["status"],
 )
+HOOK_DELIVERIES = Counter(
+    "pulseboard_hook_deliveries_total",
+    "Webhook deliveries by what the receiver did: queued, coalesced (the same was already waiting),"
+    " or dropped (the queue was full; the regular passes read it anyway).",
+    ["outcome"],
+)
 SOCKETS = Gauge("pulseboard_sockets_connected", "Live sockets open on this process.")
 PUSH_SECONDS = Histogram(
     "pulseboard_push_fanout_seconds",

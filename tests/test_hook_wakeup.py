@@ -7,10 +7,11 @@ import signal
 import time
 
 import pytest
+import requests
 
-from dashboard.models import Event, SyncState
+from dashboard.models import Event, HookDelivery, SyncState
 from dashboard.simulators.hth import hook_request
-from tests.processes import base_env, start_manage
+from tests.processes import base_env, free_port, start_manage, wait_for_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "wake-secret"
@@ -56,3 +57,41 @@ def test_a_signed_hook_makes_the_poller_list_now(client, poller):
     response = client.post("/hooks/hth/", body, content_type=headers.pop("Content-Type"), headers=headers)
     assert response.status_code == 202
     wait_for(lambda: Event.objects.filter(upstream_id=push["id"]).exists(), "the list pass the hint asked for")
+
+
+def test_serve_stops_promptly_on_sigterm_with_a_backlog_of_pushed_events(hth_sim, tmp_path):
+    """Each pushed event is read back by id; with a slow upstream a hundred of them take a minute, and
+    SIGTERM must not wait for that: the drain stops between two reads and leaves the rest queued."""
+    hth_sim.generate(20)
+    hth_sim.get_delay = 0.5
+    port = free_port()
+    env = base_env(
+        HTH_API_URL=hth_sim.url,
+        HTH_COMPANY_KEY=hth_sim.company_key,
+        HTH_ACCOUNT_KEY=hth_sim.account_key,
+        HTH_WEBHOOK_SECRET=SECRET,
+        POLL_INTERVAL_SECONDS="3600",
+    )
+    with open(tmp_path / "serve.log", "w") as log:
+        process = start_manage("serve", "--port", str(port), env=env, log=log)
+        try:
+            wait_for_port(port, process)
+            wait_for(lambda: SyncState.objects.filter(last_success_at__isnull=False).exists(), "the first pass")
+            pushes = [hth_sim.add_event(target="push") for _ in range(100)]
+            response = requests.post(
+                f"http://127.0.0.1:{port}/hooks/hth/",
+                data=hth_sim.webhook_body(pushes),
+                headers={"X-Pulseboard-Secret": SECRET, "Content-Type": "application/json"},
+                timeout=10,
+            )
+            assert response.json() == {"queued": 100}
+            wait_for(lambda: any(path.startswith(f"/api/events/{pushes[0]['id']}") for _, path in hth_sim.requests), "a read")
+            process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            process.wait(timeout=30)
+            stopped_after = time.monotonic() - started
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert stopped_after < 5, f"serve took {stopped_after:.1f} s to stop"
+    assert HookDelivery.objects.count() == 100  # unread, still queued for the next start

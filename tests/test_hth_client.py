@@ -188,3 +188,16 @@ def test_a_password_in_the_api_url_never_reaches_an_error():
     with pytest.raises(UpstreamError) as caught:
         client.list_events()
     assert "s3cret" not in str(caught.value) and "http://ci:***@127.0.0.1:" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "event_id, segment", [(".", "%2E"), ("..", "%2E%2E"), ("a/..", "a%2F.."), ("?x", "%3Fx"), ("v1.2", "v1.2")]
+)
+def test_an_event_id_is_one_path_segment_even_when_it_is_dots(hth_sim, event_id, segment):
+    hth = HthClient(base_url=hth_sim.url, company_key=hth_sim.company_key, account_key=hth_sim.account_key)
+    build = hth_sim.start_build(project="luotsi", repository="chef")
+    hth_sim.set_progress(build, 40)
+    hth_sim.add_event(target="build", id=event_id, progress=70)
+    event = hth.get_event(event_id)
+    assert (event.id, event.progress) == (event_id, 70)
+    assert hth_sim.requests[-1][1].startswith(f"/api/events/{segment}?")

@@ -3,6 +3,8 @@
 import hashlib
 import hmac
 import json
+import time
+import uuid
 
 import pytest
 from django.utils import timezone
@@ -19,6 +21,11 @@ SECRET = "hth-webhook-secret"
 @pytest.fixture
 def hooked(hth_sim, settings):
     settings.HTH_WEBHOOK_SECRET = SECRET
+    # A fresh record of signed Hooks already received, so that tests posting the same Hook do not meet.
+    settings.CACHES = {
+        **settings.CACHES,
+        "hooks": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(uuid.uuid4())},
+    }
     return hth_sim
 
 
@@ -44,7 +51,7 @@ def test_a_webhook_push_is_stored_and_announced_when_the_poller_drains(client, h
     assert hooks.drain(now=timezone.now()) == set()
     event = Event.objects.get(upstream_id=push["id"])
     assert event.target == "push" and event.project == "luotsi"
-    assert event.commits[0]["author"]  # the Webhook's expanded commit objects, stored as sent
+    assert event.subject["first_name"]  # the API's copy, read back by id: the push's own is never stored
     assert Transition.objects.filter(upstream_id=push["id"], kind=TransitionKind.EVENT_NEW).count() == 1
     assert not HookDelivery.objects.exists()
 
@@ -75,7 +82,7 @@ def test_a_delivery_with_some_bad_events_queues_the_good_ones(client, hooked):
     good = json.loads(hooked.webhook_body([push]))
     response = post_events(client, json.dumps([*good, {"id": "x", "timestamp": "never"}, "nonsense"]).encode())
     assert response.status_code == 202
-    assert HookDelivery.objects.get().payload == good
+    assert HookDelivery.objects.get().payload == {"id": push["id"]}  # only the id: the event is read back
 
 
 @pytest.mark.parametrize(
@@ -124,7 +131,8 @@ def test_only_post_is_accepted(client, hooked):
 def test_a_signed_hook_is_a_hint_that_starts_the_list_pass(client, hooked, content_type):
     payload = {"operation": "created", "type": "project", "subject": {"id": "a1"}, "project": {"id": "luotsi"}}
     assert post_hook(client, payload, content_type=content_type).status_code == 202
-    assert post_hook(client, payload, content_type=content_type).status_code == 202  # a waiting hint covers it
+    other = {**payload, "subject": {"id": "a2"}}
+    assert post_hook(client, other, content_type=content_type).json() == {"queued": 0}  # a waiting hint covers it
     assert HookDelivery.objects.get().kind == HookDelivery.Kind.HTH_HINT
     assert hooks.drain(now=timezone.now()) == {Source.HTH}
     assert hooks.drain(now=timezone.now()) == set()
@@ -177,3 +185,81 @@ def test_the_regular_pass_confirms_a_pushed_event_without_announcing_it_again(cl
     hth_sync.sync_events(client=hth, now=timezone.now())
     assert list(Transition.objects.filter(upstream_id=push["id"]).values_list("kind", flat=True)) == [TransitionKind.EVENT_NEW]
     assert Event.objects.get(upstream_id=push["id"]).subject["first_name"]  # the list API's expanded subject now
+
+
+def test_a_pushed_event_is_read_back_so_a_forged_or_reposted_copy_never_lands(client, hooked):
+    build = hooked.start_build(project="luotsi", repository="chef")
+    hooked.set_progress(build, 30)
+    real = next(e for e in hooked.events if e["id"] == build)
+    reposted = {**real, "operation": "failed", "progress": 100, "updated_at": "2099-01-01T00:00:00Z"}
+    forged = {**real, "id": "forged-build", "operation": "failed", "timestamp": "2099-01-01T00:00:00Z"}
+    assert post_events(client, json.dumps([reposted, forged]).encode()).json() == {"queued": 2}
+    hooks.drain(now=timezone.now())
+    assert not Event.objects.filter(upstream_id="forged-build").exists()  # Helix TeamHub answers 404 for it
+    event = Event.objects.get(upstream_id=build)
+    assert (event.operation, event.progress) == (real["operation"], 30)
+    assert ("GET", f"/api/events/{build}?expand=subject") in hooked.requests
+
+
+def test_pushed_events_outside_hth_projects_are_not_stored(client, hooked, settings):
+    settings.HTH_PROJECTS = ["luotsi"]
+    outside = hooked.add_event(target="push", project="tuike")
+    assert post_events(client, hooked.webhook_body([outside])).json() == {"queued": 0}
+    # A push may claim one of our projects for an event that upstream files under another.
+    disguised = hooked.add_event(target="push", project="tuike")
+    claim = {**json.loads(hooked.webhook_body([disguised]))[0], "project": {"id": "luotsi"}}
+    assert post_events(client, json.dumps([claim]).encode()).json() == {"queued": 1}
+    hooks.drain(now=timezone.now())
+    assert not Event.objects.exists()
+
+
+def test_repeated_ids_are_queued_once(client, hooked):
+    push = hooked.add_event(target="push")
+    body = hooked.webhook_body([push, push])
+    assert post_events(client, body).json() == {"queued": 1}
+    assert post_events(client, body).json() == {"queued": 0}
+    assert HookDelivery.objects.count() == 1
+
+
+def test_a_full_queue_drops_named_events_for_one_list_hint_and_says_so_in_metrics(client, hooked, settings, monkeypatch):
+    from dashboard.upstreams import webhooks
+
+    settings.METRICS_TOKEN = "scrape"
+    monkeypatch.setattr(webhooks, "MAX_QUEUED", 5)
+    events = [hooked.add_event(target="push") for _ in range(8)]
+    assert post_events(client, hooked.webhook_body(events)).json() == {"queued": 6}
+    assert post_events(client, hooked.webhook_body([hooked.add_event(target="push")])).json() == {"queued": 0}
+    kinds = list(HookDelivery.objects.values_list("kind", flat=True))
+    assert kinds.count(HookDelivery.Kind.HTH_EVENTS) == 5 and kinds.count(HookDelivery.Kind.HTH_HINT) == 1
+    scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape"}).content.decode()
+    dropped = next(
+        line for line in scraped.splitlines() if line.startswith('pulseboard_hook_deliveries_total{outcome="dropped"}')
+    )
+    assert float(dropped.split()[-1]) >= 4
+    assert "pulseboard_hook_queue 6.0" in scraped
+    assert hooks.drain(now=timezone.now()) == {Source.HTH}  # the list pass reads what was dropped
+
+
+def test_a_drain_stops_between_two_reads_and_keeps_the_batch(client, hooked):
+    events = [hooked.add_event(target="push") for _ in range(3)]
+    post_events(client, hooked.webhook_body(events))
+    asked = []
+    hooks.drain(now=timezone.now(), should_stop=lambda: asked.append(1) or len(asked) > 1)
+    reads = [path for method, path in hooked.requests if path.startswith("/api/events/")]
+    assert len(reads) == 1  # one read, then the stop was seen
+    assert HookDelivery.objects.count() == 3  # still queued for the next run
+
+
+def test_a_replayed_hook_is_refused_within_the_window(client, hooked, monkeypatch):
+    from dashboard.upstreams import webhooks
+
+    monkeypatch.setattr(webhooks, "REPLAY_WINDOW_SECONDS", 1)
+    payload = {"operation": "pushed", "type": "repository", "ref": "refs/heads/main"}
+    assert post_hook(client, payload).status_code == 202
+    hooks.drain(now=timezone.now())
+    replay = post_hook(client, payload)
+    assert (replay.status_code, replay.content) == (409, b"this signed Hook was already received in the last 1 seconds\n")
+    assert not HookDelivery.objects.exists()
+    assert post_hook(client, {**payload, "ref": "refs/heads/next"}).status_code == 202  # another Hook is news
+    time.sleep(1.2)
+    assert post_hook(client, payload).status_code == 202  # the record is bounded in time

@@ -351,7 +351,7 @@ def test_a_webhook_for_a_note_too_large_to_read_remembers_it_for_the_next_pass(c
     sync(client, sim)
     huge = sim.add_note(incident["_id"], "x" * 300_000)
 
-    report = note_sync.sync_note(client=client, note_id=huge["_id"], now=sim.now)
+    report = note_sync.sync_notes_by_id(client=client, note_ids=[huge["_id"]], now=sim.now)
 
     assert report.skipped == 1
     assert SyncState.objects.get(source="oneuptime").cursor["notes_skipped"] == [huge["_id"]]

@@ -92,8 +92,21 @@ def test_repeated_deliveries_change_nothing_twice(client, sim):
     post(client, {"noteId": note_id})
     hooks.drain(now=timezone.now())
     assert note_kinds(note_id) == [TransitionKind.NOTE_UPDATED]
-    reads = [path for method, path, _ in sim.requests if f"/{note_id}/get-item" in path]
+    reads = [body for method, path, body in sim.requests if "get-list" in path and note_id in str(body)]
     assert len(reads) == 2  # once per drain, however often the note was named in it
+
+
+def test_notes_named_in_one_drain_are_read_in_one_call(client, sim):
+    incident_id = sim.first_note["incidentId"]
+    notes = [sim.add_note(incident_id, f"Update {number}") for number in range(30)]
+    sim.delete_note(notes[0]["_id"])
+    for note in notes:
+        post(client, {"noteId": note["_id"]})
+    calls = len(sim.requests)
+    hooks.drain(now=timezone.now())
+    assert len(sim.requests) - calls == 1
+    assert IncidentNote.objects.filter(upstream_id__in=[n["_id"] for n in notes[1:]]).count() == 29
+    assert not IncidentNote.objects.filter(upstream_id=notes[0]["_id"]).exists()
 
 
 def test_an_admin_edit_on_its_way_up_is_not_overwritten(client, sim):

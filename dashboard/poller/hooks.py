@@ -11,10 +11,12 @@ the regular passes still bring the same change within POLL_INTERVAL_SECONDS.
 """
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from dashboard.models import HookDelivery, Source
 from dashboard.upstreams.hth import hooks as hth_hooks
+from dashboard.upstreams.hth.client import HthClient
 from dashboard.upstreams.oneuptime import hooks as oneuptime_hooks
 from dashboard.upstreams.oneuptime import sync as note_sync
 from dashboard.upstreams.oneuptime.client import OneUptimeClient
@@ -22,40 +24,54 @@ from dashboard.upstreams.report import SyncReport
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 500  # deliveries taken per drain: with one upstream read each, SIGTERM still waits for one read only
 
 
 def enabled() -> bool:
     return hth_hooks.is_configured() or oneuptime_hooks.is_configured()
 
 
-def drain(*, now: datetime, take_hints: bool = True) -> set[str]:
-    """Apply every queued delivery; returns the sources whose next list pass should start now.
+def drain(*, now: datetime, take_hints: bool = True, should_stop: Callable[[], bool] = lambda: False) -> set[str]:
+    """Apply queued deliveries; returns the sources whose next list pass should start now.
 
     With `take_hints` off, hints stay queued: the poller spaces hinted passes so a storm of Hooks
-    cannot make it list Helix TeamHub many times a second.
+    cannot make it list Helix TeamHub many times a second. Pushed events are read back one by one,
+    and `should_stop` is asked before each: when it says stop, the batch stays queued for the next run
+    (reading an event or note twice changes nothing). Notes are read back PAGE_SIZE per call.
     """
     queued = HookDelivery.objects.all() if take_hints else HookDelivery.objects.exclude(kind=HookDelivery.Kind.HTH_HINT)
     deliveries = list(queued[:BATCH])
     if not deliveries:
         return set()
     wanted: set[str] = set()
-    note_ids = []
-    report = SyncReport()
+    event_ids, note_ids = [], []
     for delivery in deliveries:
         if delivery.kind == HookDelivery.Kind.HTH_HINT:
             wanted.add(Source.HTH)
         elif delivery.kind == HookDelivery.Kind.ONEUPTIME_NOTE:
             note_ids.append(delivery.payload["note_id"])
         else:
-            report.add(_applied(lambda d=delivery: hth_hooks.store_pushed_events(d.payload, now=now), delivery))
-    if note_ids:
-        client = OneUptimeClient.from_settings()
-        for note_id in dict.fromkeys(note_ids):  # a note named twice in one batch is read once
-            report.add(_applied(lambda n=note_id: note_sync.sync_note(client=client, note_id=n, now=now), f"note {note_id}"))
+            event_ids += _event_ids(delivery.payload)
+    report = SyncReport()
+    if event_ids:
+        read = lambda: hth_hooks.read_pushed_events(  # noqa: E731
+            list(dict.fromkeys(event_ids)), client=HthClient.from_settings(), now=now, should_stop=should_stop
+        )
+        report.add(_applied(read, "pushed events"))
+    if note_ids and not should_stop():
+        read = lambda: note_sync.sync_notes_by_id(client=OneUptimeClient.from_settings(), note_ids=note_ids, now=now)  # noqa: E731
+        report.add(_applied(read, "notes named by webhooks"))
+    if not report.finished or should_stop():
+        return set()  # stopped between two reads: the batch stays queued, hints included
     HookDelivery.objects.filter(pk__in=[delivery.pk for delivery in deliveries]).delete()
     log.info("applied %d hook deliveries: %s", len(deliveries), report)
     return wanted
+
+
+def _event_ids(payload) -> list[str]:
+    """`{"id": …}`; a whole list of pushed events was queued by versions that stored the push's copy."""
+    items = payload if isinstance(payload, list) else [payload]
+    return [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
 
 
 def _applied(apply, what) -> SyncReport:

@@ -146,7 +146,7 @@ def _housekeeping(stop: threading.Event) -> None:
 
 def _drain_hooks(syncs: dict[str, Job], hinted: dict[str, float], stop: threading.Event) -> None:
     """Apply queued webhook deliveries; a hint wakes its source's sync job (at most every HINTED_PASS_GAP_SECONDS)."""
-    wanted = hooks.drain(now=timezone.now(), take_hints=time.monotonic() >= hinted["next"])
+    wanted = hooks.drain(now=timezone.now(), take_hints=time.monotonic() >= hinted["next"], should_stop=stop.is_set)
     for source in wanted:
         if source in syncs:
             syncs[source].wake.set()

@@ -90,7 +90,24 @@ TASK_TITLES = (
     "Upgrade the chef cookbooks",
 )
 ROLES = ("guest", "developer", "developer", "master")
-MALFORMED_KINDS = ("bad_timestamp", "missing_id", "bad_progress", "not_an_object")
+MALFORMED_KINDS = (
+    "bad_timestamp",
+    "missing_id",
+    "bad_progress",
+    "not_an_object",
+    "deeply_nested",
+    "beyond_parser",
+    "oversized",
+)
+# Hostile but valid: a client must store these (cleaned), not reject them. A lone UTF-16 surrogate is
+# valid JSON and no Unicode text; one in an event's name used to fail every pass of a mirror.
+HOSTILE_KINDS = ("lone_surrogate",)
+NESTED_DEPTH = 100  # deeper than any record a client should store
+# Served in place of this marker: an array nested deeper than Python's json (or any stack) parses, so
+# the whole page that holds it cannot be parsed at once.
+BEYOND_PARSER = "\x00beyond-parser\x00"
+BEYOND_PARSER_DEPTH = 100_000
+OVERSIZED_CHARS = 1_000_001  # more text than a client should store for one event
 
 # How often each kind of event happens; history also holds finished builds.
 ACTIVITY: dict[tuple[str, str], int] = {
@@ -460,12 +477,15 @@ class Simulator(loopback.LoopbackSimulator):
             for key in list(self._malformed):
                 sort_time, item = self._stored[key]
                 if isinstance(item, dict) and item.get("id") == key:
+                    if isinstance(item.get("objects"), dict):
+                        item["objects"].pop("hostile", None)
                     self.repair_event(key, timestamp=_iso(sort_time), progress=100)
 
     def add_malformed_event(self, kind: str = "bad_timestamp") -> Any:
-        """Insert, as the newest item, something a client must reject; returns the raw item."""
-        if kind not in MALFORMED_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(MALFORMED_KINDS)}")
+        """Insert, as the newest item, something a client must reject (MALFORMED_KINDS) or clean (HOSTILE_KINDS);
+        returns the raw item. Only the rejected ones are left out of `well_formed_events`."""
+        if kind not in MALFORMED_KINDS + HOSTILE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(MALFORMED_KINDS + HOSTILE_KINDS)}")
         with self._lock:
             now = self.clock()
             item: Any = "this is not an event"
@@ -475,11 +495,23 @@ class Simulator(loopback.LoopbackSimulator):
                     item["timestamp"] = "not-a-date"
                 elif kind == "missing_id":
                     del item["id"]
+                elif kind == "deeply_nested":
+                    hostile: Any = "leaf"
+                    for _ in range(NESTED_DEPTH):
+                        hostile = {"inner": hostile}
+                    item["objects"]["hostile"] = hostile
+                elif kind == "beyond_parser":
+                    item["objects"]["hostile"] = BEYOND_PARSER
+                elif kind == "oversized":
+                    item["objects"]["hostile"] = "x" * OVERSIZED_CHARS
+                elif kind == "lone_surrogate":
+                    item["objects"]["name"] = "deploy \ud800 prod"
                 else:
                     item["progress"] = "lots"
             key = item["id"] if isinstance(item, dict) and "id" in item else self._new_id(now)
             self._insert(key, item, now)
-            self._malformed.add(key)
+            if kind not in HOSTILE_KINDS:
+                self._malformed.add(key)
             return item
 
     def respond(self, method: str, path: str, headers: Message, body: bytes) -> Response:
@@ -512,7 +544,7 @@ class Simulator(loopback.LoopbackSimulator):
                 payload = {"api_status": status, "api_timestamp": stamp, "message": error.message}
                 if error.errors is not None:
                     payload["errors"] = error.errors
-            return Response(status, json.dumps(payload).encode(), extra)
+            return Response(status, _spliced(json.dumps(payload)).encode(), extra)
 
     def _route(self, method: str, path: str, headers: Message, body: bytes, stamp: str) -> tuple[int, Any]:
         if self._faults:
@@ -794,6 +826,14 @@ class Simulator(loopback.LoopbackSimulator):
         item["updated_at"] = _iso(finished)
         if self._rng.random() < FAILED_BUILD_SHARE:
             item["operation"] = "failed"
+
+
+def _spliced(text: str) -> str:
+    """An answer with each BEYOND_PARSER marker replaced by JSON nested deeper than any parser's stack."""
+    marker = json.dumps(BEYOND_PARSER)
+    if marker not in text:
+        return text
+    return text.replace(marker, "[" * BEYOND_PARSER_DEPTH + "]" * BEYOND_PARSER_DEPTH)
 
 
 def hook_request(payload: dict[str, Any], *, secret: str, content_type: str = "form") -> tuple[bytes, dict[str, str]]:

@@ -8,19 +8,26 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from django.core.cache import caches
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from dashboard import metrics
 from dashboard.models import HookDelivery
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: a push of a few hundred commits fits many times over
 MAX_JSON_DEPTH = 32  # an Event object nests five levels deep; 100,000 levels made the parser itself fail
 SECRET_HEADER = "X-Pulseboard-Secret"  # noqa: S105 -- the header's name, not a secret
 SIGNATURE_HEADER = "X-Hub-Signature"
+REPLAY_WINDOW_SECONDS = 600
+MAX_QUEUED = 2000  # deliveries waiting for the poller: about two drains' worth of reads; see `enqueue`
 
 
 class HookRefused(Exception):
@@ -74,13 +81,46 @@ def receiver(*, configured: Callable[[], bool], judge_headers: Callable[[Mapping
 
 
 def enqueue(deliveries: Deliveries) -> int:
-    """Queue deliveries for the poller. A hint already waiting covers a new one: it asks for the same pass."""
-    rows = [HookDelivery(kind=kind, payload=payload) for kind, payload in deliveries]
-    hints = {row.kind for row in rows if row.kind == HookDelivery.Kind.HTH_HINT}
-    if hints and HookDelivery.objects.filter(kind__in=hints).exists():
-        rows = [row for row in rows if row.kind not in hints]
+    """Queue deliveries for the poller, within MAX_QUEUED rows; returns how many rows were added.
+
+    Every delivery is a hint (the poller re-reads what it names), so what is already waiting covers a
+    repeat: one hint row asks for the same list pass, one row per event or note id for the same read.
+    Past MAX_QUEUED, named events give way to one list hint and notes to the regular pass, which read
+    the newest changes anyway; each such drop is counted in /metrics.
+    """
+    rows = _not_waiting([HookDelivery(kind=kind, payload=payload) for kind, payload in deliveries])
+    metrics.HOOK_DELIVERIES.labels("coalesced").inc(len(deliveries) - len(rows))
+    room = max(0, MAX_QUEUED - HookDelivery.objects.count())
+    if len(rows) > room:
+        dropped = rows[room:]
+        rows = rows[:room]
+        metrics.HOOK_DELIVERIES.labels("dropped").inc(len(dropped))
+        log.warning("the hook queue is full (%d); dropped %d deliveries for the regular passes", MAX_QUEUED, len(dropped))
+        hinted = any(row.kind == HookDelivery.Kind.HTH_HINT for row in rows) or _hint_waiting()
+        if any(row.kind == HookDelivery.Kind.HTH_EVENTS for row in dropped) and not hinted:
+            # One row past the bound, at most: the list pass it asks for reads the newest events.
+            rows.append(HookDelivery(kind=HookDelivery.Kind.HTH_HINT, payload={}))
     HookDelivery.objects.bulk_create(rows)
+    metrics.HOOK_DELIVERIES.labels("queued").inc(len(rows))
     return len(rows)
+
+
+def _not_waiting(rows: list[HookDelivery]) -> list[HookDelivery]:
+    """`rows` without repeats and without what an equal queued delivery already asks for."""
+    fresh = []
+    for kind, key in ((HookDelivery.Kind.HTH_EVENTS, "id"), (HookDelivery.Kind.ONEUPTIME_NOTE, "note_id")):
+        named = {row.payload[key]: row for row in rows if row.kind == kind}  # the last of repeats in one delivery
+        if named:
+            queued = HookDelivery.objects.filter(kind=kind, **{f"payload__{key}__in": list(named)})
+            waiting = set(queued.values_list(f"payload__{key}", flat=True))
+            fresh += [row for upstream_id, row in named.items() if upstream_id not in waiting]
+    if any(row.kind == HookDelivery.Kind.HTH_HINT for row in rows) and not _hint_waiting():
+        fresh.append(HookDelivery(kind=HookDelivery.Kind.HTH_HINT, payload={}))
+    return fresh
+
+
+def _hint_waiting() -> bool:
+    return HookDelivery.objects.filter(kind=HookDelivery.Kind.HTH_HINT).exists()
 
 
 def check_secret(request: HttpRequest, secret: str) -> None:
@@ -104,6 +144,21 @@ def check_signature(request: HttpRequest, body: bytes, secret: str) -> None:
     expected = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
     if not hmac.compare_digest(given.lower().encode(), expected.encode()):
         raise HookRefused(403, f"{SIGNATURE_HEADER} does not match the body")
+
+
+def check_not_replayed(body: bytes) -> None:
+    """A signed Hook carries no timestamp and no delivery id, so a captured one could be sent again for
+    ever: its body is remembered for REPLAY_WINDOW_SECONDS (in the "hooks" cache) and the same body
+    again within that time is refused. A replay after it asks for one list pass, which is harmless.
+    Should the cache fail (Redis down), the Hook is let through: it is only a hint."""
+    key = "hook-seen:" + hashlib.sha256(body).hexdigest()
+    try:
+        first = caches["hooks"].add(key, 1, timeout=REPLAY_WINDOW_SECONDS)
+    except Exception as exc:
+        log.warning("could not check a signed Hook for a replay (%s); accepting it", " ".join(str(exc).split())[:200])
+        return
+    if not first:
+        raise HookRefused(409, f"this signed Hook was already received in the last {REPLAY_WINDOW_SECONDS} seconds")
 
 
 def read_body(request: HttpRequest) -> bytes:

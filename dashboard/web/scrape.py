@@ -11,7 +11,7 @@ from datetime import datetime
 from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge, generate_latest
 
-from dashboard.models import Event, EventStatus, IncidentNote, NoteWrite
+from dashboard.models import Event, EventStatus, HookDelivery, IncidentNote, NoteWrite
 
 
 def enabled() -> bool:
@@ -38,6 +38,7 @@ def _mirror_gauges(now: datetime) -> CollectorRegistry:
         "pulseboard_live_builds": ("Builds live now.", Event.objects.filter(status=EventStatus.LIVE).count()),
         "pulseboard_notes": ("Incident notes in the mirror (not deleted).", IncidentNote.objects.filter(deleted=False).count()),
         "pulseboard_outbox_pending": ("Admin edits waiting to reach OneUptime.", pending.count()),
+        "pulseboard_hook_queue": ("Webhook deliveries waiting for the poller.", HookDelivery.objects.count()),
         "pulseboard_outbox_oldest_pending_age_seconds": (
             "Age of the oldest edit waiting to reach OneUptime (0 when none waits).",
             (now - oldest).total_seconds() if oldest else 0,

@@ -41,6 +41,7 @@ from django.urls import reverse
 
 from dashboard.models import Event, Incident, IncidentClock, IncidentNote, IncidentStateChange, NoteWrite, SyncState
 from dashboard.upstreams.oneuptime import writeback
+from dashboard.upstreams.storable import text as storable_text
 from tests.db_relay import Relay
 from tests.faults import schedule
 from tests.processes import base_env, free_port, manage, start_manage, wait_for_port
@@ -77,6 +78,7 @@ class World:
     deleted_events: set[str] = field(default_factory=set)
     deleted_notes: set[str] = field(default_factory=set)
     malformed_incidents: set[str] = field(default_factory=set)
+    malformed_notes: set[str] = field(default_factory=set)  # left out of the first check, like malformed incidents
     racing_edits: list[Edit] = field(default_factory=list)  # land inside write-back's update, if it gets that far
     self_exits: list[str] = field(default_factory=list)
     step_violations: list[str] = field(default_factory=list)
@@ -305,8 +307,19 @@ class World:
         elif step["malformed"] == "incident_severity":
             self.oneuptime.malform(incident_id, incidentSeverity=["Major"])
             self.malformed_incidents.add(incident_id)
-        else:
+        elif step["malformed"] == "nul_in_note":
             self.oneuptime.add_note(incident_id, f"Mitigated\x00 at the edge ({self.seed}-{self.step_no})")
+            return
+        elif step["malformed"] == "surrogate_in_note":
+            self.oneuptime.add_note(incident_id, f"Mitigated \ud800 at the edge ({self.seed}-{self.step_no})")
+            return
+        else:  # nested_note, oversized_note: a record the mirror skips until OneUptime serves it whole again
+            note = self.oneuptime.add_note(incident_id, f"Malformed until repaired ({self.seed}-{self.step_no})")
+            hostile = "x" * 1_000_001 if step["malformed"] == "oversized_note" else "leaf"
+            for _ in range(100 if step["malformed"] == "nested_note" else 0):
+                hostile = {"inner": hostile}
+            self.oneuptime.malform(note["_id"], customFields=hostile)
+            self.malformed_notes.add(note["_id"])
             return
         self.oneuptime.set_incident_state(incident_id, "Acknowledged")  # a change, so a pass reads it
 
@@ -472,8 +485,9 @@ class World:
         malformed = self.malformed_incidents & set(self.oneuptime.incidents)
         before = self.settle(quiet_since, malformed_incidents=malformed, timeout=20)
         self.hth.repair_malformed_events()
-        for incident_id in self.malformed_incidents:
-            self.oneuptime.unmalform(incident_id)
+        for upstream_id in self.malformed_incidents | self.malformed_notes:
+            self.oneuptime.unmalform(upstream_id)
+        self.malformed_notes = set()
         after = self.settle(datetime.now(UTC), malformed_incidents=set(), timeout=30)
         violations = [f"before repair: {found}" for found in before if found not in after] + after
         violations += self.step_violations + self.poller_violations(quiet_since)
@@ -608,9 +622,17 @@ class World:
 
     def note_violations(self, malformed_incidents: set[str]) -> list[str]:
         """Notes of a malformed incident are left out until it is corrected: whether they can be shown without it is open."""
-        upstream = {key: dict(row) for key, row in self.oneuptime.notes.items() if row["incidentId"] not in malformed_incidents}
+        upstream = {
+            key: dict(row)
+            for key, row in self.oneuptime.notes.items()
+            if row["incidentId"] not in malformed_incidents and key not in self.malformed_notes
+        }
         held = set(NoteWrite.objects.filter(state__in=writeback.UNDELIVERED).values_list("note_id", flat=True))
-        notes = IncidentNote.objects.filter(upstream_id__isnull=False).exclude(incident__upstream_id__in=malformed_incidents)
+        notes = (
+            IncidentNote.objects.filter(upstream_id__isnull=False)
+            .exclude(incident__upstream_id__in=malformed_incidents)
+            .exclude(upstream_id__in=self.malformed_notes)
+        )
         mirror = {row.upstream_id: row for row in notes.select_related("incident")}
         found = []
         missing = sorted(set(upstream) - set(mirror))
@@ -682,8 +704,8 @@ def _ms(moment: datetime) -> datetime:
 
 
 def _plain(text: object) -> str:
-    """PostgreSQL cannot store NUL; a mirror that drops or replaces it keeps the text."""
-    return str(text or "").replace("\x00", "").replace("\ufffd", "")
+    """PostgreSQL cannot store NUL nor a lone surrogate; a mirror that drops or replaces them keeps the text."""
+    return storable_text(str(text or "")).replace("\ufffd", "")
 
 
 def log_dir() -> Path:

@@ -68,12 +68,25 @@ def _step(rng: random.Random, kind: str) -> dict:
     elif kind in ("hth_edits", "hth_deletes", "note_edits", "note_deletes", "state_edits"):
         step["count"] = rng.randint(1, 5)
     elif kind == "hth_malformed":
-        step["malformed"] = rng.choice(("bad_timestamp", "bad_progress", "missing_id", "not_an_object"))
+        step["malformed"] = rng.choice(
+            (
+                "bad_timestamp",
+                "bad_progress",
+                "missing_id",
+                "not_an_object",
+                "deeply_nested",
+                "beyond_parser",
+                "oversized",
+                "lone_surrogate",
+            )
+        )
     elif kind == "note_arrivals":
         step["incidents"] = rng.randint(0, 2)
         step["notes"] = rng.randint(1, 12)
     elif kind == "note_malformed":
-        step["malformed"] = rng.choice(("incident_state", "incident_severity", "nul_in_note"))
+        step["malformed"] = rng.choice(
+            ("incident_state", "incident_severity", "nul_in_note", "surrogate_in_note", "nested_note", "oversized_note")
+        )
     elif kind == "skewed_clock":
         step["simulator"] = rng.choice(("hth", "oneuptime"))
         step["seconds"] = rng.choice(SKEWS)

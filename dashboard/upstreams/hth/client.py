@@ -5,15 +5,19 @@ The page and its examples disagree on where target-specific attributes live and 
 the parser accepts every documented form. It never touches models: sync.py decides what to store.
 """
 
+import functools
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
+from django.conf import settings
 
 from dashboard.upstreams import http as upstream
+from dashboard.upstreams.storable import Unstorable, storable, text
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +26,15 @@ PAGE_SIZE = 100
 # Longer values than these cannot be indexed sensibly; such an item is rejected, not truncated.
 MAX_ID_LENGTH = 100
 MAX_KEY_LENGTH = 200
+DOT_SEGMENT = re.compile(r"\.{1,2}")
 
 
 class MalformedEvent(ValueError):
     """One item of a response cannot be understood; the rest of the page still can."""
+
+
+class NestedTooDeep(upstream.UpstreamError):
+    """An answer nested deeper than the JSON parser's stack: it cannot be read whole, however often it is asked."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,11 @@ class HthClient:
                 "Authorization": f"hth.company_key='{company_key}',account_key='{account_key}'",
             }
         )
+        self.session.prepare_request = functools.partial(_keep_dot_segments, self.session.prepare_request)
+
+    @classmethod
+    def from_settings(cls) -> "HthClient":
+        return cls(base_url=settings.HTH_API_URL, company_key=settings.HTH_COMPANY_KEY, account_key=settings.HTH_ACCOUNT_KEY)
 
     def list_events(
         self,
@@ -103,10 +117,13 @@ class HthClient:
             params["expand"] = "subject"
         try:
             body = self._json(self._send("GET", "/events", params=params))
-        except upstream.AnswerTooLarge as exc:
+        except (upstream.AnswerTooLarge, NestedTooDeep) as exc:
             if limit == 1:
                 raise
-            return self._list_one_by_one(offset=offset, limit=limit, params=params, too_large=exc)
+            log.warning("a page of Helix TeamHub events could not be read whole (%s); reading it one event at a time", exc)
+            return self._list_one_by_one(
+                offset=offset, limit=limit, project=project, operation=operation, target=target, expand_subject=expand_subject
+            )
         metadata = body.get("metadata") if isinstance(body, dict) else None
         results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(metadata, dict) or not isinstance(results, list):
@@ -131,44 +148,36 @@ class HthClient:
             next_offset=next_offset,
         )
 
-    def _list_one_by_one(self, *, offset: int, limit: int, params: dict, too_large: Exception) -> EventPage:
-        """The same page when it is too large to read whole, one event at a time: an event too large on its own
-        is a bad item (without an id, which only its answer holds), and the rest of the page still arrives."""
-        events, offsets, bad_items, more_results = [], {}, [], False
+    def _list_one_by_one(self, *, offset: int, limit: int, **filters) -> EventPage:
+        """A page that cannot be read whole, an item at a time: one item too large or nested too deep is then
+        one bad item (without an id to fetch it by, which only its answer holds), and the rest of the page is still read."""
+        events, offsets, bad_items, more, next_offset = [], {}, [], False, offset
         for position in range(offset, offset + limit):
             try:
-                page = self.list_events(
-                    offset=position,
-                    limit=1,
-                    project=params.get("project", ""),
-                    operation=params.get("operation", ""),
-                    target=params.get("target", ""),
-                    expand_subject="expand" in params,
-                )
-            except upstream.AnswerTooLarge as exc:
+                page = self.list_events(offset=position, limit=1, **filters)
+            except (upstream.AnswerTooLarge, NestedTooDeep) as exc:
                 bad_items.append(BadItem(position=position, reason=str(exc), raw=None))
-                more_results = True
+                more, next_offset = True, position + 1
                 continue
-            events += page.events
-            offsets |= page.offsets
-            bad_items += page.bad_items
-            more_results = page.more_results
-            if not more_results:
+            if not (page.events or page.bad_items):
+                more = False
                 break
-        log.warning("a page of Helix TeamHub events was too large (%s); read it one event at a time", too_large)
-        return EventPage(
-            events=events,
-            offsets=offsets,
-            bad_items=bad_items,
-            more_results=more_results,
-            next_offset=offset + len(events) + len(bad_items),
-        )
+            events += page.events
+            offsets.update(page.offsets)
+            bad_items += page.bad_items
+            more, next_offset = page.more_results, position + 1
+            if not more:
+                break
+        return EventPage(events=events, offsets=offsets, bad_items=bad_items, more_results=more, next_offset=next_offset)
 
     def get_event(self, event_id: str, *, expand_subject: bool = True) -> HthEvent | None:
         """GET /events/:id; None when upstream no longer has it. A malformed answer raises MalformedEvent."""
         params = {"expand": "subject"} if expand_subject else {}
         response = self._send("GET", _event_path(event_id), params=params, missing_ok=True)
-        return None if response is None else parse_event(self._json(response))
+        try:
+            return None if response is None else parse_event(self._json(response))
+        except NestedTooDeep as exc:
+            raise MalformedEvent(f"event {event_id}: {exc}") from None
 
     def create_build_event(
         self,
@@ -207,6 +216,10 @@ class HthClient:
     def _json(response: requests.Response) -> Any:
         try:
             return response.json()
+        except RecursionError:
+            raise NestedTooDeep(
+                f"Helix TeamHub sent JSON nested too deep to parse ({len(response.content)} bytes)", permanent=True
+            ) from None
         except ValueError:
             raise upstream.UpstreamError(
                 f"Helix TeamHub sent invalid JSON ({response.status_code}, {len(response.content)} bytes)"
@@ -245,8 +258,12 @@ def parse_event(item: Any) -> HthEvent:
     if not isinstance(item, dict):
         raise MalformedEvent(f"expected an object, got {type(item).__name__}")
     event_id = item.get("id")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH:
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH or text(event_id) != event_id:
         raise MalformedEvent(f"missing or invalid id {event_id!r}")
+    try:
+        item = storable(item)  # NUL dropped, lone surrogates replaced: one odd character must not fail a pass
+    except Unstorable as exc:
+        raise MalformedEvent(f"event {event_id}: {exc}") from None
     raw = {key: value for key, value in item.items() if key not in ("api_status", "api_timestamp")}
     objects = item.get("objects", {})
     if objects is None:
@@ -297,8 +314,21 @@ def parse_event(item: Any) -> HthEvent:
 
 
 def _event_path(event_id: str) -> str:
-    """An upstream id is one path segment, whatever it holds: "?", "#" or a space must not reshape the URL."""
-    return f"/events/{quote(event_id, safe='')}"
+    """An upstream id is one path segment, whatever it holds: "?", "#", a space, "." or ".." must not reshape
+    the URL (a dot-only segment is sent as %2E, see `_keep_dot_segments`)."""
+    segment = quote(event_id, safe="")
+    return f"/events/{segment.replace('.', '%2E') if DOT_SEGMENT.fullmatch(segment) else segment}"
+
+
+def _keep_dot_segments(prepare, request: requests.Request) -> requests.PreparedRequest:
+    """requests decodes %2E back to "." after removing dot segments, and a server would then read
+    /events/.. as /: encode a dot-only segment again. A URL requests prepared has no other dot segments."""
+    prepared = prepare(request)
+    path, mark, query = prepared.url.partition("?")
+    parts = path.split("/")
+    parts[3:] = [part.replace(".", "%2E") if DOT_SEGMENT.fullmatch(part) else part for part in parts[3:]]
+    prepared.url = "/".join(parts) + mark + query
+    return prepared
 
 
 def _object_id(value: Any) -> Any:
@@ -311,7 +341,7 @@ def _text(event_id: str, name: str, value: Any) -> str:
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise MalformedEvent(f"event {event_id}: {name} is not text")
-    return str(value).replace("\x00", "")
+    return str(value)  # already storable: parse_event cleaned the whole item
 
 
 def _key(event_id: str, name: str, value: Any) -> str:

@@ -1,8 +1,11 @@
 """Helix TeamHub's two push mechanisms (../shared/upstream-docs/hth-webhooks.md), received on POST /hooks/hth/.
 
 Newer "Webhooks" send a JSON array of Event objects in the API's own format, authenticated by the
-X-Pulseboard-Secret header the sender's "authentication headers" carry: they are stored through the
-list API's parser and upsert, and the regular passes confirm them later. Older "Hooks" are signed with
+X-Pulseboard-Secret header the sender's "authentication headers" carry. Whoever holds that secret can
+claim anything, so a pushed event is only a hint, as a OneUptime workflow's note is: the poller reads
+each named event by id from the API and stores the API's answer (in our projects only, as the list
+passes do). A forged event, a failed build dated 2099 or a real event re-posted as failed never
+reaches the mirror; an id the API does not know changes nothing. Older "Hooks" are signed with
 X-Hub-Signature and do not carry events, so they are only a hint: the next list pass starts now.
 """
 
@@ -14,10 +17,11 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.http import HttpRequest
 
-from dashboard.models import Event, HookDelivery
+from dashboard.models import HookDelivery
 from dashboard.upstreams import webhooks
 from dashboard.upstreams.hth import sync as hth_sync
-from dashboard.upstreams.hth.client import HthEvent, MalformedEvent, parse_event
+from dashboard.upstreams.hth.client import HthClient, MalformedEvent, parse_event
+from dashboard.upstreams.http import UpstreamError
 from dashboard.upstreams.report import SyncReport
 from dashboard.upstreams.webhooks import HookRefused
 
@@ -41,29 +45,37 @@ def receive(request: HttpRequest) -> webhooks.Deliveries:
         body = webhooks.read_body(request)
         webhooks.check_signature(request, body, settings.HTH_WEBHOOK_SECRET)
         check_hook_body(body, content_type=request.content_type)
+        webhooks.check_not_replayed(body)
         return [(HookDelivery.Kind.HTH_HINT, {})]
     webhooks.check_secret(request, settings.HTH_WEBHOOK_SECRET)
-    return [(HookDelivery.Kind.HTH_EVENTS, usable_events(webhooks.read_body(request)))]
+    return [(HookDelivery.Kind.HTH_EVENTS, {"id": event_id}) for event_id in pushed_ids(webhooks.read_body(request))]
 
 
-def usable_events(body: bytes) -> list[dict]:
-    """The items of a Webhook body that parse as events; a body with none is refused, a bad item is skipped."""
+def pushed_ids(body: bytes) -> list[str]:
+    """The ids of a Webhook's events to read back: a bad item is skipped, a body with none usable is refused.
+
+    An event claiming a project outside HTH_PROJECTS is dropped here already (the API's answer is
+    checked again when it is read): the mirror holds only what its list passes would read.
+    """
     items = webhooks.parse_json(body)
     if not isinstance(items, list):
         raise HookRefused(400, f"expected a JSON array of Event objects, got {type(items).__name__}")
     usable, problems = [], []
     for item in items:
         try:
-            parse_event(item)
+            event = parse_event(item)
         except MalformedEvent as exc:
             problems.append(str(exc))
             continue
-        usable.append(item)
+        if hth_sync.in_scope(event):
+            usable.append(event.id)
+        else:
+            log.info("ignored pushed event %s of project %r, which HTH_PROJECTS leaves out", event.id, event.project)
     if problems:
         log.warning("skipped %d malformed events of a Helix TeamHub webhook, e.g. %s", len(problems), problems[0])
-    if items and not usable:
+    if items and len(problems) == len(items):
         raise HookRefused(400, f"no usable event: {problems[0]}")
-    return usable
+    return list(dict.fromkeys(usable))
 
 
 def check_hook_body(body: bytes, *, content_type: str) -> None:
@@ -79,30 +91,33 @@ def check_hook_body(body: bytes, *, content_type: str) -> None:
         raise HookRefused(400, "the body is empty or not an object")
 
 
-def store_pushed_events(items: list[Any], *, now: datetime) -> SyncReport:
-    """Store a Webhook's events now, except a copy older than the mirror's: deliveries can be late or repeated."""
-    report = SyncReport(seen=len(items))
-    events = []
-    for item in items:
+def read_pushed_events(event_ids: list[str], *, client: HthClient, now: datetime, should_stop=lambda: False) -> SyncReport:
+    """Read each pushed event by id and store the API's answer, never the push's copy.
+
+    An id the API does not know (404) changes nothing: it was forged, or is already gone. When the API
+    fails, the remaining ids are left to the regular pass, which reads the newest events anyway.
+    """
+    report, fresh = SyncReport(), []
+    for event_id in event_ids:
+        if should_stop():
+            report.finished = False
+            break
         try:
-            events.append(parse_event(item))
+            event = client.get_event(event_id)
         except MalformedEvent as exc:
-            log.warning("skipped a malformed Helix TeamHub webhook event: %s", exc)
+            log.warning("skipped a malformed Helix TeamHub event read for a webhook: %s", exc)
             report.skipped += 1
-    stored = {
-        upstream_id: (updated_at or timestamp, progress)
-        for upstream_id, updated_at, timestamp, progress in Event.objects.filter(
-            upstream_id__in=[event.id for event in events]
-        ).values_list("upstream_id", "updated_at", "timestamp", "progress")
-    }
-    fresh = sorted(
-        (event for event in events if event.id not in stored or _version(event) >= stored[event.id]),
-        key=_version,
-    )  # oldest first, so the upsert keeps the newest copy of an event sent twice
+            continue
+        except UpstreamError as exc:
+            log.warning("could not read pushed events back (%s); the regular pass will bring them", exc)
+            report.skipped += 1
+            break
+        if event is None:
+            log.info("pushed event %s is unknown to Helix TeamHub; ignored", event_id)
+        elif not hth_sync.in_scope(event):
+            log.info("pushed event %s belongs to project %r, which HTH_PROJECTS leaves out", event_id, event.project)
+        else:
+            fresh.append(event)
+    report.seen += len(fresh)
     report.add(hth_sync.store_events(fresh, now=now, announce_new=True))
     return report
-
-
-def _version(event: HthEvent) -> tuple[datetime, int]:
-    """Which of two copies is newer: updated_at has whole seconds, and a build's progress only climbs within one."""
-    return (event.updated_at or event.timestamp, event.progress)

@@ -38,7 +38,7 @@ aborts the pass and commits nothing; a row the database refuses, and a malformed
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -49,6 +49,7 @@ from dashboard.models import Event, EventStatus, Source, SyncState, Transition
 from dashboard.upstreams.hth.client import MAX_ID_LENGTH, PAGE_SIZE, EventPage, HthClient, HthEvent, MalformedEvent
 from dashboard.upstreams.http import AnswerTooLarge, UpstreamError
 from dashboard.upstreams.report import SyncReport
+from dashboard.upstreams.storable import text
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ MIRRORED_FIELDS = [f.name for f in fields(HthEvent) if f.name != "id"]
 UPDATED_FIELDS = MIRRORED_FIELDS + ["synced_at", "progress_changed_at", "status"]
 # Errors about the data of a row (a value PostgreSQL cannot store, a key another writer just took):
 # only these make one row "bad". Anything else (OperationalError, InterfaceError) aborts the pass.
-ROW_ERRORS = (DataError, IntegrityError)
+# A string the database driver cannot encode (UnicodeError) is one row's fault too.
+ROW_ERRORS = (DataError, IntegrityError, UnicodeError)
 ANCHOR = 3  # events each page overlaps the previous one by
 MAX_SEARCH_PAGES = 200  # looking for a lost anchor; after that the run's region is read again from the top
 RETRIES_PER_PASS = 100
+RECHECK_MAX = 100  # events an admin's re-check reads, one request each, while the admin waits
 DOWN, UP = "down", "up"
 
 
@@ -80,6 +83,11 @@ def sync_events(
             return report
     report.add(retry_failed(client=client, now=now))
     return report
+
+
+def in_scope(event: HthEvent) -> bool:
+    """Whether the mirror keeps `event`: every project, or only those of HTH_PROJECTS (as the list passes read)."""
+    return not settings.HTH_PROJECTS or event.project in settings.HTH_PROJECTS
 
 
 def _sync_stream(*, client, project, now, on_progress, should_stop) -> SyncReport:
@@ -210,7 +218,13 @@ def _place(anchor: list[dict], page: EventPage, fetch_at: int) -> int | str:
 def _retry_id(raw) -> str | None:
     """The id to fetch a malformed item by later, if it has one the API could answer to."""
     event_id = raw.get("id") if isinstance(raw, dict) else None
-    if isinstance(event_id, str) and event_id and len(event_id) <= MAX_ID_LENGTH and "/" not in event_id:
+    if (
+        isinstance(event_id, str)
+        and event_id
+        and len(event_id) <= MAX_ID_LENGTH
+        and "/" not in event_id
+        and text(event_id) == event_id
+    ):
         return event_id
     return None
 
@@ -273,6 +287,41 @@ def refresh_unfinished_events(*, client: HthClient, now: datetime) -> SyncReport
     if failure:
         raise failure  # what could be fetched is stored; the error is recorded for /healthz
     return report
+
+
+@dataclass
+class Recheck:
+    stored: int = 0
+    deleted: list[str] = field(default_factory=list)
+    unread: int = 0  # after an upstream error, or past RECHECK_MAX
+    error: str = ""
+
+
+def recheck_events(*, client: HthClient, upstream_ids: list[str], now: datetime) -> Recheck:
+    """An admin's check of rows against Helix TeamHub: store its answer for each, and delete the rows it
+    answers 404 for (or that HTH_PROJECTS leaves out). Nothing else removes an event the API no longer has:
+    its list cannot say that an event went. Only an explicit 404 deletes; an error deletes nothing."""
+    result, fresh = Recheck(unread=max(0, len(upstream_ids) - RECHECK_MAX)), []
+    for position, event_id in enumerate(upstream_ids[:RECHECK_MAX]):
+        try:
+            event = client.get_event(event_id)
+        except MalformedEvent as exc:
+            log.warning("event %s is malformed upstream; kept: %s", event_id, exc)
+            continue
+        except UpstreamError as exc:
+            result.error = str(exc)
+            result.unread += min(len(upstream_ids), RECHECK_MAX) - position
+            break
+        if event is None or not in_scope(event):
+            result.deleted.append(event_id)
+        else:
+            fresh.append(event)
+    store_events(fresh, now=now, announce_new=False)
+    result.stored = len(fresh)
+    with transaction.atomic():
+        Event.objects.filter(upstream_id__in=result.deleted).delete()  # their transitions go with them
+        _save_retries(stored=result.deleted, failed={}, cursor=None)
+    return result
 
 
 def sweep_live_events(*, now: datetime) -> int:

@@ -18,6 +18,7 @@ import requests
 from django.conf import settings
 
 from dashboard.upstreams import http as upstream
+from dashboard.upstreams.storable import MAX_DEPTH
 
 PAGE_SIZE = 100  # the maximum `limit` the vendor page documents
 # The most OneUptime's source serves in one page. A server that enforces the documented 100 refuses it
@@ -436,17 +437,21 @@ def _error_message(response: requests.Response) -> str:
     return text[:MAX_MESSAGE_LENGTH]
 
 
-def normalize(value: Any, field: str = "") -> Any:
+def normalize(value: Any, field: str = "", depth: int = 0) -> Any:
     """Plain values from OneUptime's wire form: `{"_type": …, "value": v}` becomes v, and dates become aware
-    datetimes. Plain strings where wrappers are expected work too; an unreadable date stays a string."""
+    datetimes. Plain strings where wrappers are expected work too; an unreadable date stays a string.
+    Below MAX_DEPTH a value is left as sent (the sync refuses that record): a hostile nest must not
+    exhaust the stack and fail the whole page."""
+    if depth > MAX_DEPTH:
+        return value
     if isinstance(value, dict):
         if "_type" in value and "value" in value:
             if value["_type"] == "DateTime":
                 return _date(value["value"])
-            return normalize(value["value"], field)
-        return {key: normalize(item, key) for key, item in value.items()}
+            return normalize(value["value"], field, depth + 1)
+        return {key: normalize(item, key, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [normalize(item, field) for item in value]
+        return [normalize(item, field, depth + 1) for item in value]
     if field in DATE_FIELDS and isinstance(value, str):
         return _date(value)
     return value

@@ -73,6 +73,8 @@ from dashboard.upstreams.oneuptime.client import (
     Resource,
 )
 from dashboard.upstreams.report import SyncReport
+from dashboard.upstreams.storable import storable
+from dashboard.upstreams.storable import text as storable_text
 
 log = logging.getLogger(__name__)
 
@@ -506,7 +508,7 @@ def incident_values(item: dict[str, Any]) -> dict[str, Any]:
             "incident_number_with_prefix": _text(item.get("incidentNumberWithPrefix")),
             "created_at": _date(item, "createdAt"),
             "updated_at": _date(item, "updatedAt"),
-            "raw": _without_nul(item),
+            "raw": storable(item),
         }
     )
 
@@ -540,7 +542,7 @@ def state_values(item: dict[str, Any]) -> dict[str, Any]:
             "created_by_user_id": _text(item.get("createdByUserId")),
             "created_at": _date(item, "createdAt"),
             "updated_at": _date(item, "updatedAt"),
-            "raw": _without_nul(item),
+            "raw": storable(item),
         }
     )
 
@@ -558,13 +560,13 @@ def note_values(item: dict[str, Any]) -> dict[str, Any]:
         {
             "upstream_id": upstream_id,
             "incident_upstream_id": incident_id,
-            "incident_summary": item.get("incident") if isinstance(item.get("incident"), dict) else {},
+            "incident_summary": storable(item.get("incident")) if isinstance(item.get("incident"), dict) else {},
             "project_id": _text(item.get("projectId")),
             "created_by_user_id": _text(item.get("createdByUserId")),
             "created_by_name": _text(author.get("name")) if isinstance(author, dict) else "",
             "created_by_email": _text(author.get("email")) if isinstance(author, dict) else "",
             "note": _text(item.get("note")),
-            "attachments": attachments if isinstance(attachments, list) else [],
+            "attachments": storable(attachments) if isinstance(attachments, list) else [],
             "subscriber_notification_status_message": _text(item.get("subscriberNotificationStatusMessage")),
             "should_status_page_subscribers_be_notified_on_note_created": bool(
                 item.get("shouldStatusPageSubscribersBeNotifiedOnNoteCreated")
@@ -575,7 +577,7 @@ def note_values(item: dict[str, Any]) -> dict[str, Any]:
             "updated_at": _date(item, "updatedAt"),
             "version": _count(item.get("version")),
             # Everything but the text, which `note` holds: a 10 MB note is then stored, and read back, once.
-            "raw": _without_nul({name: value for name, value in item.items() if name != "note"}),
+            "raw": storable({name: value for name, value in item.items() if name != "note"}),
         }
     )
 
@@ -604,7 +606,8 @@ def _fitted(values: dict) -> dict:
 
 def _usable_ids(item: Any) -> set[str]:
     upstream_id = item.get("_id") if isinstance(item, dict) else None
-    return {upstream_id} if isinstance(upstream_id, str) and 0 < len(upstream_id) <= 100 else set()
+    usable = isinstance(upstream_id, str) and 0 < len(upstream_id) <= 100 and storable_text(upstream_id) == upstream_id
+    return {upstream_id} if usable else set()
 
 
 def _object(item: dict, name: str) -> dict:
@@ -621,26 +624,15 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**31 - 1 else None
 
 
-def _without_nul(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold NUL, so it is dropped from every string, keys included."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(item) for item in value]
-    return value
-
-
 def _required_id(item: dict, noun: str) -> str:
     upstream_id = item.get("_id")
-    if not isinstance(upstream_id, str) or not upstream_id or len(upstream_id) > 100:
+    if not isinstance(upstream_id, str) or not upstream_id or len(upstream_id) > 100 or storable_text(upstream_id) != upstream_id:
         raise MalformedRecord(f"{noun} without a usable _id: {upstream_id!r}")
     return upstream_id
 
 
 def _text(value: Any) -> str:
-    return value.replace("\x00", "") if isinstance(value, str) else ("" if value is None else str(value))
+    return storable_text(value) if isinstance(value, str) else ("" if value is None else str(value))
 
 
 def _date(item: dict, name: str) -> datetime | None:
@@ -679,32 +671,58 @@ def _save_cursor(key: str, position: dict | None, *, skipped: Iterable[str] = ()
     state.save(update_fields=["cursor"])
 
 
-def sync_note(*, client: OneUptimeClient, note_id: str, now: datetime) -> SyncReport:
-    """Re-read one note now, because a webhook named it; a note OneUptime no longer has is a deletion.
+def sync_notes_by_id(*, client: OneUptimeClient, note_ids: Iterable[str], now: datetime) -> SyncReport:
+    """Re-read the notes webhooks named, PAGE_SIZE in one call; a note OneUptime no longer has is a deletion.
 
-    The watermark does not move: the next regular pass reads this note again and finds nothing new.
+    The watermark does not move: the next regular pass reads these notes again and finds nothing new.
     """
+    report = SyncReport()
+    for chunk in batched(dict.fromkeys(note_ids), PAGE_SIZE):
+        try:
+            items = client.list_notes(
+                query={"_id": {"_type": "Includes", "value": list(chunk)}}, sort=ORDER, limit=PAGE_SIZE
+            ).items
+        except AnswerTooLarge:
+            items = [item for item in (_note_or_unreadable(client, note_id) for note_id in chunk) if item is not None]
+        found = {item.get("_id") for item in items if isinstance(item, dict)}
+        with transaction.atomic():
+            if items:
+                report.add(_store_named_notes(items, client=client, now=now))
+            report.add(_forget_notes([note_id for note_id in chunk if note_id not in found], now=now))
+    return report
+
+
+def _note_or_unreadable(client: OneUptimeClient, note_id: str) -> dict | None:
+    """One note read alone, when the answer naming it among others was too large. Too large on its own, it is
+    remembered by id (below) and read again by every regular pass until it fits."""
     try:
-        item = client.get_note(note_id)
+        return client.get_note(note_id)
     except AnswerTooLarge as exc:
-        item = {"_id": note_id, UNREADABLE: str(exc)}  # remembered below, and read again by every pass
-    with transaction.atomic():
-        if item is not None:
-            report, skipped_ids = _store_notes([item], client=client, now=now, announce=True)
-            if skipped_ids:  # read again by every regular pass until it can be stored
-                _cursor()
-                _save_cursor("notes", None, skipped=skipped_ids)
-            return report
-        gone = list(
-            IncidentNote.objects.filter(upstream_id=note_id).exclude(writes__state__in=UNDELIVERED).select_related("incident")
-        )
-        changes = [
-            Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)
-            for note in gone
-        ]
-        IncidentNote.objects.filter(pk__in=[note.pk for note in gone]).delete()
-        transitions.record(changes)
-    return SyncReport(seen=1, updated=len(changes), transitions=len(changes))
+        return {"_id": note_id, UNREADABLE: str(exc)}
+
+
+def _store_named_notes(items: list[dict], *, client: OneUptimeClient, now: datetime) -> SyncReport:
+    report, skipped_ids = _store_notes(items, client=client, now=now, announce=True)
+    if skipped_ids:  # read again by every regular pass until it can be stored
+        _cursor()
+        _save_cursor("notes", None, skipped=skipped_ids)
+    return report
+
+
+def _forget_notes(note_ids: list[str], *, now: datetime) -> SyncReport:
+    """Delete mirrored notes OneUptime no longer has, unless an admin's edit of one is on its way up."""
+    if not note_ids:
+        return SyncReport()
+    gone = list(
+        IncidentNote.objects.filter(upstream_id__in=note_ids).exclude(writes__state__in=UNDELIVERED).select_related("incident")
+    )
+    changes = [
+        Transition(kind=TransitionKind.NOTE_DELETED, upstream_id=note.upstream_id, incident=note.incident, at=now)
+        for note in gone
+    ]
+    IncidentNote.objects.filter(pk__in=[note.pk for note in gone]).delete()
+    transitions.record(changes)
+    return SyncReport(seen=len(note_ids), updated=len(changes), transitions=len(changes))
 
 
 _MAX_LENGTHS = {
