@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from dashboard.models import Event, IncidentNote, SyncState
+from dashboard.simulators.loopback import BEYOND_PARSER
 from dashboard.upstreams.hth import sync as hth_sync
 from dashboard.upstreams.hth.client import HthClient
 from dashboard.upstreams.oneuptime import sync as note_sync
@@ -84,6 +85,24 @@ def test_a_note_nested_deeper_than_the_stack_is_one_skipped_row(oneuptime_sim, o
     assert report.finished and report.skipped >= 1
     assert IncidentNote.objects.filter(upstream_id=good["_id"]).exists()
     assert not IncidentNote.objects.filter(upstream_id=bad["_id"]).exists()
+
+
+def test_a_note_nested_beyond_the_parser_costs_one_note_not_the_notes_pass(oneuptime_sim, oneuptime_client):
+    incident = oneuptime_sim.add_incident("Outage")
+    bad = oneuptime_sim.add_note(incident["_id"], "Nested beyond any parser")
+    oneuptime_sim.malform(bad["_id"], customFields=BEYOND_PARSER)
+    good = oneuptime_sim.add_note(incident["_id"], "Monitoring")
+    report = note_sync.sync_notes(client=oneuptime_client, now=timezone.now())
+    assert report.finished and report.skipped == 1
+    assert IncidentNote.objects.get(upstream_id=good["_id"]).note == "Monitoring"
+    assert not IncidentNote.objects.filter(upstream_id=bad["_id"]).exists()
+    # The simulator's broken proxy adds the nest to every form of the record, its id alone included: the
+    # record is skipped without an id, and read again once its updatedAt moves.
+
+    oneuptime_sim.unmalform(bad["_id"])  # OneUptime serves it whole again
+    oneuptime_sim.edit_note(bad["_id"], note="Repaired")
+    note_sync.sync_notes(client=oneuptime_client, now=timezone.now())
+    assert IncidentNote.objects.get(upstream_id=bad["_id"]).note == "Repaired"
 
 
 def test_an_event_nested_beyond_the_parser_costs_one_item_not_its_page(hth_sim, hth):

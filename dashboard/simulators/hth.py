@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from dashboard.simulators import loopback
-from dashboard.simulators.loopback import Response
+from dashboard.simulators.loopback import BEYOND_PARSER, Response, spliced
 
 Event = dict[str, Any]
 
@@ -103,10 +103,6 @@ MALFORMED_KINDS = (
 # valid JSON and no Unicode text; one in an event's name used to fail every pass of a mirror.
 HOSTILE_KINDS = ("lone_surrogate",)
 NESTED_DEPTH = 100  # deeper than any record a client should store
-# Served in place of this marker: an array nested deeper than Python's json (or any stack) parses, so
-# the whole page that holds it cannot be parsed at once.
-BEYOND_PARSER = "\x00beyond-parser\x00"
-BEYOND_PARSER_DEPTH = 100_000
 OVERSIZED_CHARS = 1_000_001  # more text than a client should store for one event
 
 # How often each kind of event happens; history also holds finished builds.
@@ -544,7 +540,7 @@ class Simulator(loopback.LoopbackSimulator):
                 payload = {"api_status": status, "api_timestamp": stamp, "message": error.message}
                 if error.errors is not None:
                     payload["errors"] = error.errors
-            return Response(status, _spliced(json.dumps(payload)).encode(), extra)
+            return Response(status, spliced(json.dumps(payload)).encode(), extra)
 
     def _route(self, method: str, path: str, headers: Message, body: bytes, stamp: str) -> tuple[int, Any]:
         if self._faults:
@@ -826,14 +822,6 @@ class Simulator(loopback.LoopbackSimulator):
         item["updated_at"] = _iso(finished)
         if self._rng.random() < FAILED_BUILD_SHARE:
             item["operation"] = "failed"
-
-
-def _spliced(text: str) -> str:
-    """An answer with each BEYOND_PARSER marker replaced by JSON nested deeper than any parser's stack."""
-    marker = json.dumps(BEYOND_PARSER)
-    if marker not in text:
-        return text
-    return text.replace(marker, "[" * BEYOND_PARSER_DEPTH + "]" * BEYOND_PARSER_DEPTH)
 
 
 def hook_request(payload: dict[str, Any], *, secret: str, content_type: str = "form") -> tuple[bytes, dict[str, str]]:

@@ -4,6 +4,7 @@
 No Django here: the simulators stand in for servers on other machines, reached only over HTTP.
 """
 
+import json
 import sys
 import threading
 import time
@@ -14,6 +15,19 @@ from contextlib import contextmanager
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
+
+# Served in place of this marker: an array nested deeper than Python's json (or any stack) parses, so
+# the whole answer that holds it cannot be parsed at once.
+BEYOND_PARSER = "\x00beyond-parser\x00"
+BEYOND_PARSER_DEPTH = 100_000
+
+
+def spliced(text: str) -> str:
+    """An answer with each BEYOND_PARSER marker replaced by JSON nested deeper than any parser's stack."""
+    marker = json.dumps(BEYOND_PARSER)
+    if marker not in text:
+        return text
+    return text.replace(marker, "[" * BEYOND_PARSER_DEPTH + "]" * BEYOND_PARSER_DEPTH)
 
 
 class Response(NamedTuple):

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from dashboard.simulators import loopback
-from dashboard.simulators.loopback import Response
+from dashboard.simulators.loopback import Response, spliced
 
 Row = dict[str, Any]
 
@@ -804,7 +804,7 @@ class Simulator(loopback.LoopbackSimulator):
                 payload = self._route(method, target, headers, body)
             except _ApiError as error:
                 return Response(error.status, json.dumps({error.key: error.message}).encode(), {})
-            return Response(200, json.dumps(payload).encode(), {})
+            return Response(200, spliced(json.dumps(payload)).encode(), {})
 
     def _route(self, method: str, target: str, headers: Message, body: Any) -> Any:
         url = urlsplit(target)

@@ -24,11 +24,20 @@ class UpstreamError(Exception):
         self.status = status
 
 
-class AnswerTooLarge(UpstreamError):
-    """An answer longer than UPSTREAM_MAX_ANSWER_BYTES, left unread: asking again gets the same answer."""
+class AnswerUnreadable(UpstreamError):
+    """An answer that cannot be read whole, however often it is asked: the caller reads its records one at a
+    time instead, so that one such record costs itself and not its page or its source."""
 
     def __init__(self, message: str):
         super().__init__(message, permanent=True)
+
+
+class AnswerTooLarge(AnswerUnreadable):
+    """An answer longer than UPSTREAM_MAX_ANSWER_BYTES, left unread."""
+
+
+class NestedTooDeep(AnswerUnreadable):
+    """An answer nested deeper than the JSON parser's stack."""
 
 
 class CredentialsRejected(UpstreamError):

@@ -33,10 +33,6 @@ class MalformedEvent(ValueError):
     """One item of a response cannot be understood; the rest of the page still can."""
 
 
-class NestedTooDeep(upstream.UpstreamError):
-    """An answer nested deeper than the JSON parser's stack: it cannot be read whole, however often it is asked."""
-
-
 @dataclass(frozen=True)
 class HthEvent:
     id: str
@@ -117,7 +113,7 @@ class HthClient:
             params["expand"] = "subject"
         try:
             body = self._json(self._send("GET", "/events", params=params))
-        except (upstream.AnswerTooLarge, NestedTooDeep) as exc:
+        except upstream.AnswerUnreadable as exc:
             if limit == 1:
                 raise
             log.warning("a page of Helix TeamHub events could not be read whole (%s); reading it one event at a time", exc)
@@ -155,7 +151,7 @@ class HthClient:
         for position in range(offset, offset + limit):
             try:
                 page = self.list_events(offset=position, limit=1, **filters)
-            except (upstream.AnswerTooLarge, NestedTooDeep) as exc:
+            except upstream.AnswerUnreadable as exc:
                 bad_items.append(BadItem(position=position, reason=str(exc), raw=None))
                 more, next_offset = True, position + 1
                 continue
@@ -176,7 +172,7 @@ class HthClient:
         response = self._send("GET", _event_path(event_id), params=params, missing_ok=True)
         try:
             return None if response is None else parse_event(self._json(response))
-        except NestedTooDeep as exc:
+        except upstream.NestedTooDeep as exc:
             raise MalformedEvent(f"event {event_id}: {exc}") from None
 
     def create_build_event(
@@ -217,8 +213,8 @@ class HthClient:
         try:
             return response.json()
         except RecursionError:
-            raise NestedTooDeep(
-                f"Helix TeamHub sent JSON nested too deep to parse ({len(response.content)} bytes)", permanent=True
+            raise upstream.NestedTooDeep(
+                f"Helix TeamHub sent JSON nested too deep to parse ({len(response.content)} bytes)"
             ) from None
         except ValueError:
             raise upstream.UpstreamError(

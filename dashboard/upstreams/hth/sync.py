@@ -47,7 +47,7 @@ from django.db import DataError, IntegrityError, transaction
 from dashboard.live import detection, transitions
 from dashboard.models import Event, EventStatus, Source, SyncState, Transition
 from dashboard.upstreams.hth.client import MAX_ID_LENGTH, PAGE_SIZE, EventPage, HthClient, HthEvent, MalformedEvent
-from dashboard.upstreams.http import AnswerTooLarge, UpstreamError
+from dashboard.upstreams.http import AnswerUnreadable, UpstreamError
 from dashboard.upstreams.report import SyncReport
 from dashboard.upstreams.storable import text
 
@@ -273,7 +273,7 @@ def refresh_unfinished_events(*, client: HthClient, now: datetime) -> SyncReport
         results = list(pool.map(fetch, unfinished))
     fresh, failure = [], None
     for event_id, result in results:
-        if isinstance(result, (MalformedEvent, AnswerTooLarge)):
+        if isinstance(result, (MalformedEvent, AnswerUnreadable)):
             log.warning("skipped a malformed refresh of event %s: %s", event_id, result)
             report.skipped += 1
         elif isinstance(result, UpstreamError):

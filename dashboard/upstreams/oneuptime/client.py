@@ -221,7 +221,7 @@ class OneUptimeClient:
                 raise
             self.id_page_size = PAGE_SIZE
             items = list(self._iterate(resource, query=None, sort=None, page_size=PAGE_SIZE, select={"_id": True}))
-        return [item["_id"] for item in items]
+        return [item["_id"] for item in items if UNREADABLE not in item]  # an unreadable record cannot name its id
 
     def existing_ids(self, resource: "Resource", ids: Iterable[str]) -> list[str]:
         """Which of `ids` OneUptime has, asked by id (100 a request), to confirm a deletion seen in a listing."""
@@ -229,7 +229,10 @@ class OneUptimeClient:
         for chunk in batched(sorted(ids), PAGE_SIZE):
             query = {"_id": {"_type": "Includes", "value": list(chunk)}}
             page = self._list(resource, query=query, sort=None, skip=0, limit=PAGE_SIZE, select={"_id": True})
-            found += [item["_id"] for item in page.items]
+            if any(UNREADABLE in item for item in page.items):
+                found += chunk  # an answer that cannot be read confirms no deletion
+            else:
+                found += [item["_id"] for item in page.items]
         return found
 
     def get_note(self, note_id: str) -> dict[str, Any] | None:
@@ -298,10 +301,13 @@ class OneUptimeClient:
             answer = self._call(
                 resource, "read", "POST", f"/{resource.path}/get-list", params={"skip": skip, "limit": limit}, json=body
             )
-        except upstream.AnswerTooLarge:
-            if select is not None:  # already the small form: nothing smaller to ask for
-                raise
-            return self._list_one_by_one(resource, query=query, sort=sort, skip=skip, limit=limit)
+        except upstream.AnswerUnreadable as exc:
+            if select is None:
+                return self._list_one_by_one(resource, query=query, sort=sort, skip=skip, limit=limit)
+            if limit > 1:  # already the small form: the same, a record at a time
+                return self._ids_one_by_one(resource, query=query, sort=sort, skip=skip, limit=limit, select=select)
+            # Not even its id can be read: one record without an id, which the sync counts as skipped.
+            return Page(items=[{UNREADABLE: str(exc)}], count=skip + 2, skip=skip, limit=1)
         data, count = answer.get("data"), answer.get("count")
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data) or not _is_count(count):
             raise upstream.UpstreamError(f"OneUptime sent a list of {resource.plural} without a data list and a count")
@@ -316,8 +322,8 @@ class OneUptimeClient:
     def _list_one_by_one(
         self, resource: Resource, *, query: dict[str, Any] | None, sort: dict[str, Any] | None, skip: int, limit: int
     ) -> Page:
-        """The same page when it is too large to read whole: its ids, then each record by id. A record too
-        large on its own comes back as `{"_id", "updatedAt", UNREADABLE: why}`, so the page still moves on."""
+        """The same page when it cannot be read whole (too large, or nested too deep): its ids, then each record
+        by id. A record unreadable on its own comes back as `{"_id", "updatedAt", UNREADABLE: why}`, so the page still moves on."""
         ids = self._list(resource, query=query, sort=sort, skip=skip, limit=limit, select={"_id": True, "updatedAt": True})
         items = []
         for small in ids.items:
@@ -326,11 +332,24 @@ class OneUptimeClient:
                 continue
             try:
                 item = self._get(resource, small["_id"])
-            except upstream.AnswerTooLarge as exc:
+            except upstream.AnswerUnreadable as exc:
                 item = {"_id": small["_id"], "updatedAt": small.get("updatedAt"), UNREADABLE: str(exc)}
             if item is not None:  # None: deleted since the ids were listed
                 items.append(item)
         return Page(items=items, count=ids.count, skip=ids.skip, limit=ids.limit)
+
+    def _ids_one_by_one(self, resource: Resource, *, query, sort, skip: int, limit: int, select: dict[str, Any]) -> Page:
+        """The ids of a page whose ids cannot be read together (a proxy that adds what was not asked for),
+        one record at a time."""
+        items, count = [], skip
+        for position in range(skip, skip + limit):
+            page = self._list(resource, query=query, sort=sort, skip=position, limit=1, select=select)
+            items += page.items
+            if not any(UNREADABLE in item for item in page.items):
+                count = page.count
+            if not page.items or position + 1 >= max(count, position + 2 if UNREADABLE in page.items[0] else 0):
+                break
+        return Page(items=items, count=max(count, skip + len(items)), skip=skip, limit=limit)
 
     def _iterate(
         self,
@@ -392,6 +411,11 @@ class OneUptimeClient:
             raise error_for(response, resource=resource, operation=operation, item_id=item_id)
         try:
             answer = response.json()
+        except RecursionError:
+            raise upstream.NestedTooDeep(
+                f"OneUptime sent JSON nested too deep to parse when asked to {operation} {resource.plural} "
+                f"({len(response.content)} bytes)"
+            ) from None
         except ValueError:
             raise upstream.UpstreamError(
                 f"OneUptime sent invalid JSON when asked to {operation} {resource.plural} "

@@ -60,7 +60,7 @@ from dashboard.models import (
     Transition,
     TransitionKind,
 )
-from dashboard.upstreams.http import AnswerTooLarge
+from dashboard.upstreams.http import AnswerUnreadable
 from dashboard.upstreams.oneuptime.client import (
     INCIDENTS,
     NOTES,
@@ -682,7 +682,7 @@ def sync_notes_by_id(*, client: OneUptimeClient, note_ids: Iterable[str], now: d
             items = client.list_notes(
                 query={"_id": {"_type": "Includes", "value": list(chunk)}}, sort=ORDER, limit=PAGE_SIZE
             ).items
-        except AnswerTooLarge:
+        except AnswerUnreadable:
             items = [item for item in (_note_or_unreadable(client, note_id) for note_id in chunk) if item is not None]
         found = {item.get("_id") for item in items if isinstance(item, dict)}
         with transaction.atomic():
@@ -697,7 +697,7 @@ def _note_or_unreadable(client: OneUptimeClient, note_id: str) -> dict | None:
     remembered by id (below) and read again by every regular pass until it fits."""
     try:
         return client.get_note(note_id)
-    except AnswerTooLarge as exc:
+    except AnswerUnreadable as exc:
         return {"_id": note_id, UNREADABLE: str(exc)}
 
 
