@@ -131,9 +131,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_USERNAME_FORM_FIELD = "username"  # axes' default is a lazy object that the DEBUG page's URL masking cannot read
-# The client's address: X-Forwarded-For only from our own proxy; otherwise anyone could pick a fresh one.
-AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if BEHIND_HTTPS_PROXY else ("REMOTE_ADDR",)
-AXES_IPWARE_PROXY_COUNT = 1 if BEHIND_HTTPS_PROXY else None
+# The client's address: the one the outermost of our PROXY_COUNT proxies saw (config/client_address.py);
+# anything a client writes into X-Forwarded-For itself is ignored, so it can neither pick a fresh address
+# nor lock everyone out by counting against the proxy's.
+PROXY_COUNT = env_int("DJANGO_PROXY_COUNT", 1 if BEHIND_HTTPS_PROXY else 0)
+AXES_CLIENT_IP_CALLABLE = "config.client_address.client_address"
 
 ROOT_URLCONF = "config.urls"
 LOGIN_URL = "login"
