@@ -79,7 +79,9 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS") or ["localhost", "127.0.0.1", "
 
 # Behind a proxy we speak plain HTTP; HTTPS redirects are the proxy's business unless asked for.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # a monitor on the proxy's own host may ask over plain HTTP
+# A monitor and a scraper ask each node directly, over plain HTTP: redirected, they would knock on HTTPS at
+# the node's own port, where nothing speaks TLS. Browsers get their redirect from the proxy (README).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 BEHIND_HTTPS_PROXY = env_bool("DJANGO_BEHIND_HTTPS_PROXY", False)
 if BEHIND_HTTPS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

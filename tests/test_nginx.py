@@ -27,7 +27,8 @@ pytestmark = [
 
 # The README's settings for HTTPS behind a proxy.
 PROXIED_ENV = {
-    "DJANGO_ALLOWED_HOSTS": nginx.HOST,
+    "DJANGO_ALLOWED_HOSTS": f"{nginx.HOST},127.0.0.1",  # and the nodes' own addresses, for a scraper
+    "METRICS_TOKEN": "a-long-scraper-token",
     "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{nginx.HOST}",
     "DJANGO_BEHIND_HTTPS_PROXY": "true",
     "DJANGO_SECURE_SSL_REDIRECT": "true",
@@ -81,6 +82,7 @@ def proxied_node(tmp_path):
         node.start()
         try:
             with nginx.Nginx(tmp_path, nodes=[f"127.0.0.1:{node.port}"]) as proxy:
+                proxy.node = node
                 yield proxy
         finally:
             node.stop()
@@ -108,3 +110,14 @@ def test_plain_http_is_redirected_by_the_proxy_and_pages_come_back_over_https(pr
     page = client.request("GET", "/accounts/login/")
     assert page.status_code == 200 and page.headers["Strict-Transport-Security"].startswith("max-age=")
     assert "Secure" in page.headers["Set-Cookie"], "the node knows the page is HTTPS (X-Forwarded-Proto)"
+
+
+def test_a_scraper_reads_each_node_over_plain_http_and_the_proxy_keeps_metrics_to_itself(proxied_node):
+    bearer = {"Authorization": f"Bearer {PROXIED_ENV['METRICS_TOKEN']}"}
+    direct = requests.get(f"{proxied_node.node.url}/metrics", headers=bearer, allow_redirects=False, timeout=10)
+    assert direct.status_code == 200, "not redirected to https on the node's own port"
+    assert "pulseboard_sockets_connected" in direct.text
+    assert requests.get(f"{proxied_node.node.url}/healthz", allow_redirects=False, timeout=10).status_code == 200
+    assert Client(proxied_node, ADMIN).request("GET", "/metrics", headers=bearer).status_code == 404, "nor through the proxy"
+    login = requests.get(f"{proxied_node.node.url}/accounts/login/", allow_redirects=False, timeout=10)
+    assert login.status_code == 301, "a page asked for over plain HTTP still goes to HTTPS"
