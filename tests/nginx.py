@@ -92,7 +92,7 @@ class Nginx:
             site, nodes=self.nodes, http_port=self.http_port, https_port=self.https_port, certificate=certificate, key=key
         )
         (self.directory / "nginx.conf").write_text(
-            f"{user}worker_processes 1;\npid {self.directory}/nginx.pid;\nerror_log {self.directory}/error.log info;\n"
+            f"{user}worker_processes 1;\npid {self.directory}/nginx.pid;\nerror_log {self.directory}/error.log notice;\n"
             f"{main}\nevents {{ worker_connections 4096; }}\n"
             f"http {{\n"
             f"include {MIME_TYPES};\naccess_log {self.directory}/access.log;\n"
