@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 KEY = "pulseboard:serving"  # a sorted set: "<version> <host:pid>" scored by when the announcement lapses
 ANNOUNCE_EVERY_SECONDS = 3
 ANNOUNCEMENT_SECONDS = 10  # a SIGKILLed node's version is forgotten this long after its last announcement
-REDIS_TIMEOUT_SECONDS = 1  # /healthz asks: an unreachable Redis must not hold it up
+REDIS_TIMEOUT_SECONDS = 0.5  # /healthz asks: an unreachable Redis must not hold it up
+QUIET_AFTER_FAILURE_SECONDS = 10  # nor every /healthz of an outage wait for that timeout
+
+_failed_at = -QUIET_AFTER_FAILURE_SECONDS
 
 
 @cache
@@ -39,7 +42,7 @@ def announce(node: str) -> None:
     now = time.time()
     client = _client()
     client.zadd(KEY, {f"{server_version()} {node}": now + ANNOUNCEMENT_SECONDS})
-    client.zremrangebyscore(KEY, "-inf", now - ANNOUNCEMENT_SECONDS)  # lapsed announcements of killed nodes
+    client.zremrangebyscore(KEY, "-inf", f"({now}")  # lapsed announcements, of killed nodes
 
 
 def withdraw(node: str) -> None:
@@ -51,12 +54,14 @@ def withdraw(node: str) -> None:
 
 def serving_versions() -> list[str]:
     """This process's version and every other one announced and not lapsed; only its own if Redis fails."""
+    global _failed_at
     versions = {server_version()}
-    if settings.REDIS_URL:
+    if settings.REDIS_URL and time.monotonic() - _failed_at > QUIET_AFTER_FAILURE_SECONDS:
         import redis
 
         try:
             versions |= {member.decode().split(" ", 1)[0] for member in _client().zrangebyscore(KEY, time.time(), "+inf")}
         except redis.RedisError as exc:
+            _failed_at = time.monotonic()
             log.debug("cannot read the serving versions: %s", exc)
     return sorted(versions)
