@@ -62,9 +62,11 @@ def site_config(site: str, *, nodes: list[str], http_port: int, https_port: int,
 
 
 class Nginx:
-    def __init__(self, directory: Path, *, nodes: list[str]):
+    def __init__(self, directory: Path, *, nodes: list[str], edit=None):
+        """`edit(site)` may change the README's site before use (a test of what a changed line breaks)."""
         self.directory = Path(directory) / "nginx"
         self.nodes = list(nodes)
+        self.edit = edit or (lambda site: site)
         self.http_port, self.https_port = free_port(), free_port()
         self.url = f"https://{HOST}:{self.https_port}"
         self.plain_url = f"http://{HOST}:{self.http_port}"
@@ -91,6 +93,7 @@ class Nginx:
         site = site_config(
             site, nodes=self.nodes, http_port=self.http_port, https_port=self.https_port, certificate=certificate, key=key
         )
+        site = self.edit(site)
         (self.directory / "nginx.conf").write_text(
             f"{user}worker_processes 1;\npid {self.directory}/nginx.pid;\nerror_log {self.directory}/error.log notice;\n"
             f"{main}\nevents {{ worker_connections 4096; }}\n"

@@ -6,14 +6,17 @@ someone guessing), so the nodes can tell them apart only by what nginx reports i
 
 import os
 import re
+import ssl
 
 import pytest
 import requests
 import urllib3
+import websockets.sync.client
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from requests.adapters import HTTPAdapter
+from websockets.exceptions import InvalidStatus
 
 from tests import nginx
 from tests.processes import base_env
@@ -76,12 +79,13 @@ class Client:
 
 
 @pytest.fixture
-def proxied_node(tmp_path):
+def proxied_node(tmp_path, request):
+    edit = getattr(request, "param", None)  # a change to the README's site, for a test of what it breaks
     with open(tmp_path / "serve.log", "w") as log:
         node = Server(base_env(**PROXIED_ENV), log)
         node.start()
         try:
-            with nginx.Nginx(tmp_path, nodes=[f"127.0.0.1:{node.port}"]) as proxy:
+            with nginx.Nginx(tmp_path, nodes=[f"127.0.0.1:{node.port}"], edit=edit) as proxy:
                 proxy.node = node
                 yield proxy
         finally:
@@ -121,3 +125,31 @@ def test_a_scraper_reads_each_node_over_plain_http_and_the_proxy_keeps_metrics_t
     assert Client(proxied_node, ADMIN).request("GET", "/metrics", headers=bearer).status_code == 404, "nor through the proxy"
     login = requests.get(f"{proxied_node.node.url}/accounts/login/", allow_redirects=False, timeout=10)
     assert login.status_code == 301, "a page asked for over plain HTTP still goes to HTTPS"
+
+
+def open_socket(proxy: nginx.Nginx) -> None:
+    """A wall's socket through the proxy, from a page at https://127.0.0.1:<proxy's port> (an allowed host here)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    origin = f"https://127.0.0.1:{proxy.https_port}"
+    uri = f"wss://127.0.0.1:{proxy.https_port}/ws/live/?page=wall&screen=no-such-key"
+    with websockets.sync.client.connect(uri, ssl=context, origin=origin, open_timeout=10):
+        pass  # the handshake passed the origin check; an unknown key is closed afterwards, with 4403
+
+
+def test_sockets_and_forms_pass_through_the_readme_config_on_a_non_default_port(proxied_node):
+    open_socket(proxied_node)
+    assert Client(proxied_node, ADMIN).log_in("nobody", "wrong").status_code == 200, "the form, not a CSRF 403"
+
+
+DEBIAN_PROXY_PARAMS_HOST = "proxy_set_header Host $host;"  # what /etc/nginx/proxy_params sets
+
+
+@pytest.mark.parametrize(
+    "proxied_node", [lambda site: site.replace("proxy_set_header Host $http_host;", DEBIAN_PROXY_PARAMS_HOST)], indirect=True
+)
+def test_with_debians_proxy_params_host_every_socket_and_form_fails_as_the_readme_warns(proxied_node):
+    with pytest.raises(InvalidStatus) as refused:
+        open_socket(proxied_node)
+    assert refused.value.response.status_code == 403, "the origin check: the node sees no port"
+    assert Client(proxied_node, ADMIN).log_in("nobody", "wrong").status_code == 403, "CSRF: the referer's port differs"
