@@ -7,6 +7,7 @@ someone guessing), so the nodes can tell them apart only by what nginx reports i
 import os
 import re
 import ssl
+import time
 
 import pytest
 import requests
@@ -16,8 +17,9 @@ from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from requests.adapters import HTTPAdapter
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from dashboard.live import screens
 from tests import nginx
 from tests.processes import base_env
 from tests.test_browser import Server
@@ -127,13 +129,17 @@ def test_a_scraper_reads_each_node_over_plain_http_and_the_proxy_keeps_metrics_t
     assert login.status_code == 301, "a page asked for over plain HTTP still goes to HTTPS"
 
 
-def open_socket(proxy: nginx.Nginx) -> None:
+def wall_socket(proxy: nginx.Nginx, key: str = "no-such-key"):
     """A wall's socket through the proxy, from a page at https://127.0.0.1:<proxy's port> (an allowed host here)."""
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     origin = f"https://127.0.0.1:{proxy.https_port}"
-    uri = f"wss://127.0.0.1:{proxy.https_port}/ws/live/?page=wall&screen=no-such-key"
-    with websockets.sync.client.connect(uri, ssl=context, origin=origin, open_timeout=10):
+    uri = f"wss://127.0.0.1:{proxy.https_port}/ws/live/?page=wall&screen={key}"
+    return websockets.sync.client.connect(uri, ssl=context, origin=origin, open_timeout=10)
+
+
+def open_socket(proxy: nginx.Nginx) -> None:
+    with wall_socket(proxy):
         pass  # the handshake passed the origin check; an unknown key is closed afterwards, with 4403
 
 
@@ -153,3 +159,17 @@ def test_with_debians_proxy_params_host_every_socket_and_form_fails_as_the_readm
         open_socket(proxied_node)
     assert refused.value.response.status_code == 403, "the origin check: the node sees no port"
     assert Client(proxied_node, ADMIN).log_in("nobody", "wrong").status_code == 403, "CSRF: the referer's port differs"
+
+
+def test_after_an_nginx_reload_the_old_worker_lets_go_of_open_sockets_within_its_shutdown_timeout(proxied_node):
+    """worker_shutdown_timeout (README): without it a wall's socket keeps an old worker, and the old
+    configuration's node, for as long as the socket lives; a drained node would never lose its walls."""
+    with wall_socket(proxied_node, screens.screen_named("Office TV").key) as socket:
+        assert socket.recv(timeout=15).startswith("<!--snapshot")
+        reloaded = time.monotonic()
+        proxied_node.set_nodes(proxied_node.nodes)
+        with pytest.raises(ConnectionClosed):
+            while time.monotonic() - reloaded < 30:
+                socket.recv(timeout=30)  # heartbeats, until the old worker closes the connection
+        closed_after = time.monotonic() - reloaded
+    assert closed_after < 15, f"closed {closed_after:.1f} s after the reload (worker_shutdown_timeout 10s)"
