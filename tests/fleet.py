@@ -9,6 +9,9 @@ whether it is live and current again, and how often it reloaded.
 - `Node(release, port, env, log)`: `manage.py serve` of that release on a fixed port, so a node can be
   replaced by the next release on the same upstream address without touching nginx.
 - `PageWatch(page)`: counts a page's loads and reads what it says (live or not, its version, its styles).
+
+Outages of what the nodes depend on fit the same mould: give the nodes an env whose DATABASE_URL or
+REDIS_URL points at a relay the test can cut (tests/db_relay.py), and ask the pages the same questions.
 """
 
 import shutil
