@@ -20,7 +20,7 @@ from dashboard.live import screens
 from tests import nginx
 from tests.fleet import Node, PageWatch, make_release, wait_until_all
 from tests.processes import base_env, free_port
-from tests.test_browser import browser, new_page, ou_sim, server, wait_live  # noqa: F401 (fixtures)
+from tests.test_browser import browser, keep_screenshot, new_page, ou_sim, server, wait_live  # noqa: F401 (fixtures)
 from tests.test_nginx import PROXIED_ENV
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -196,6 +196,7 @@ def test_a_rolling_deploy_and_a_killed_node_behind_nginx_leave_every_page_live_a
         reloads = {watch.name: watch.loads - loads_before[watch.name] for watch in watches}
         assert all(count == 1 for count in reloads.values()), f"a killed node reloads no page: {reloads}"
         print("seconds until every page was live and current again:", {name: round(s, 1) for name, s in figures.items()})
+        keep_screenshot(watches[0].page, "wall-after-rolling-deploy")
     finally:
         proxy.stop()
         for node in nodes:
