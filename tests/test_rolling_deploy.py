@@ -137,26 +137,30 @@ def test_a_rolling_deploy_and_a_killed_node_behind_nginx_leave_every_page_live_a
         build = hth_sim.start_build(project="luotsi", repository="chef", name="Release")
         progress = iter(range(10, 100, 10))
 
+        broken = []  # moments a page was without its styles or scripts, or not live without saying so
+
+        def judge(watch) -> dict:
+            state = watch.state()
+            if state.get("ready") and not (state["styled"] and state["scripted"]):
+                broken.append((watch.name, "unstyled or without scripts", state))
+            if state.get("ready") and state["state"] not in ("live", "connecting") and not state["banner"]:
+                broken.append((watch.name, "not live and does not say so", state))
+            return state
+
+        def current(watch, version: str, value: int) -> bool:
+            state = judge(watch)
+            return state.get("state") == "live" and state["version"] == version and watch.updated(watch, build, value)
+
         def recovered(version: str, since: float | None = None) -> float:
             """Seconds from `since` (the fault's end; default now) until every page is live, on `version`,
             styled, and shows a bump made now."""
             since = since or time.monotonic()
             value = next(progress)
             hth_sim.set_progress(build, value)
-            return (
-                time.monotonic()
-                - since
-                + wait_until_all(
-                    watches,
-                    lambda watch: (
-                        (state := watch.state()).get("state") == "live"
-                        and state["version"] == version
-                        and state["styled"]
-                        and watch.updated(watch, build, value)
-                    ),
-                    timeout=RECOVERY_SECONDS - (time.monotonic() - since),
-                )
+            wait_until_all(
+                watches, lambda watch: current(watch, version, value), timeout=RECOVERY_SECONDS - (time.monotonic() - since)
             )
+            return time.monotonic() - since
 
         figures = {"start": recovered(old)}
         loads_before = {watch.name: watch.loads for watch in watches}
@@ -164,7 +168,7 @@ def test_a_rolling_deploy_and_a_killed_node_behind_nginx_leave_every_page_live_a
         # A rolling deploy: each node stopped, replaced by the next release on the same address, GAP_SECONDS apart.
         # Meanwhile a TV is switched on and loads a page now and then: its page may come from one release and
         # its hashed files be asked of a node of the other.
-        broken, late = [], PageWatch(proxied_page(browser, width=1920, height=1080), "late wall")
+        late = PageWatch(proxied_page(browser, width=1920, height=1080), "late wall")
         for index, node in enumerate(nodes):
             node.stop()
             nodes[index] = Node(second, node.port, env, log).start()
@@ -177,11 +181,7 @@ def test_a_rolling_deploy_and_a_killed_node_behind_nginx_leave_every_page_live_a
             deadline = time.monotonic() + (GAP_SECONDS if index < len(nodes) - 1 else 0)  # then straight to the check
             while time.monotonic() < deadline:
                 for watch in watches:
-                    state = watch.state()
-                    if state.get("ready") and not (state["styled"] and state["scripted"]):
-                        broken.append((watch.name, state))
-                    if state.get("ready") and state["state"] not in ("live", "connecting") and not state["banner"]:
-                        broken.append((watch.name, "not live and does not say so", state))
+                    judge(watch)
                 time.sleep(0.5)
         assert new != old
         figures["deploy"] = recovered(new, since=deployed_at)
@@ -195,6 +195,7 @@ def test_a_rolling_deploy_and_a_killed_node_behind_nginx_leave_every_page_live_a
         figures["restart"] = recovered(new)
         reloads = {watch.name: watch.loads - loads_before[watch.name] for watch in watches}
         assert all(count == 1 for count in reloads.values()), f"a killed node reloads no page: {reloads}"
+        assert broken == [], "nor did a killed node leave any page broken or silent"
         print("seconds until every page was live and current again:", {name: round(s, 1) for name, s in figures.items()})
         keep_screenshot(watches[0].page, "wall-after-rolling-deploy")
     finally:
