@@ -8,7 +8,7 @@ whether it is live and current again, and how often it reloaded.
   version), with its static files collected (hashed names, as in production) into its own STATIC_ROOT.
 - `Node(release, port, env, log)`: `manage.py serve` of that release on a fixed port, so a node can be
   replaced by the next release on the same upstream address without touching nginx.
-- `PageWatch(page)`: counts a page's loads and reads what it says (live or not, its version, its styles).
+- `PageWatch(page)`: counts a page's loads (navigations) and reads what it says (live or not, its version, its styles).
 
 Outages of what the nodes depend on fit the same mould: give the nodes an env whose DATABASE_URL or
 REDIS_URL points at a relay the test can cut (tests/db_relay.py), and ask the pages the same questions.
@@ -114,10 +114,13 @@ class PageWatch:
 
     def __init__(self, page, name: str):
         self.page, self.name, self.loads = page, name, 0
-        page.on("load", self._loaded)
+        # Navigations of the page itself, counted as they commit: a reload may cut short a load that
+        # never fires its `load` event.
+        page.on("framenavigated", self._navigated)
 
-    def _loaded(self, *_):
-        self.loads += 1
+    def _navigated(self, frame):
+        if frame == self.page.main_frame:
+            self.loads += 1
 
     def state(self) -> dict:
         try:

@@ -51,7 +51,11 @@ def test_a_page_whose_own_file_failed_to_load_reloads_itself_once_the_file_answe
     failed = fail_first(page, asset)
     watch = PageWatch(page, "wall")
     page.goto(f"{server.url}/wall/?key={screens.screen_named('Office TV').key}")
+    deadline = time.monotonic() + 15
+    while watch.loads < 2 and time.monotonic() < deadline:  # without its styles the page may even go live first
+        page.wait_for_timeout(100)
     wait_live(page)
+    page.wait_for_timeout(1000)  # and then it stays: no second reload
     state = watch.state()
     assert failed and watch.loads == 2, f"one reload after {failed}: {watch.loads} loads"
     assert state["scripted"] and state["state"] == "live"
