@@ -79,7 +79,9 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS") or ["localhost", "127.0.0.1", "
 
 # Behind a proxy we speak plain HTTP; HTTPS redirects are the proxy's business unless asked for.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # a monitor on the proxy's own host may ask over plain HTTP
+# A monitor and a scraper ask each node directly, over plain HTTP: redirected, they would knock on HTTPS at
+# the node's own port, where nothing speaks TLS. Browsers get their redirect from the proxy (README).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 BEHIND_HTTPS_PROXY = env_bool("DJANGO_BEHIND_HTTPS_PROXY", False)
 if BEHIND_HTTPS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -132,9 +134,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_USERNAME_FORM_FIELD = "username"  # axes' default is a lazy object that the DEBUG page's URL masking cannot read
-# The client's address: X-Forwarded-For only from our own proxy; otherwise anyone could pick a fresh one.
-AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if BEHIND_HTTPS_PROXY else ("REMOTE_ADDR",)
-AXES_IPWARE_PROXY_COUNT = 1 if BEHIND_HTTPS_PROXY else None
+# The client's address: the one the outermost of our PROXY_COUNT proxies saw (config/client_address.py);
+# anything a client writes into X-Forwarded-For itself is ignored, so it can neither pick a fresh address
+# nor lock everyone out by counting against the proxy's.
+PROXY_COUNT = env_int("DJANGO_PROXY_COUNT", 1 if BEHIND_HTTPS_PROXY else 0)
+AXES_CLIENT_IP_CALLABLE = "config.client_address.client_address"
 
 ROOT_URLCONF = "config.urls"
 LOGIN_URL = "login"

@@ -46,7 +46,7 @@ def browser():
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
-                "--host-resolver-rules=MAP foreign.test 127.0.0.1",
+                "--host-resolver-rules=MAP foreign.test 127.0.0.1, MAP pulse.example.com 127.0.0.1",  # tests/nginx.py's HOST
             ],
         )
         yield browser

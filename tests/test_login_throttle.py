@@ -39,3 +39,15 @@ def test_a_success_clears_earlier_failures(client):
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         log_in(client, "oncall", "a guess")
     assert log_in(client, "oncall", "the right one").status_code == 302
+
+
+def test_behind_two_proxies_the_address_the_outer_one_saw_is_counted(client, settings):
+    """DJANGO_PROXY_COUNT=2 (a load balancer, then nginx): what the client wrote itself is ignored."""
+    settings.PROXY_COUNT = 2
+    get_user_model().objects.create_user("oncall", password="the right one")
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        forged = f"10.0.0.{attempt}, 192.0.2.{attempt}"  # the client's own entries, left of the real ones
+        log_in(client, "oncall", "a guess", HTTP_X_FORWARDED_FOR=f"{forged}, 203.0.113.5, 10.1.1.1")
+    assert log_in(client, "oncall", "the right one", HTTP_X_FORWARDED_FOR="203.0.113.5, 10.1.1.1").status_code == 429
+    elsewhere = log_in(client, "oncall", "the right one", HTTP_X_FORWARDED_FOR="198.51.100.7, 10.1.1.1")
+    assert elsewhere.status_code == 302, "another client behind the same proxies is not locked out"

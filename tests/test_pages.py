@@ -161,6 +161,7 @@ def test_healthz_reports_each_source(client, person, hth_sim):
     health = client.get("/healthz").json()
     hth = health["sources"]["hth"]
     assert health["status"] == "ok" and health["live_count"] == 1 and health["version"]
+    assert health["versions"] == [health["version"]], "alone (no Redis), the only version served is its own"
     assert hth["configured"] and hth["ok"] and hth["last_success_at"] and hth["reason"] == ""
     assert hth["counts"] == {"events": 13, "live": 1}
     assert health["sources"]["oneuptime"]["configured"] is False

@@ -12,6 +12,8 @@ is: a push into a stopped loop would wait for ever.
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -68,6 +70,11 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
         reactor.addSystemEventTrigger("before", "shutdown", stop_poller)
 
     daphne.server.HTTPFactory = BoundedHTTPFactory  # Server.run builds its factory by this name
+
+    def start():
+        start_announcing(reactor)
+        start_poller()
+
     server = daphne.server.Server(
         application=get_default_application(),
         # After a deploy every wall reconnects at once: a listen queue deeper than Twisted's 50, and
@@ -75,9 +82,38 @@ def serve(*, host: str, port: int, poll: bool = True) -> None:
         endpoints=[f"tcp:port={port}:interface={host}:backlog={LISTEN_BACKLOG}"],
         websocket_connect_timeout=HANDSHAKE_SECONDS,
         websocket_handshake_timeout=HANDSHAKE_SECONDS,
-        ready_callable=start_poller,
+        ready_callable=start,
     )
     try:
         server.run()
     finally:
         stop.set()
+
+
+def start_announcing(reactor) -> None:
+    """Tell pages which version this process serves (dashboard/fleet.py) until shutdown begins."""
+    from dashboard import fleet
+
+    node, leaving = f"{socket.gethostname()}:{os.getpid()}", threading.Event()
+
+    def announce():
+        failing = False
+        while not leaving.is_set():
+            try:
+                fleet.announce(node)
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage
+                    log.warning("cannot announce this process's version: %s", exc)
+                failing = True
+            leaving.wait(fleet.ANNOUNCE_EVERY_SECONDS)
+
+    def leave():
+        leaving.set()
+        try:
+            fleet.withdraw(node)
+        except Exception as exc:
+            log.warning("cannot withdraw this process's version: %s", exc)
+
+    threading.Thread(target=announce, name="fleet", daemon=True).start()
+    reactor.addSystemEventTrigger("before", "shutdown", leave)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from dashboard import fleet
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, NoteWrite, Source, SyncState
 from dashboard.poller import leader
 from dashboard.version import server_version
@@ -53,6 +54,7 @@ def health_report(*, now: datetime, audience: str) -> dict:
     if audience == PUBLIC:
         return report
     report |= {"version": server_version(), "now": _iso(now), "poll_interval_seconds": settings.POLL_INTERVAL_SECONDS}
+    report["versions"] = fleet.serving_versions()  # a page reloads once its own is gone (dashboard/fleet.py)
     if audience == SIGNED_IN:
         report["live_count"] = sources[Source.HTH.value]["counts"]["live"]
         report["poller"] = leader.holder()  # which process polls (PostgreSQL), or that SQLite has no lock

@@ -159,6 +159,15 @@
   var kioskKey = new URLSearchParams(location.search).get("key");
   var healthUrl = kioskKey ? "/healthz?" + new URLSearchParams({ key: kioskKey }) : "/healthz";
 
+  // Reload once nobody serves this page's version any more. While old and new nodes serve side by side
+  // (a rolling deploy behind a round-robin proxy) a reload could land on an old node again; a server
+  // that lists no versions is alone, and its own version is the one to be on.
+  function deployed(health) {
+    var mine = body.dataset.version;
+    if (!health.version || !mine || health.version === mine) return false;
+    return !health.versions || health.versions.indexOf(mine) < 0;
+  }
+
   function checkHealth() {
     return fetch(healthUrl, { cache: "no-store", credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.json() : null; })
@@ -167,15 +176,16 @@
         // these requests (250 of them, then it stops), and nobody here reads it.
         if (performance.clearResourceTimings) performance.clearResourceTimings();
         if (!health) return null;
-        if (health.version && body.dataset.version && health.version !== body.dataset.version) {
+        if (deployed(health)) {
           location.reload(); // a deploy: the server answered, so the reload will not land on an error page
           return health;
         }
         state.health = health;
         banner();
-        // Degraded (say, a server not yet through its first sync): look again soon, so the page says
-        // "live" within seconds of the data being fresh again, not at the next regular check.
-        if (health.status !== "ok" && !state.recheck) {
+        // Degraded (say, a server not yet through its first sync), or a deploy under way: look again
+        // soon, so the page says "live" or reloads within seconds, not at the next regular check.
+        var deploying = health.versions && health.versions.length > 1;
+        if ((health.status !== "ok" || deploying) && !state.recheck) {
           state.recheck = setTimeout(function () { state.recheck = null; checkHealth(); }, DEGRADED_RECHECK_MS);
         }
         return health;
