@@ -2,15 +2,17 @@
 
 `record()` stores transitions in the caller's transaction and hands them to subscribers only after that
 transaction commits, so nobody is ever told about a row that was rolled back. The WebSocket push
-subscribes here; a subscriber that fails is logged and never breaks the sync.
+subscribes here; a subscriber that fails is logged and never breaks the sync. The build events written
+with them re-derive their pipelines (live/pipelines.py) right here, in the same transaction.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django.db import transaction
 
-from dashboard.models import Transition
+from dashboard.live import pipelines
+from dashboard.models import Event, Transition
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +25,13 @@ def subscribe(subscriber: Subscriber) -> None:
         _subscribers.append(subscriber)
 
 
-def record(changes: list[Transition]) -> None:
-    """Store `changes`; must run inside the transaction that wrote the rows they describe."""
+def record(changes: list[Transition], *, events: Iterable[Event] = ()) -> None:
+    """Store `changes`; must run inside the transaction that wrote the rows they describe.
+
+    `events` are all the events that transaction wrote, changes or not (a finished run edited upstream
+    changes its pipeline's statistics without a transition).
+    """
+    pipelines.refresh(pipelines.keys_of(events))
     if not changes:
         return
     Transition.objects.bulk_create(changes)

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import strip_tags
 
 from dashboard import id_tokens
-from dashboard.models import Event, Incident
+from dashboard.models import Event, Incident, person_name
 from dashboard.web.markdown import render_markdown
 
 register = template.Library()
@@ -51,9 +51,7 @@ def describe(event: Event) -> str:
 
 @register.filter
 def person(event: Event) -> str:
-    subject = event.subject or {}
-    full_name = " ".join(part for part in (subject.get("first_name"), subject.get("last_name")) if isinstance(part, str) and part)
-    return full_name or event.subject_id or "someone"
+    return person_name(event)
 
 
 @register.filter
