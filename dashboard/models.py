@@ -460,3 +460,9 @@ def person_name(event: Event) -> str:
     subject = event.subject or {}
     full_name = " ".join(part for part in (subject.get("first_name"), subject.get("last_name")) if isinstance(part, str) and part)
     return full_name or event.subject_id or "someone"
+
+
+def pipeline_runs(project: str, repository: str, name: str) -> models.QuerySet:
+    """A pipeline's runs, newest first (the event_pipeline_runs index): its build events."""
+    runs = Event.objects.filter(target="build", project=project, repository=repository).alias(pipeline_name=pipeline())
+    return runs.filter(pipeline_name=name).order_by("-timestamp", "-pk")

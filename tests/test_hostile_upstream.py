@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from config.asgi import application
-from dashboard.live import push, screens
+from dashboard.live import pipelines, push, screens
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Transition, TransitionKind
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,7 +55,8 @@ KNOWN_ATTRIBUTES = {
     "data-event-id", "data-live", "data-finished", "data-panel", "data-incident-id", "data-note-id", "data-color",
     "data-cursor", "data-tone", "data-level", "data-format", "data-progress", "data-fit-item", "data-extra",
     "data-more", "data-more-label", "hidden", "role", "aria-hidden", "aria-label", "aria-valuenow", "aria-valuemin",
-    "aria-valuemax",
+    "aria-valuemax", "data-pipeline", "data-pipeline-state", "data-rerunning", "data-run-id", "data-run-result",
+    "data-fit-rank", "viewbox", "preserveaspectratio", "x", "y", "width", "height", "d", "title",
 }  # fmt: skip
 
 
@@ -77,7 +78,9 @@ def make_event(upstream_id, **fields):
         "progress_changed_at": now,
         "status": EventStatus.LIVE,
     } | fields
-    return Event.objects.create(upstream_id=upstream_id, **values)
+    event = Event.objects.create(upstream_id=upstream_id, **values)
+    pipelines.refresh(pipelines.keys_of([event]))  # as the sync does in the transaction that stores it
+    return event
 
 
 def make_incident(upstream_id, **fields):

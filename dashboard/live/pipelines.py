@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from dashboard.live.detection import UNFINISHED
-from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline
+from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline, pipeline_runs
 
 Key = tuple[str, str, str]
 
@@ -118,16 +118,9 @@ def all_keys() -> set[Key]:
     return set(builds.values_list("project", "repository", "pipeline_name").distinct())
 
 
-def runs_of(key: Key) -> QuerySet[Event]:
-    """A pipeline's runs, newest first (the event_pipeline_runs index)."""
-    project, repository, name = key
-    runs = Event.objects.filter(target="build", project=project, repository=repository).alias(pipeline_name=pipeline())
-    return runs.filter(pipeline_name=name).order_by("-timestamp", "-pk")
-
-
 def derive(key: Key) -> dict | None:
     """The pipeline's derived fields, from its runs alone; None when it has none."""
-    runs = runs_of(key)
+    runs = pipeline_runs(*key)
     newest = list(runs.only(*STRIP_FIELDS)[:STRIP_RUNS])
     if not newest:
         return None

@@ -101,7 +101,9 @@ def wall_messages(*, projects: set[str], now) -> list[Message]:
     messages = []
     for project, scale in _wall_audiences(projects):
         context = pages.wall_context(screen=_screen_like(project, scale), now=now)
-        html = pages.render_parts(pages.WALL, ["wall-builds", "wall-activity", "wall-strip-builds", "wall-status"], context)
+        html = pages.render_parts(
+            pages.WALL, ["wall-builds", "wall-activity", "wall-strip-builds", "wall-level", "wall-status"], context
+        )
         messages.append(Message(wall_group(project, scale), html))
     return messages
 
@@ -114,7 +116,7 @@ def incident_messages(incidents, *, now) -> list[Message]:
         messages.append(
             Message(
                 wall_incidents_group(scale),
-                pages.render_parts(pages.WALL, ["wall-incidents", "wall-strip-incidents", "wall-status"], context),
+                pages.render_parts(pages.WALL, ["wall-incidents", "wall-strip-incidents", "wall-level", "wall-status"], context),
             )
         )
     for incident in incidents:

@@ -1,6 +1,7 @@
 import functools
 import logging
 import re
+from datetime import timedelta
 from html import unescape
 
 from django import template
@@ -119,7 +120,7 @@ STATE_TONES = {
     "resolved": "ok",
 }
 BLOCK_END = re.compile(r"<(?:/p|br|/li|/h\d|/pre|/tr|/td|/th|/blockquote)\b[^>]*>")
-BUILD_MARKS = {"failed": "✗", "stalled": "⏸", "running": "▶", "passed": "✓"}
+BUILD_MARKS = {"failed": "✗", "stalled": "⏸", "running": "▶", "passed": "✓", "superseded": "↷"}
 
 
 @register.filter
@@ -165,3 +166,9 @@ def span(duration) -> str:
     if minutes:
         return f"{minutes} min {seconds} s"
     return f"{seconds} s"
+
+
+@register.filter
+def seconds_span(seconds) -> str:
+    """`span` for a number of seconds, as the derived pipelines store durations."""
+    return span(timedelta(seconds=seconds)) if seconds is not None else ""

@@ -4,22 +4,19 @@ Views, the WebSocket snapshot and live/push.py all build their context here, so 
 after a reconnect and its live updates always agree.
 """
 
-import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen, ScreenPanel
+from dashboard.models import Event, EventStatus, Incident, IncidentNote, Pipeline, Screen, ScreenPanel
 from dashboard.web.filters import EventFilter, moment
 
 FEED_PAGE_SIZE = 50
-RECENT_RESULTS = timedelta(hours=24)
 # The most rows a wall is sent; the page shows what fits its screen and counts the rest as "+N more".
 WALL_ROWS = {"builds": 40, "incidents": 30, "activity": 40}
-RECENT_RUNS = 5  # finished runs of a pipeline that predict how long its running build will take
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
 STATE_RANK = {"created": 0, "investigating": 0, "identified": 1, "acknowledged": 2, "monitoring": 3}
 CURSOR = re.compile(r"(?P<timestamp>[^~]+)~(?P<pk>[0-9]{1,18})")  # timestamp~id; 18 digits fit a bigint
@@ -78,7 +75,9 @@ def filter_choices() -> dict[str, list[str]]:
 
 
 def live_events(*, event_filter: EventFilter) -> QuerySet[Event]:
-    return event_filter.apply(Event.objects.filter(status__in=[EventStatus.LIVE, EventStatus.STALE])).order_by(
+    """Unfinished events, except a build run a newer run of its pipeline has superseded."""
+    current = ~Q(target="build") | Exists(Pipeline.objects.filter(latest_run=OuterRef("pk")))
+    return event_filter.apply(Event.objects.filter(current, status__in=[EventStatus.LIVE, EventStatus.STALE])).order_by(
         "-timestamp", "-pk"
     )
 
@@ -111,98 +110,6 @@ def timeline(incident: Incident) -> list[IncidentNote]:
     return list(incident.notes.filter(deleted=False).order_by("posted_at", "created_at", "pk"))
 
 
-@dataclass(frozen=True)
-class BuildTile:
-    """One pipeline (project, repository, build name) on the wall: its newest run and what to expect of it."""
-
-    key: str  # a stable DOM id, so a push changes the tile in place
-    run: Event
-    state: str  # failed, stalled, running or passed
-    typical: timedelta | None  # the median of the pipeline's recent finished runs
-
-    @property
-    def duration(self) -> timedelta | None:
-        return _duration(self.run)
-
-    @property
-    def expected_end(self) -> datetime | None:
-        """When a running build should finish, going by its pipeline's recent runs; the page counts down to it."""
-        return self.run.timestamp + self.typical if self.state == "running" and self.typical else None
-
-    @property
-    def number(self) -> str:
-        """The CI's build number, from the last numeric part of the build's link (".../job/x/412")."""
-        for url in self.run.resources or []:
-            last = str(url).rstrip("/").rsplit("/", 1)[-1]
-            if last.isdigit():
-                return last
-        return ""
-
-    @property
-    def commit(self) -> str:
-        commits = self.run.commits or []
-        first = commits[0] if commits else self.run.last_commit
-        sha = first.get("id") if isinstance(first, dict) else first
-        return str(sha)[:8] if sha else ""
-
-    @property
-    def branch(self) -> str:
-        bookmarks = [str(b) for b in self.run.bookmarks or [] if b]
-        return self.run.ref or (bookmarks[0] if bookmarks else "")
-
-
-@dataclass(frozen=True)
-class WallBuilds:
-    tiles: list[BuildTile]
-    more: int  # pipelines not sent at all
-    failing: int
-    running: int
-    stalled: int
-
-
-TILE_ORDER = {"failed": 0, "stalled": 1, "running": 2, "passed": 3}
-
-
-def wall_builds(*, project: str = "", now: datetime, rows: dict[str, int] = WALL_ROWS) -> WallBuilds:
-    """A tile per pipeline seen in the last day: failures first, then stalled, running, passed; by name within each."""
-    builds = Event.objects.filter(target="build")
-    if project:
-        builds = builds.filter(project=project)
-    unfinished = Q(status__in=[EventStatus.LIVE, EventStatus.STALE])
-    runs: dict[tuple, list[Event]] = {}
-    for event in builds.filter(unfinished | Q(timestamp__gte=now - RECENT_RESULTS)).order_by("-timestamp", "-pk")[:1000]:
-        runs.setdefault(_build_key(event), []).append(event)
-    tiles = []
-    for key, pipeline in runs.items():
-        newest = pipeline[0]
-        state = {EventStatus.FAILED: "failed", EventStatus.STALE: "stalled", EventStatus.LIVE: "running"}.get(
-            newest.status, "passed"
-        )
-        finished = [d for d in (_duration(run) for run in pipeline if run.status == EventStatus.COMPLETED) if d]
-        typical = sorted(finished[:RECENT_RUNS])[len(finished[:RECENT_RUNS]) // 2] if finished else None
-        tiles.append(BuildTile(key=_tile_id(key), run=newest, state=state, typical=typical))
-    tiles.sort(key=lambda tile: (TILE_ORDER[tile.state], [part.lower() for part in _build_key(tile.run)]))
-    count = {state: sum(tile.state == state for tile in tiles) for state in TILE_ORDER}
-    return WallBuilds(
-        tiles=tiles[: rows["builds"]],
-        more=max(0, len(tiles) - rows["builds"]),
-        failing=count["failed"],
-        running=count["running"] + count["stalled"],
-        stalled=count["stalled"],
-    )
-
-
-def _duration(event: Event) -> timedelta | None:
-    if event.status in (EventStatus.LIVE, EventStatus.STALE) or not event.updated_at:
-        return None
-    duration = event.updated_at - event.timestamp
-    return duration if duration > timedelta(0) else None
-
-
-def _tile_id(key: tuple) -> str:
-    return "tile-" + hashlib.blake2s("\x1f".join(key).encode(), digest_size=8).hexdigest()
-
-
 def wall_activity(*, project: str = "", limit: int = WALL_ROWS["activity"]) -> list[Event]:
     events = Event.objects.exclude(target="build")
     if project:
@@ -229,10 +136,6 @@ def screen_panels(screen: Screen | None) -> list[dict]:
 def wall_rows(screen: Screen | None) -> dict[str, int]:
     """The most rows sent; live.js shows what fits and counts the rest, so bigger text means fewer rows, never smaller text."""
     return dict(WALL_ROWS)
-
-
-def _build_key(event: Event) -> tuple:
-    return (event.project, event.repository, event.name or event.ref)
 
 
 def _cursor(before: str) -> tuple[datetime, int] | None:

@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from dashboard.models import Incident, IncidentNote, Screen
-from dashboard.web import feeds
+from dashboard.web import feeds, pipelines
 from dashboard.web.filters import EventFilter
 
 DASHBOARD = "dashboard/dashboard.html"
@@ -42,10 +42,9 @@ def dashboard_page_context(*, event_filter: EventFilter, before: str = "") -> di
 def summary_context(*, now: datetime) -> dict:
     """The counts the wall's status strip shows, for the dashboard's summary strip: the same words in both places."""
     incidents = feeds.open_incidents()
-    return {
-        "builds": feeds.wall_builds(now=now),
-        "incident_counts": incident_counts(incidents),
-    }
+    counts = incident_counts(incidents)
+    builds = pipelines.pipeline_counts()
+    return {"builds": builds, "incident_counts": counts, "level": pipelines.level(builds, counts)}
 
 
 def incident_counts(incidents: list[Incident]) -> dict[str, int]:
@@ -90,10 +89,12 @@ def wall_context(*, screen: Screen | None, now: datetime) -> dict:
     project = screen.project if screen else ""
     rows = feeds.wall_rows(screen)
     incidents = feeds.open_incidents()
+    builds = pipelines.wall_builds(project=project, now=now, limit=rows["builds"])
     return {
+        "level": pipelines.level(builds.counts, incident_counts(incidents)),
         "screen": screen,
         "panels": feeds.screen_panels(screen),
-        "builds": feeds.wall_builds(project=project, now=now, rows=rows),
+        "builds": builds,
         "incidents": incidents[: rows["incidents"]],
         "incidents_more": max(0, len(incidents) - rows["incidents"]),
         "incident_counts": incident_counts(incidents),
@@ -119,7 +120,7 @@ def snapshot(
     context = wall_context(screen=screen, now=now)
     shown = {panel["panel"] for panel in context["panels"]}
     parts = [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown]
-    return render_parts(WALL, [*parts, "wall-strip-builds", "wall-strip-incidents", "wall-status"], context)
+    return render_parts(WALL, [*parts, "wall-strip-builds", "wall-strip-incidents", "wall-level", "wall-status"], context)
 
 
 def render_parts(template: str, partials: list[str], context: dict) -> str:

@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from dashboard import id_tokens
-from dashboard.models import Incident
-from dashboard.web import feeds, health, pages, scrape
+from dashboard.models import Incident, Pipeline
+from dashboard.web import feeds, health, pages, pipelines, scrape
 from dashboard.web.filters import EventFilter
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,22 @@ def incident(request, upstream_id):
         raise Http404("No such incident.")
     incident = get_object_or_404(Incident, upstream_id=upstream_id)
     return render(request, pages.INCIDENT, pages.incident_context(incident=incident))
+
+
+@login_required
+def pipeline_list(request):
+    """Every pipeline, or the ones a dashboard count names (?state=failing, running, stalled)."""
+    state = request.GET.get("state", "")
+    state = state if state in pipelines.LIST_STATES else ""
+    return render(request, pipelines.LIST, {"tiles": pipelines.listed(state=state, now=timezone.now()), "state": state})
+
+
+@login_required
+def pipeline(request, project, repository, name):
+    found = get_object_or_404(
+        Pipeline.objects.select_related("latest_run", "last_finished"), project=project, repository=repository, name=name
+    )
+    return render(request, pipelines.PAGE, pipelines.page_context(pipeline=found, now=timezone.now()))
 
 
 @never_cache
