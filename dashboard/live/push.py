@@ -15,7 +15,7 @@ from django.utils import timezone
 from dashboard import metrics
 from dashboard.id_tokens import id_token
 from dashboard.live import hub, sequence
-from dashboard.models import Event, EventStatus, Incident, Screen, Transition, TransitionKind
+from dashboard.models import Event, EventStatus, Incident, Pipeline, Screen, Transition, TransitionKind, pipeline_runs
 from dashboard.web import feeds, pages
 from dashboard.web.filters import event_meta
 
@@ -44,6 +44,10 @@ def wall_incidents_group(scale: float) -> str:
 
 def incident_group(upstream_id: str) -> str:
     return f"incident.{id_token(upstream_id)}"
+
+
+def pipeline_group(slug: str) -> str:
+    return f"pipeline.{id_token(slug)}"
 
 
 def screen_group(screen_id: int) -> str:
@@ -77,6 +81,7 @@ def render_messages(changes: list[Transition]) -> list[Message]:
         messages += [Message(EVENTS, html, meta), Message(events_group(event.project), html, meta)]
     if events:
         messages += wall_messages(projects={event.project for event in events.values()}, now=now)
+        messages += pipeline_messages(events.values(), kinds_by_event=kinds_by_event, now=now)
     incident_ids = {change.incident_id for change in changes if change.incident_id}
     if incident_ids or any(change.kind == TransitionKind.INCIDENT_DELETED for change in changes):
         messages += incident_messages(Incident.objects.filter(pk__in=incident_ids), now=now)
@@ -94,6 +99,39 @@ def event_fragment(event: Event, *, kinds: set[str]) -> str:
     elif event.status in (EventStatus.LIVE, EventStatus.STALE) or kinds & {TransitionKind.COMPLETED, TransitionKind.FAILED}:
         parts.append("live-row")
     return pages.render_parts(pages.DASHBOARD, parts, {"event": event, "fresh": is_new})
+
+
+def pipeline_messages(events, *, kinds_by_event: dict[int, set[str]], now) -> list[Message]:
+    """Each changed pipeline's page; and when a run starts, the older runs it superseded leave Running now."""
+    keys = {(event.project, event.repository, event.name or event.ref) for event in events if event.target == "build"}
+    messages = []
+    for found in _pipelines(keys):
+        messages.append(Message(pipeline_group(found.slug), pages.pipeline_parts(found, now=now)))
+    started = [event for event in events if kinds_by_event[event.pk] & {TransitionKind.EVENT_NEW, TransitionKind.BECAME_LIVE}]
+    for event in _superseded_by(started):
+        html = pages.render_parts(pages.DASHBOARD, ["live-row"], {"event": event, "superseded": True})
+        messages += [Message(EVENTS, html, event_meta(event)), Message(events_group(event.project), html, event_meta(event))]
+    return messages
+
+
+def _pipelines(keys: set[tuple]) -> list[Pipeline]:
+    found = []
+    for project, repository, name in keys:
+        found += Pipeline.objects.filter(project=project, repository=repository, name=name)
+    return found
+
+
+def _superseded_by(started: list[Event]) -> list[Event]:
+    """Unfinished runs of these runs' pipelines that are not their pipeline's newest run any more."""
+    builds = [event for event in started if event.target == "build"]
+    if not builds:
+        return []
+    latest = {p.latest_run_id for p in _pipelines({(e.project, e.repository, e.name or e.ref) for e in builds})}
+    older = []
+    for event in builds:
+        runs = pipeline_runs(event.project, event.repository, event.name or event.ref)
+        older += runs.filter(status__in=[EventStatus.LIVE, EventStatus.STALE]).exclude(pk__in=latest)[:20]
+    return older
 
 
 def wall_messages(*, projects: set[str], now) -> list[Message]:

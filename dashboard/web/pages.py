@@ -12,7 +12,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from dashboard.models import Incident, IncidentNote, Screen
+from dashboard.models import Incident, IncidentNote, Pipeline, Screen
 from dashboard.web import feeds, pipelines
 from dashboard.web.filters import EventFilter
 
@@ -109,6 +109,7 @@ def snapshot(
     event_filter: EventFilter | None = None,
     screen: Screen | None = None,
     incident: Incident | None = None,
+    pipeline: Pipeline | None = None,
     now: datetime,
 ) -> str:
     """Every live region of a page, freshly rendered, as out-of-band swaps."""
@@ -117,10 +118,20 @@ def snapshot(
         return render_parts(DASHBOARD, ["summary", "live-list", "feed", "open-incidents"], context)
     if page == "incident":
         return render_parts(INCIDENT, ["incident-header", "timeline"], incident_context(incident=incident))
+    if page == "pipeline":
+        return pipeline_parts(pipeline, now=now)
     context = wall_context(screen=screen, now=now)
     shown = {panel["panel"] for panel in context["panels"]}
     parts = [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown]
     return render_parts(WALL, [*parts, "wall-strip-builds", "wall-strip-incidents", "wall-level", "wall-status"], context)
+
+
+def pipeline_parts(pipeline: Pipeline, *, now: datetime) -> str:
+    """The pipeline page's live regions, fresh from the database (the row may be newer than the one in hand)."""
+    fresh = Pipeline.objects.select_related("latest_run", "last_finished").filter(pk=pipeline.pk).first()
+    if fresh is None:
+        return ""
+    return render_parts(pipelines.PAGE, ["pipeline-header", "pipeline-history"], pipelines.page_context(pipeline=fresh, now=now))
 
 
 def render_parts(template: str, partials: list[str], context: dict) -> str:
