@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from dashboard.live.screens import kiosk_url, screen_named
-from dashboard.models import Event, HookDelivery, Incident, SyncState, Transition
+from dashboard.models import Event, HookDelivery, Incident, Pipeline, SyncState, Transition
 from dashboard.poller.server import serve
 from dashboard.simulators import hth, oneuptime
 
@@ -53,6 +53,7 @@ def prepare_database() -> None:
         call_command("collectstatic", interactive=False, verbosity=0)
     Transition.objects.all().delete()
     Event.objects.all().delete()
+    Pipeline.objects.all().delete()  # derived from the events
     Incident.objects.all().delete()  # and their notes
     SyncState.objects.all().delete()
     HookDelivery.objects.all().delete()

@@ -172,3 +172,12 @@ def test_a_kiosk_wall_shows_only_its_projects_pipelines(client):
     screen = screens.screen_named("Luotsi TV", project="luotsi")
     html = client.get(f"/wall/?key={screen.key}").content.decode()
     assert 'data-pipeline="luotsi/chef/Release"' in html and "other/" not in html and 'data-level="clear"' in html
+
+
+def test_feed_rows_and_running_now_link_to_the_pipeline_page(client, person):
+    run("a", EventStatus.LIVE, minutes_ago=1, progress=5)
+    html = client.get("/").content.decode()
+    feed_row = html.split('id="event-a"')[1].split("</li>")[0]
+    live_row = html.split('id="live-a"')[1].split("</li>")[0]
+    assert '<a href="/pipelines/luotsi/chef/Release/" class="name">Release</a>' in feed_row
+    assert '<a href="/pipelines/luotsi/chef/Release/">Release</a>' in live_row

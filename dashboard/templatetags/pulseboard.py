@@ -172,3 +172,12 @@ def span(duration) -> str:
 def seconds_span(seconds) -> str:
     """`span` for a number of seconds, as the derived pipelines store durations."""
     return span(timedelta(seconds=seconds)) if seconds is not None else ""
+
+
+@register.filter
+def pipeline_url(event: Event) -> str:
+    """A build event's pipeline page, or "" when its names cannot make one (an empty project or repository)."""
+    name = event.name or event.ref
+    if event.target != "build" or not (event.project and event.repository and name):
+        return ""
+    return reverse("pipeline", args=[event.project, event.repository, name])
