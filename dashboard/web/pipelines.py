@@ -12,8 +12,11 @@ from datetime import datetime, timedelta
 
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline_runs
+from dashboard.templatetags.pulseboard import span
 
 # Tiles keep their place: ordered by bucket, then by name. Running and passing share a bucket, so a build
 # that starts or passes changes its tile in place; only failing and stalling move a tile (to the front).
@@ -68,7 +71,7 @@ def level(counts: PipelineCounts, incident_counts: dict[str, int]) -> str:
 @dataclass(frozen=True)
 class Bar:
     id: str
-    result: str
+    result: str  # one of RESULTS' words, or "superseded": ours, never upstream's
     symbol: str
     x: float
     y: float
@@ -77,6 +80,42 @@ class Bar:
     seconds: float | None
     at: str
     progress: int
+
+    @property
+    def title(self) -> str:
+        if self.seconds:
+            return f"{self.symbol} {self.result} in {span(timedelta(seconds=self.seconds))}"
+        if self.result in ("running", "stalled", "superseded"):
+            return f"{self.symbol} {self.result} at {self.progress}%"
+        return f"{self.symbol} {self.result}"
+
+
+def run_strip(bars: list[Bar]) -> SafeString:
+    """The run strip as inline SVG, made here rather than in the template: 40 tiles of 30 bars were 14,000 template
+    variables (0.3 s a wall). The two outside values, a run's id and its title, are escaped; the rest are our own
+    words and numbers. A failed bar is crossed out, so the result is a shape as well as a colour."""
+    shapes = []
+    for bar in bars:
+        x, y, width, height = _n(bar.x), _n(bar.y), _n(bar.width), _n(bar.height)
+        cross = (
+            f'<path class="run-cross" d="M{x} {y}l{width} {height}m0 -{height}l-{width} {height}"/>'
+            if bar.result == "failed"
+            else ""
+        )
+        shapes.append(
+            f'<g class="run run--{bar.result}" data-run-id="{escape(bar.id)}" data-run-result="{bar.result}">'
+            f'<title>{escape(bar.title)}</title><rect x="{x}" y="{y}" width="{width}" height="{height}"/>{cross}</g>'
+        )
+    label = f"last {len(bars)} runs, oldest first"
+    return mark_safe(  # noqa: S308 (every outside value above is escaped)
+        f'<svg class="run-strip" viewBox="0 0 {STRIP_WIDTH} {STRIP_HEIGHT}" preserveAspectRatio="none" role="img"'
+        f' aria-label="{label}">{"".join(shapes)}</svg>'
+    )
+
+
+def _n(number: float) -> str:
+    """SVG numbers are never localized ("12,5" would break them)."""
+    return f"{number:g}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +130,10 @@ class PipelineView:
     @property
     def slug(self) -> str:
         return self.pipeline.slug
+
+    @property
+    def strip(self) -> SafeString:
+        return run_strip(self.bars)
 
     @property
     def key(self) -> str:
