@@ -95,7 +95,7 @@ class Event(models.Model):
                 "repository",
                 pipeline(),
                 models.F("timestamp").desc(),
-                models.F("id").desc(),
+                models.F("upstream_id").desc(),
                 name="event_pipeline_runs",
                 condition=models.Q(target="build"),
             ),
@@ -463,6 +463,10 @@ def person_name(event: Event) -> str:
 
 
 def pipeline_runs(project: str, repository: str, name: str) -> models.QuerySet:
-    """A pipeline's runs, newest first (the event_pipeline_runs index): its build events."""
+    """A pipeline's runs, newest first (the event_pipeline_runs index): its build events.
+
+    Runs started in the same second are told apart by their upstream ids, which Helix TeamHub makes
+    Mongo ObjectIds (seconds, then a counter): a row's own pk follows our insertion order, not theirs.
+    """
     runs = Event.objects.filter(target="build", project=project, repository=repository).alias(pipeline_name=pipeline())
-    return runs.filter(pipeline_name=name).order_by("-timestamp", "-pk")
+    return runs.filter(pipeline_name=name).order_by("-timestamp", "-upstream_id")

@@ -181,3 +181,12 @@ def test_feed_rows_and_running_now_link_to_the_pipeline_page(client, person):
     live_row = html.split('id="live-a"')[1].split("</li>")[0]
     assert '<a href="/pipelines/luotsi/chef/Release/" class="name">Release</a>' in feed_row
     assert '<a href="/pipelines/luotsi/chef/Release/">Release</a>' in live_row
+
+
+def test_runs_started_in_the_same_second_are_ordered_by_their_upstream_ids(client, person):
+    run("5f00000000000000000000b2", EventStatus.LIVE, minutes_ago=5, progress=10)  # stored first, started second
+    run("5f00000000000000000000b1", EventStatus.FAILED, minutes_ago=5)
+    Event.objects.update(timestamp=NOW - timedelta(minutes=5))
+    pipelines.rebuild()
+    html = client.get("/wall/").content.decode()
+    assert 'data-pipeline-state="failing" data-rerunning data-event-id="5f00000000000000000000b2"' in html

@@ -180,14 +180,14 @@ def _streak(finished: QuerySet[Event], last: Event | None) -> dict:
     other = EventStatus.COMPLETED if last.status == EventStatus.FAILED else EventStatus.FAILED
     boundary = _older(finished.filter(status=other), last).first()  # the newest run with the other result
     streak_runs = finished if boundary is None else _newer(finished, boundary)
-    first = streak_runs.order_by("timestamp", "pk").first()
+    first = streak_runs.order_by("timestamp", "upstream_id").first()
     found = none | {"streak": streak_runs.count(), "streak_since": first.timestamp, "red_from": None, "fixer_in_strip": False}
     if last.status == EventStatus.FAILED or boundary is None:
         return found
-    fixer = Event.objects.only("subject", "subject_id", "timestamp", "updated_at").get(pk=first.pk)
+    fixer = Event.objects.only("upstream_id", "subject", "subject_id", "timestamp", "updated_at").get(pk=first.pk)
     before_red = _older(finished.filter(status=EventStatus.COMPLETED), boundary).first()
     red = finished if before_red is None else _newer(finished, before_red)
-    red_from = red.order_by("timestamp", "pk").values_list("timestamp", flat=True).first()
+    red_from = red.order_by("timestamp", "upstream_id").values_list("timestamp", flat=True).first()
     return found | {
         "fixed_by": person_name(fixer),
         "fixed_at": _end(fixer),
@@ -198,11 +198,13 @@ def _streak(finished: QuerySet[Event], last: Event | None) -> dict:
 
 
 def _older(runs: QuerySet[Event], run: Event) -> QuerySet[Event]:
-    return runs.filter(Q(timestamp__lt=run.timestamp) | Q(timestamp=run.timestamp, pk__lt=run.pk), timestamp__lte=run.timestamp)
+    same_second = Q(timestamp=run.timestamp, upstream_id__lt=run.upstream_id)
+    return runs.filter(Q(timestamp__lt=run.timestamp) | same_second, timestamp__lte=run.timestamp)
 
 
 def _newer(runs: QuerySet[Event], run: Event) -> QuerySet[Event]:
-    return runs.filter(Q(timestamp__gt=run.timestamp) | Q(timestamp=run.timestamp, pk__gt=run.pk), timestamp__gte=run.timestamp)
+    same_second = Q(timestamp=run.timestamp, upstream_id__gt=run.upstream_id)
+    return runs.filter(Q(timestamp__gt=run.timestamp) | same_second, timestamp__gte=run.timestamp)
 
 
 def _bar(run: Event, latest: Event) -> dict:

@@ -41,7 +41,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='event',
-            index=models.Index(models.F('project'), models.F('repository'), django.db.models.functions.comparison.Coalesce(django.db.models.functions.comparison.NullIf('name', models.Value('', output_field=models.TextField())), 'ref'), models.OrderBy(models.F('timestamp'), descending=True), models.OrderBy(models.F('id'), descending=True), condition=models.Q(('target', 'build')), name='event_pipeline_runs'),
+            index=models.Index(models.F('project'), models.F('repository'), django.db.models.functions.comparison.Coalesce(django.db.models.functions.comparison.NullIf('name', models.Value('', output_field=models.TextField())), 'ref'), models.OrderBy(models.F('timestamp'), descending=True), models.OrderBy(models.F('upstream_id'), descending=True), condition=models.Q(('target', 'build')), name='event_pipeline_runs'),
         ),
         migrations.AddField(
             model_name='pipeline',
