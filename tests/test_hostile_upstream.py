@@ -139,7 +139,8 @@ def test_hostile_incident_fields_and_ids_stay_inert_on_every_panel():
         Transition(kind=TransitionKind.INCIDENT_CHANGED, upstream_id=incident.upstream_id, incident=incident, at=timezone.now())
     ]
     messages = push.render_messages(changes)
-    assert len(messages) == 4  # the dashboard's panel, the wall's panel, the incident's own timeline, the summary strip
+    # the dashboard's panel, the wall's panel, the incident's own timeline, the summary strip, the wall's level
+    assert len(messages) == 5
     for message in messages:
         assert_inert(message.html)
 

@@ -60,3 +60,25 @@ def test_an_unknown_pipeline_page_socket_is_refused(session_cookie):  # noqa: F8
         assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4404}
 
     run(scenario)
+
+
+def test_an_incident_change_tells_each_kind_of_wall_its_own_level():
+    from django.utils import timezone
+
+    from dashboard.live import pipelines, push
+    from dashboard.models import Event, EventStatus, Incident, Transition, TransitionKind
+
+    now = timezone.now()
+    failed = Event.objects.create(
+        upstream_id="f1", timestamp=now, operation="failed", target="build", project="atlas", repository="web", name="Release",
+        raw={}, first_seen_at=now, synced_at=now, progress_changed_at=now, status=EventStatus.FAILED,
+    )  # fmt: skip
+    pipelines.refresh(pipelines.keys_of([failed]))
+    screens.screen_named("Luotsi TV", project="luotsi")
+    incident = Incident.objects.create(upstream_id="i1", title="Slow", severity="Minor", state="Created", synced_at=now)
+    messages = push.render_messages(
+        [Transition(kind=TransitionKind.INCIDENT_CHANGED, upstream_id="i1", incident=incident, at=now)]
+    )
+    levels = {m.group: m.html for m in messages if 'id="wall-level"' in m.html}
+    assert 'data-level="red"' in levels[push.wall_group("", 1.0)]  # every project: atlas fails
+    assert 'data-level="notice"' in levels[push.wall_group("luotsi", 1.0)]  # luotsi's builds are fine; an incident is open

@@ -16,7 +16,7 @@ from dashboard import metrics
 from dashboard.id_tokens import id_token
 from dashboard.live import hub, sequence
 from dashboard.models import Event, EventStatus, Incident, Pipeline, Screen, Transition, TransitionKind, pipeline_runs
-from dashboard.web import feeds, pages
+from dashboard.web import feeds, pages, pipelines
 from dashboard.web.filters import event_meta
 
 EVENTS = "events"
@@ -154,9 +154,14 @@ def incident_messages(incidents, *, now) -> list[Message]:
         messages.append(
             Message(
                 wall_incidents_group(scale),
-                pages.render_parts(pages.WALL, ["wall-incidents", "wall-strip-incidents", "wall-level", "wall-status"], context),
+                pages.render_parts(pages.WALL, ["wall-incidents", "wall-strip-incidents", "wall-status"], context),
             )
         )
+    # The strip's level counts builds too, and a screen's builds are its project's: each kind of screen gets its own.
+    counts = pages.incident_counts(feeds.open_incidents())
+    for project, scale in _wall_audiences(set()):
+        level = pipelines.level(pipelines.pipeline_counts(project=project), counts)
+        messages.append(Message(wall_group(project, scale), render_to_string(f"{pages.WALL}#wall-level", {"level": level})))
     for incident in incidents:
         html = pages.render_parts(pages.INCIDENT, ["incident-header", "timeline"], pages.incident_context(incident=incident))
         messages.append(Message(incident_group(incident.upstream_id), html))
