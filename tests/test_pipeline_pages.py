@@ -73,6 +73,7 @@ def test_a_superseded_run_leaves_the_running_counts_and_the_running_now_list(cli
     assert "<strong>▶ 1</strong> running</a></li>" in summary(html), "the stalled older run does not count"
     live_list = html.split('id="live-list"')[1].split("</ol>")[0]
     assert 'data-event-id="new"' in live_list and 'data-event-id="old"' not in live_list
+    assert "40% · superseded by a newer run" in html.split('id="event-old"')[1].split("</li>")[0], "the feed says so"
     page = client.get("/pipelines/luotsi/chef/Release/").content.decode()
     assert 'data-run-id="old" data-run-result="superseded"' in page
 

@@ -109,7 +109,8 @@ def pipeline_messages(events, *, kinds_by_event: dict[int, set[str]], now) -> li
         messages.append(Message(pipeline_group(found.slug), pages.pipeline_parts(found, now=now)))
     started = [event for event in events if kinds_by_event[event.pk] & {TransitionKind.EVENT_NEW, TransitionKind.BECAME_LIVE}]
     for event in _superseded_by(started):
-        html = pages.render_parts(pages.DASHBOARD, ["live-row"], {"event": event, "superseded": True})
+        event.superseded = True
+        html = pages.render_parts(pages.DASHBOARD, ["event-row", "live-row"], {"event": event, "superseded": True})
         messages += [Message(EVENTS, html, event_meta(event)), Message(events_group(event.project), html, event_meta(event))]
     return messages
 

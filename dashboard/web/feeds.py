@@ -57,8 +57,19 @@ def event_feed(*, event_filter: EventFilter, before: str = "", limit: int = FEED
         events = events.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, pk__lt=pk), timestamp__lte=timestamp)
     rows = list(events.order_by("-timestamp", "-pk")[: limit + 1])
     more = len(rows) > limit
-    rows = rows[:limit]
+    rows = mark_superseded(rows[:limit])
     return FeedPage(events=rows, next_cursor=f"{rows[-1].timestamp.isoformat()}~{rows[-1].pk}" if more else "")
+
+
+def mark_superseded(events: list[Event]) -> list[Event]:
+    """`superseded` on each unfinished build run that is not its pipeline's newest run (one query, only when there are some)."""
+    unfinished = [e.pk for e in events if e.target == "build" and e.status in (EventStatus.LIVE, EventStatus.STALE)]
+    current = (
+        set(Pipeline.objects.filter(latest_run__in=unfinished).values_list("latest_run", flat=True)) if unfinished else set()
+    )
+    for event in events:
+        event.superseded = event.pk in unfinished and event.pk not in current
+    return events
 
 
 def filter_choices() -> dict[str, list[str]]:
