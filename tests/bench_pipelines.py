@@ -88,6 +88,9 @@ document.addEventListener('DOMContentLoaded', () => {
   let last = order();
   new MutationObserver(() => { const now = order(); if (now !== last) { window.__shift.reorders += 1; last = now; } })
     .observe(document.body, {childList: true, subtree: true});
+  const banner = document.getElementById('stale-banner');
+  if (banner) new MutationObserver(() => { if (!banner.hidden) window.__shift.banners = (window.__shift.banners || 0) + 1; })
+    .observe(banner, {attributes: true, attributeFilter: ['hidden']});
 });
 """
 
@@ -123,14 +126,17 @@ def bench_layout_shift() -> None:
             page.goto(kiosk)
             page.wait_for_selector('#connection[data-state="live"]', timeout=30000)
             page.wait_for_timeout(3000)  # the first snapshot and fonts: the shifts of loading are not the wall's
-            page.evaluate("Object.assign(window.__shift, {sum: 0, worst: 0, session: 0, count: 0, reorders: 0})")
+            page.evaluate(
+                "Object.assign(window.__shift, {sum: 0, worst: 0, session: 0, count: 0, reorders: 0, banners: 0, what: {}})"
+            )
             tiles = page.evaluate("document.querySelectorAll('#wall-builds [data-pipeline]:not([hidden])').length")
             page.wait_for_timeout(SECONDS * 1000)
             shift = page.evaluate("window.__shift")
             browser.close()
         print(
             f"layout shift over {SECONDS:.0f} s of the demo's wall (1920x1080, {tiles} tiles shown): CLS {shift['worst']:.3f}"
-            f" (largest session window), sum {shift['sum']:.3f} over {shift['count']} shifts; tiles reordered {shift['reorders']} times"
+            f" (largest session window), sum {shift['sum']:.3f} over {shift['count']} shifts; tiles reordered {shift['reorders']} times;"
+            f" the stale banner showed {shift.get('banners', 0)} times"
         )
         if shift.get("what"):
             worst = sorted(shift["what"].items(), key=lambda item: -item[1])[:5]

@@ -9,7 +9,7 @@ import pytest
 
 from dashboard.live import screens
 from tests import test_browser
-from tests.test_browser import keep_screenshot, log_in, new_page, wait_live
+from tests.test_browser import log_in, new_page, wait_live
 
 browser, server, ou_sim, staff = test_browser.browser, test_browser.server, test_browser.ou_sim, test_browser.staff
 
@@ -66,4 +66,3 @@ def test_the_pipeline_page_shows_the_history_and_follows_a_fix(browser, server, 
     page.wait_for_selector('#pipeline-header[data-pipeline-state="passing"]', timeout=20000)
     assert "fixed by" in page.inner_text(".red-periods")
     assert page.console_errors == []
-    keep_screenshot(page, "pipeline-page")
