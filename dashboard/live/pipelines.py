@@ -73,21 +73,27 @@ def refresh(keys: Iterable[Key]) -> None:
     the second seeing the first's runs: otherwise the last to commit could store a view without the other's.
     """
     keys = sorted(set(keys))
-    for start in range(0, len(keys), LOCK_CHUNK):
-        chunk = keys[start : start + LOCK_CHUNK]
-        Pipeline.objects.bulk_create(
-            [Pipeline(project=p, repository=r, name=n, state=PipelineState.PASSING, last_run_at=NEVER) for p, r, n in chunk],
-            ignore_conflicts=True,
-        )
-        rows = Pipeline.objects.select_for_update().filter(_matching(chunk)).order_by("project", "repository", "name")
-        for row in rows:
-            derived = derive((row.project, row.repository, row.name))
-            if derived is None:
-                row.delete()  # its last run is gone
-                continue
-            for name, value in derived.items():
-                setattr(row, name, value)
-            row.save(update_fields=[name.removesuffix("_id") for name in DERIVED])
+    if not keys:
+        return
+    with transaction.atomic(savepoint=False):  # the caller's transaction; a transaction of its own when called alone
+        for start in range(0, len(keys), LOCK_CHUNK):
+            _refresh_chunk(keys[start : start + LOCK_CHUNK])
+
+
+def _refresh_chunk(chunk: list[Key]) -> None:
+    Pipeline.objects.bulk_create(
+        [Pipeline(project=p, repository=r, name=n, state=PipelineState.PASSING, last_run_at=NEVER) for p, r, n in chunk],
+        ignore_conflicts=True,
+    )
+    rows = Pipeline.objects.select_for_update().filter(_matching(chunk)).order_by("project", "repository", "name")
+    for row in rows:
+        derived = derive((row.project, row.repository, row.name))
+        if derived is None:
+            row.delete()  # its last run is gone
+            continue
+        for name, value in derived.items():
+            setattr(row, name, value)
+        row.save(update_fields=[name.removesuffix("_id") for name in DERIVED])
 
 
 def rebuild() -> int:
