@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class DashboardConfig(AppConfig):
@@ -10,3 +11,12 @@ class DashboardConfig(AppConfig):
 
         transitions.subscribe(push.publish)
         sessions.listen()
+        post_migrate.connect(rebuild_pipelines_after_migrating, sender=self)
+
+
+def rebuild_pipelines_after_migrating(sender, plan=None, **kwargs):
+    """Pipelines are derived from the events: a migration of ours may have changed how, so derive them afresh."""
+    from dashboard.live import pipelines
+
+    if any(migration.app_label == "dashboard" and not backwards for migration, backwards in plan or []):
+        pipelines.rebuild()

@@ -15,6 +15,7 @@ from dashboard.models import (
     Incident,
     IncidentClock,
     IncidentStateChange,
+    Pipeline,
     SyncState,
     Transition,
 )
@@ -73,6 +74,7 @@ def prepare_database() -> None:
         call_command("collectstatic", interactive=False, verbosity=0)
     Transition.objects.all().delete()
     Event.objects.all().delete()
+    Pipeline.objects.all().delete()  # derived from the events
     Incident.objects.all().delete()  # and their notes
     IncidentStateChange.objects.all().delete()
     IncidentClock.objects.all().delete()

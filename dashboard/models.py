@@ -89,6 +89,16 @@ class Event(models.Model):
                 name="event_build_results",
                 condition=models.Q(target="build", status__in=["completed", "failed"]),
             ),
+            # A pipeline's runs, newest first: dashboard/live/pipelines.py derives each pipeline from them.
+            models.Index(
+                "project",
+                "repository",
+                pipeline(),
+                models.F("timestamp").desc(),
+                models.F("upstream_id").desc(),
+                name="event_pipeline_runs",
+                condition=models.Q(target="build"),
+            ),
             # `?q=` on PostgreSQL: a pg_trgm index on filters.search_text(), made by migration 0006 (not on SQLite).
             # The targeted refresh and the live panel read only the unfinished few.
             models.Index(
@@ -533,3 +543,69 @@ class ChangeMapping(models.Model):
 
     def __str__(self):
         return f"{self.get_source_kind_display()} {self.source_name} → {self.get_target_kind_display()} {self.target_name}"
+
+
+class PipelineState(models.TextChoices):
+    FAILING = "failing", "Failing"
+    PASSING = "passing", "Passing"
+    RUNNING = "running", "Running"
+    STALLED = "stalled", "Stalled"
+
+
+class Pipeline(models.Model):
+    """One pipeline (project, repository, build name), derived from its build events.
+
+    Written only by dashboard/live/pipelines.py, in the transaction that wrote the events, so the wall
+    and the dashboard read a pipeline's state, streak and statistics instead of regrouping events on
+    every render; `manage.py rebuild_pipelines` derives every row again and gives exactly the same.
+    """
+
+    project = models.CharField(max_length=200)
+    repository = models.CharField(max_length=200)
+    name = models.TextField(help_text="The build's name, or its ref when it has none.")
+    state = models.CharField(max_length=10, choices=PipelineState)
+    latest_run = models.ForeignKey(Event, null=True, on_delete=models.SET_NULL, related_name="+", help_text="The newest run.")
+    last_finished = models.ForeignKey(Event, null=True, on_delete=models.SET_NULL, related_name="+")
+    last_run_at = models.DateTimeField(help_text="When the newest run started.")
+    finished_at = models.DateTimeField(null=True, help_text="When the last finished run ended.")
+    streak = models.PositiveIntegerField(default=0, help_text="Finished runs in a row with the last one's result.")
+    streak_since = models.DateTimeField(null=True, help_text="When the streak's first run started: red since, for a failing one.")
+    fixed_by = models.CharField(max_length=200, blank=True, help_text="Who triggered the run that ended the last red period.")
+    fixed_at = models.DateTimeField(null=True)
+    red_seconds = models.FloatField(null=True, help_text="How long the red period that run ended had lasted.")
+    median_seconds = models.FloatField(null=True)
+    p95_seconds = models.FloatField(null=True)
+    runs_30d = models.PositiveIntegerField(default=0, help_text="Finished runs in the 30 days up to the newest run.")
+    passed_30d = models.PositiveIntegerField(default=0)
+    recent_runs = models.JSONField(default=list, help_text="The newest runs, oldest first, for the run strip.")
+    flaky_commits = models.JSONField(default=list, help_text="Commits that both passed and failed within 14 days.")
+    kept_from = models.DateTimeField(null=True, help_text="The oldest run the history needs: retention keeps it and newer runs.")
+
+    class Meta:
+        ordering = ["project", "repository", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "repository", "name"], name="one_row_per_pipeline")]
+        indexes = [models.Index(fields=["state", "-last_run_at"], name="pipeline_state")]  # the wall and the counts
+
+    def __str__(self):
+        return self.slug
+
+    @property
+    def slug(self) -> str:
+        return f"{self.project}/{self.repository}/{self.name}"
+
+
+def person_name(event: Event) -> str:
+    """Who an event is by, the way every page names people: full name, else their id."""
+    subject = event.subject or {}
+    full_name = " ".join(part for part in (subject.get("first_name"), subject.get("last_name")) if isinstance(part, str) and part)
+    return full_name or event.subject_id or "someone"
+
+
+def pipeline_runs(project: str, repository: str, name: str) -> models.QuerySet:
+    """A pipeline's runs, newest first (the event_pipeline_runs index): its build events.
+
+    Runs started in the same second are told apart by their upstream ids, which Helix TeamHub makes
+    Mongo ObjectIds (seconds, then a counter): a row's own pk follows our insertion order, not theirs.
+    """
+    runs = Event.objects.filter(target="build", project=project, repository=repository).alias(pipeline_name=pipeline())
+    return runs.filter(pipeline_name=name).order_by("-timestamp", "-upstream_id")

@@ -3,10 +3,11 @@
 Each figure runs the real command in a fresh process against a fresh database and the simulator
 over loopback, so it includes Django's start-up (about half a second). The live figures (latency,
 the wall's memory) are in tests/bench_live.py, fan-out and connect storms in tests/bench_fanout.py,
-the read side at 1,000,000 events (PostgreSQL, with DATABASE_URL) in tests/bench_scale.py, the
-webhook figures in tests/bench_hooks.py, refused bodies in tests/bench_bodies.py, failover in
-tests/bench_failover.py, memory with a huge note and the conflict diff in tests/bench_bounds.py, incidents'
-durations and /insights/ in tests/bench_incidents.py.
+the read side at 1,000,000 events (PostgreSQL, with DATABASE_URL) in tests/bench_scale.py, pipelines (the wall's
+layout shift, and 2,000 pipelines at 1,000,000 events) in tests/bench_pipelines.py, the webhook figures in
+tests/bench_hooks.py, refused bodies in tests/bench_bodies.py, failover in tests/bench_failover.py, memory with a
+huge note and the conflict diff in tests/bench_bounds.py, incidents' durations and /insights/ in
+tests/bench_incidents.py.
 """
 
 import os
@@ -24,7 +25,16 @@ POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only")
-    from tests import bench_bodies, bench_fanout, bench_faults, bench_hooks, bench_live, bench_notes, bench_scale
+    from tests import (
+        bench_bodies,
+        bench_fanout,
+        bench_faults,
+        bench_hooks,
+        bench_live,
+        bench_notes,
+        bench_pipelines,
+        bench_scale,
+    )
 
     print("== Helix TeamHub events ==")
     bench_events()
@@ -32,6 +42,7 @@ def main() -> None:
     bench_notes.bench_notes(dict(os.environ))
     bench_incidents()
     bench_scale.main()
+    bench_pipelines.main()
     bench_live.main()
     bench_fanout.main()
     bench_hooks.main()

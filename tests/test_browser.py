@@ -380,6 +380,12 @@ def test_the_demo_runs_and_its_pages_are_what_the_readme_shows(browser):
         assert page.query_selector("#feed [data-event-id]") and page.query_selector("#open-incidents .incident-card")
         keep_screenshot(page, "demo-dashboard")
 
+        page.goto(url + page.get_attribute("#feed a.name[href^='/pipelines/']", "href"))
+        page.wait_for_selector("#pipeline-header[data-pipeline]")
+        wait_live(page)
+        keep_screenshot(page, "pipeline-page")
+
+        page.goto(url + "/")
         page.click("#open-incidents .incident-card a")
         page.wait_for_selector("#timeline [data-note-id]")
         wait_live(page)

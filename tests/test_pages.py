@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from dashboard.live import screens
+from dashboard.live import pipelines, screens
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen
 from dashboard.web import pages
 
@@ -308,13 +308,14 @@ def test_the_wall_has_a_tile_per_pipeline_failures_first_with_what_tells_runs_ap
     build("cli-run", "cli", EventStatus.LIVE, minutes_ago=2, progress=40)
     build("cli-pass", "cli", EventStatus.COMPLETED, minutes_ago=90, took=8)
     build("db-stale", "db", EventStatus.STALE, minutes_ago=50, progress=70)
+    pipelines.rebuild()  # made behind the sync's back: derived here as the sync would
     screen = screens.screen_named("Borealis TV", project="borealis")
     html = client.get(f"/wall/?key={screen.key}").content.decode()
     tiles = [part.split('"')[0] for part in html.split('data-event-id="')[1:]]
-    assert tiles[:4] == ["new-fail", "db-stale", "cli-run", "web-pass"], "one tile per pipeline, worst first"
-    assert "#412" in html and "⎇ main" in html and "abcdef12" in html and "took 5 min 0 s" in html
+    assert tiles[:4] == ["new-fail", "db-stale", "cli-run", "web-pass"], "one tile per pipeline: failing, stalled, then by name"
+    assert "#412" in html and "⎇ main" in html and "abcdef12" in html and "passed in 5 min 0 s" in html
     assert f'datetime="{(now - timedelta(minutes=2) + timedelta(minutes=8)).isoformat()}"' in html, "ends as its last run took"
-    assert 'id="strip-builds" class="strip-part" data-level="bad"' in html and "1 FAILING" in html
+    assert 'id="wall-level" class="wall-level all-clear-label" data-level="red"' in html and "1 FAILING" in html
 
 
 def test_the_worst_incident_comes_first_on_the_wall(client):

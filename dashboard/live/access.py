@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dashboard import id_tokens
 from dashboard.live import pool, push, sessions
-from dashboard.models import Incident, Screen, hash_kiosk_key
+from dashboard.models import Incident, Pipeline, Screen, hash_kiosk_key
 from dashboard.web.filters import EventFilter
 
 LOGIN_REQUIRED = 4401
@@ -32,6 +32,7 @@ class SocketAccess:
     event_filter: EventFilter = field(default_factory=EventFilter)
     screen: Screen | None = None
     incident: Incident | None = None
+    pipeline: Pipeline | None = None
     refusal: int | None = None  # a close code, when the socket may not listen
     holder: str = ""  # whose allowance of sockets this one uses: "screen.<id>" or "user.<id>", a group it is in
     limit: int = 0
@@ -64,6 +65,13 @@ def _signed_in_access(page: str, query: dict[str, str]) -> SocketAccess:
             return SocketAccess(refusal=NOT_FOUND)
         groups = [push.incident_group(incident.upstream_id)]
         return SocketAccess(page="incident", incident=incident, groups=groups, numbered=list(groups))
+    if page == "pipeline":
+        parts = query.get("pipeline", "").split("/", 2)
+        found = Pipeline.objects.filter(project=parts[0], repository=parts[1], name=parts[2]).first() if len(parts) == 3 else None
+        if found is None:
+            return SocketAccess(refusal=NOT_FOUND)
+        groups = [push.pipeline_group(found.slug)]
+        return SocketAccess(page="pipeline", pipeline=found, groups=groups, numbered=list(groups))
     event_filter = EventFilter.from_query(query)
     groups = [push.events_group(event_filter.project), push.INCIDENTS]
     return SocketAccess(page="dashboard", event_filter=event_filter, groups=groups, numbered=list(groups))

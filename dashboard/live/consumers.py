@@ -83,12 +83,19 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return ("wall", project, scale, tuple(panel["panel"] for panel in feeds.screen_panels(access.screen)))
         if access.page == "incident":
             return ("incident", access.incident.pk)
+        if access.page == "pipeline":
+            return ("pipeline", access.pipeline.pk)
         return ("dashboard", access.event_filter.as_query())
 
     def render_snapshot(self) -> str:
         access = self.access
         return pages.snapshot(
-            page=access.page, event_filter=access.event_filter, screen=access.screen, incident=access.incident, now=timezone.now()
+            page=access.page,
+            event_filter=access.event_filter,
+            screen=access.screen,
+            incident=access.incident,
+            pipeline=access.pipeline,
+            now=timezone.now(),
         )
 
     async def receive(self, text_data=None, bytes_data=None):

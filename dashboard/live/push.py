@@ -15,8 +15,8 @@ from django.utils import timezone
 from dashboard import metrics
 from dashboard.id_tokens import id_token
 from dashboard.live import hub, sequence
-from dashboard.models import Event, EventStatus, Incident, Screen, Transition, TransitionKind
-from dashboard.web import changes_before, pages
+from dashboard.models import Event, EventStatus, Incident, Pipeline, Screen, Transition, TransitionKind, pipeline_runs
+from dashboard.web import changes_before, feeds, pages, pipelines
 from dashboard.web.filters import event_meta
 
 EVENTS = "events"
@@ -45,6 +45,10 @@ def wall_incidents_group(scale: float) -> str:
 
 def incident_group(upstream_id: str) -> str:
     return f"incident.{id_token(upstream_id)}"
+
+
+def pipeline_group(slug: str) -> str:
+    return f"pipeline.{id_token(slug)}"
 
 
 def screen_group(screen_id: int) -> str:
@@ -82,6 +86,7 @@ def render_messages(changes: list[Transition]) -> list[Message]:
         messages += [Message(EVENTS, html, meta), Message(events_group(event.project), html, meta)]
     if events:
         messages += wall_messages(projects={event.project for event in events.values()}, now=now)
+        messages += pipeline_messages(events.values(), kinds_by_event=kinds_by_event, now=now)
     incident_ids = {change.incident_id for change in changes if change.incident_id}
     # A change that lands in an incident's window (late, backdated, or a build that failed) joins its list.
     moved = [events[pk] for pk, kinds in kinds_by_event.items() if pk in events and kinds - {TransitionKind.PROGRESSED}]
@@ -104,12 +109,48 @@ def event_fragment(event: Event, *, kinds: set[str]) -> str:
     return pages.render_parts(pages.DASHBOARD, parts, {"event": event, "fresh": is_new})
 
 
+def pipeline_messages(events, *, kinds_by_event: dict[int, set[str]], now) -> list[Message]:
+    """Each changed pipeline's page; and when a run starts, the older runs it superseded leave Running now."""
+    keys = {(event.project, event.repository, event.name or event.ref) for event in events if event.target == "build"}
+    messages = []
+    for found in _pipelines(keys):
+        messages.append(Message(pipeline_group(found.slug), pages.pipeline_parts(found, now=now)))
+    started = [event for event in events if kinds_by_event[event.pk] & {TransitionKind.EVENT_NEW, TransitionKind.BECAME_LIVE}]
+    for event in _superseded_by(started):
+        event.superseded = True
+        html = pages.render_parts(pages.DASHBOARD, ["event-row", "live-row"], {"event": event, "superseded": True})
+        messages += [Message(EVENTS, html, event_meta(event)), Message(events_group(event.project), html, event_meta(event))]
+    return messages
+
+
+def _pipelines(keys: set[tuple]) -> list[Pipeline]:
+    found = []
+    for project, repository, name in keys:
+        found += Pipeline.objects.filter(project=project, repository=repository, name=name)
+    return found
+
+
+def _superseded_by(started: list[Event]) -> list[Event]:
+    """Unfinished runs of these runs' pipelines that are not their pipeline's newest run any more."""
+    builds = [event for event in started if event.target == "build"]
+    if not builds:
+        return []
+    latest = {p.latest_run_id for p in _pipelines({(e.project, e.repository, e.name or e.ref) for e in builds})}
+    older = []
+    for event in builds:
+        runs = pipeline_runs(event.project, event.repository, event.name or event.ref)
+        older += runs.filter(status__in=[EventStatus.LIVE, EventStatus.STALE]).exclude(pk__in=latest)[:20]
+    return older
+
+
 def wall_messages(*, projects: set[str], now) -> list[Message]:
     """The wall's build and activity panels, once for each kind of screen that shows them."""
     messages = []
     for project, scale in _wall_audiences(projects):
         context = pages.wall_context(screen=_screen_like(project, scale), now=now)
-        html = pages.render_parts(pages.WALL, ["wall-builds", "wall-activity", "wall-strip-builds", "wall-status"], context)
+        html = pages.render_parts(
+            pages.WALL, ["wall-builds", "wall-activity", "wall-strip-builds", "wall-level", "wall-status"], context
+        )
         messages.append(Message(wall_group(project, scale), html))
     return messages
 
@@ -127,6 +168,11 @@ def incident_messages(incidents, *, now) -> list[Message]:
                 pages.render_parts(pages.WALL, ["wall-incidents", "wall-strip-incidents", "wall-status"], context),
             )
         )
+    # The strip's level counts builds too, and a screen's builds are its project's: each kind of screen gets its own.
+    counts = pages.incident_counts(feeds.open_incidents())
+    for project, scale in _wall_audiences(set()):
+        level = pipelines.level(pipelines.pipeline_counts(project=project), counts)
+        messages.append(Message(wall_group(project, scale), render_to_string(f"{pages.WALL}#wall-level", {"level": level})))
     for incident in incidents:
         html = pages.render_parts(pages.INCIDENT, pages.INCIDENT_PARTS, pages.incident_context(incident=incident, now=now))
         messages.append(Message(incident_group(incident.upstream_id), html))

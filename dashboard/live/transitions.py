@@ -5,16 +5,17 @@ transaction commits, so nobody is ever told about a row that was rolled back. Th
 subscribes here; a subscriber that fails is logged and never breaks the sync.
 
 Derived state is brought up to date here too, in the same transaction as the change, so it is computed
-once per change and never drifts from the mirror: an incident's durations (live/incident_clock.py).
+once per change and never drifts from the mirror: the pipelines of the build events written with them
+(live/pipelines.py) and an incident's durations (live/incident_clock.py).
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django.db import transaction
 
-from dashboard.live import incident_clock
-from dashboard.models import Transition
+from dashboard.live import incident_clock, pipelines
+from dashboard.models import Event, Transition
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,14 @@ def subscribe(subscriber: Subscriber) -> None:
         _subscribers.append(subscriber)
 
 
-def record(changes: list[Transition], *, quiet: bool = False) -> None:
+def record(changes: list[Transition], *, events: Iterable[Event] = (), quiet: bool = False) -> None:
     """Store `changes`; must run inside the transaction that wrote the rows they describe.
 
-    `quiet` (a first pass's history, which is not news) brings derived state up to date and tells nobody."""
+    `events` are all the events that transaction wrote, changes or not (a finished run edited upstream
+    changes its pipeline's statistics without a transition). `quiet` (a first pass's history, which is
+    not news) brings derived state up to date and tells nobody.
+    """
+    pipelines.refresh(pipelines.keys_of(events))
     if not changes:
         return
     incident_clock.derive(changes)

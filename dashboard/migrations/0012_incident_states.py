@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dashboard', '0010_syncstate_error_reason'),
+        ('dashboard', '0011_pipelines'),
     ]
 
     operations = [

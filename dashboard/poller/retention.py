@@ -2,8 +2,9 @@
 
 The poller calls `prune_old_events` after each full pass. Each batch is its own short transaction,
 so the sync and the pages never wait long behind it; a big backlog (the first run on years of
-history) is worked off over several passes. A build still running or stalled is never deleted, nor
-the latest result of any build (the wall and the pipeline's history start from it), however old.
+history) is worked off over several passes. A build still running or stalled is never deleted, nor any
+run its pipeline's history needs (`Pipeline.kept_from`: the run strip, the last result, the current red
+period), however old; the pipelines whose runs went are derived again in the same transaction.
 """
 
 from datetime import datetime, timedelta
@@ -12,7 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
-from dashboard.models import Event, EventStatus, pipeline
+from dashboard.live import pipelines
+from dashboard.models import Event, EventStatus, Pipeline, pipeline
 
 BATCH_SIZE = 1_000
 BATCHES_PER_CALL = 20  # at most 20,000 rows per pass, so one call never keeps the poller busy for long
@@ -30,21 +32,27 @@ def prune_old_events(now: datetime) -> int:
         if not batch:
             break
         with transaction.atomic():
-            Event.objects.filter(pk__in=batch).only("pk").delete()  # its transitions go with it
+            gone = Event.objects.filter(pk__in=batch)
+            builds = pipelines.keys_of(gone.filter(target="build").only("target", "project", "repository", "name", "ref"))
+            gone.only("pk").delete()  # its transitions go with it
+            pipelines.refresh(builds)
         deleted += len(batch)
     return deleted
 
 
 def prunable(*, before: datetime):
-    """Finished events older than `before`, except a build result that no newer result has replaced."""
-    newer_result = (
-        Event.objects.filter(target="build", status__in=FINISHED, project=OuterRef("project"), repository=OuterRef("repository"))
-        .alias(pipeline=pipeline())
-        .filter(pipeline=OuterRef("pipeline"))
-        .filter(Q(timestamp__gt=OuterRef("timestamp")) | Q(timestamp=OuterRef("timestamp"), pk__gt=OuterRef("pk")))
+    """Finished events older than `before`, except a run older than its pipeline's history needs.
+
+    A build whose pipeline has not been derived yet is kept: nothing says what its history needs.
+    """
+    history_done = Pipeline.objects.filter(
+        project=OuterRef("project"),
+        repository=OuterRef("repository"),
+        name=OuterRef("pipeline"),
+        kept_from__gt=OuterRef("timestamp"),
     )
     return (
         Event.objects.filter(timestamp__lt=before, status__in=FINISHED)
         .alias(pipeline=pipeline())
-        .filter(~Q(target="build") | Exists(newer_result))
+        .filter(~Q(target="build") | Exists(history_done))
     )

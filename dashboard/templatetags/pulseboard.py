@@ -1,6 +1,7 @@
 import functools
 import logging
 import re
+from datetime import timedelta
 from html import unescape
 
 from django import template
@@ -8,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import strip_tags
 
 from dashboard import id_tokens
-from dashboard.models import Event, Incident
+from dashboard.models import Event, Incident, person_name
 from dashboard.web.markdown import render_markdown
 
 register = template.Library()
@@ -52,9 +53,7 @@ def describe(event: Event) -> str:
 
 @register.filter
 def person(event: Event) -> str:
-    subject = event.subject or {}
-    full_name = " ".join(part for part in (subject.get("first_name"), subject.get("last_name")) if isinstance(part, str) and part)
-    return full_name or event.subject_id or "someone"
+    return person_name(event)
 
 
 @register.filter
@@ -122,7 +121,7 @@ STATE_TONES = {
     "resolved": "ok",
 }
 BLOCK_END = re.compile(r"<(?:/p|br|/li|/h\d|/pre|/tr|/td|/th|/blockquote)\b[^>]*>")
-BUILD_MARKS = {"failed": "✗", "stalled": "⏸", "running": "▶", "passed": "✓"}
+BUILD_MARKS = {"failed": "✗", "stalled": "⏸", "running": "▶", "passed": "✓", "superseded": "↷"}
 
 
 @register.filter
@@ -168,3 +167,18 @@ def span(duration) -> str:
     if minutes:
         return f"{minutes} min {seconds} s"
     return f"{seconds} s"
+
+
+@register.filter
+def seconds_span(seconds) -> str:
+    """`span` for a number of seconds, as the derived pipelines store durations."""
+    return span(timedelta(seconds=seconds)) if seconds is not None else ""
+
+
+@register.filter
+def pipeline_url(event: Event) -> str:
+    """A build event's pipeline page, or "" when its names cannot make one (an empty project or repository)."""
+    name = event.name or event.ref
+    if event.target != "build" or not (event.project and event.repository and name):
+        return ""
+    return reverse("pipeline", args=[event.project, event.repository, name])

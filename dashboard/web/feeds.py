@@ -4,24 +4,21 @@ Views, the WebSocket snapshot and live/push.py all build their context here, so 
 after a reconnect and its live updates always agree.
 """
 
-import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import connection
-from django.db.models import F, Prefetch, Q, QuerySet, Window
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Window
 from django.db.models.functions import Left, Length, RowNumber
 
-from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen, ScreenPanel
+from dashboard.models import Event, EventStatus, Incident, IncidentNote, Pipeline, Screen, ScreenPanel
 from dashboard.web.filters import EventFilter, moment
 from dashboard.web.markdown import RENDERED_CHARS_MAX
 
 FEED_PAGE_SIZE = 50
-RECENT_RESULTS = timedelta(hours=24)
 # The most rows a wall is sent; the page shows what fits its screen and counts the rest as "+N more".
 WALL_ROWS = {"builds": 40, "incidents": 30, "activity": 40}
-RECENT_RUNS = 5  # finished runs of a pipeline that predict how long its running build will take
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
 # The most of a note's markdown an incident card (dashboard, wall, their pushes) loads: it shows the start
 # of the latest note, and the whole of it is one click away on the incident's timeline.
@@ -65,8 +62,19 @@ def event_feed(*, event_filter: EventFilter, before: str = "", limit: int = FEED
         events = events.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, pk__lt=pk), timestamp__lte=timestamp)
     rows = list(events.order_by("-timestamp", "-pk")[: limit + 1])
     more = len(rows) > limit
-    rows = rows[:limit]
+    rows = mark_superseded(rows[:limit])
     return FeedPage(events=rows, next_cursor=f"{rows[-1].timestamp.isoformat()}~{rows[-1].pk}" if more else "")
+
+
+def mark_superseded(events: list[Event]) -> list[Event]:
+    """`superseded` on each unfinished build run that is not its pipeline's newest run (one query, only when there are some)."""
+    unfinished = [e.pk for e in events if e.target == "build" and e.status in (EventStatus.LIVE, EventStatus.STALE)]
+    current = (
+        set(Pipeline.objects.filter(latest_run__in=unfinished).values_list("latest_run", flat=True)) if unfinished else set()
+    )
+    for event in events:
+        event.superseded = event.pk in unfinished and event.pk not in current
+    return events
 
 
 def filter_choices() -> dict[str, list[str]]:
@@ -83,7 +91,9 @@ def filter_choices() -> dict[str, list[str]]:
 
 
 def live_events(*, event_filter: EventFilter) -> QuerySet[Event]:
-    return event_filter.apply(Event.objects.filter(status__in=[EventStatus.LIVE, EventStatus.STALE])).order_by(
+    """Unfinished events, except a build run a newer run of its pipeline has superseded."""
+    current = ~Q(target="build") | Exists(Pipeline.objects.filter(latest_run=OuterRef("pk")))
+    return event_filter.apply(Event.objects.filter(current, status__in=[EventStatus.LIVE, EventStatus.STALE])).order_by(
         "-timestamp", "-pk"
     )
 
@@ -138,98 +148,6 @@ def timeline(incident: Incident) -> list[IncidentNote]:
     )
 
 
-@dataclass(frozen=True)
-class BuildTile:
-    """One pipeline (project, repository, build name) on the wall: its newest run and what to expect of it."""
-
-    key: str  # a stable DOM id, so a push changes the tile in place
-    run: Event
-    state: str  # failed, stalled, running or passed
-    typical: timedelta | None  # the median of the pipeline's recent finished runs
-
-    @property
-    def duration(self) -> timedelta | None:
-        return _duration(self.run)
-
-    @property
-    def expected_end(self) -> datetime | None:
-        """When a running build should finish, going by its pipeline's recent runs; the page counts down to it."""
-        return self.run.timestamp + self.typical if self.state == "running" and self.typical else None
-
-    @property
-    def number(self) -> str:
-        """The CI's build number, from the last numeric part of the build's link (".../job/x/412")."""
-        for url in self.run.resources or []:
-            last = str(url).rstrip("/").rsplit("/", 1)[-1]
-            if last.isdigit():
-                return last
-        return ""
-
-    @property
-    def commit(self) -> str:
-        commits = self.run.commits or []
-        first = commits[0] if commits else self.run.last_commit
-        sha = first.get("id") if isinstance(first, dict) else first
-        return str(sha)[:8] if sha else ""
-
-    @property
-    def branch(self) -> str:
-        bookmarks = [str(b) for b in self.run.bookmarks or [] if b]
-        return self.run.ref or (bookmarks[0] if bookmarks else "")
-
-
-@dataclass(frozen=True)
-class WallBuilds:
-    tiles: list[BuildTile]
-    more: int  # pipelines not sent at all
-    failing: int
-    running: int
-    stalled: int
-
-
-TILE_ORDER = {"failed": 0, "stalled": 1, "running": 2, "passed": 3}
-
-
-def wall_builds(*, project: str = "", now: datetime, rows: dict[str, int] = WALL_ROWS) -> WallBuilds:
-    """A tile per pipeline seen in the last day: failures first, then stalled, running, passed; by name within each."""
-    builds = Event.objects.filter(target="build")
-    if project:
-        builds = builds.filter(project=project)
-    unfinished = Q(status__in=[EventStatus.LIVE, EventStatus.STALE])
-    runs: dict[tuple, list[Event]] = {}
-    for event in builds.filter(unfinished | Q(timestamp__gte=now - RECENT_RESULTS)).order_by("-timestamp", "-pk")[:1000]:
-        runs.setdefault(_build_key(event), []).append(event)
-    tiles = []
-    for key, pipeline in runs.items():
-        newest = pipeline[0]
-        state = {EventStatus.FAILED: "failed", EventStatus.STALE: "stalled", EventStatus.LIVE: "running"}.get(
-            newest.status, "passed"
-        )
-        finished = [d for d in (_duration(run) for run in pipeline if run.status == EventStatus.COMPLETED) if d]
-        typical = sorted(finished[:RECENT_RUNS])[len(finished[:RECENT_RUNS]) // 2] if finished else None
-        tiles.append(BuildTile(key=_tile_id(key), run=newest, state=state, typical=typical))
-    tiles.sort(key=lambda tile: (TILE_ORDER[tile.state], [part.lower() for part in _build_key(tile.run)]))
-    count = {state: sum(tile.state == state for tile in tiles) for state in TILE_ORDER}
-    return WallBuilds(
-        tiles=tiles[: rows["builds"]],
-        more=max(0, len(tiles) - rows["builds"]),
-        failing=count["failed"],
-        running=count["running"] + count["stalled"],
-        stalled=count["stalled"],
-    )
-
-
-def _duration(event: Event) -> timedelta | None:
-    if event.status in (EventStatus.LIVE, EventStatus.STALE) or not event.updated_at:
-        return None
-    duration = event.updated_at - event.timestamp
-    return duration if duration > timedelta(0) else None
-
-
-def _tile_id(key: tuple) -> str:
-    return "tile-" + hashlib.blake2s("\x1f".join(key).encode(), digest_size=8).hexdigest()
-
-
 def wall_activity(*, project: str = "", limit: int = WALL_ROWS["activity"]) -> list[Event]:
     events = Event.objects.exclude(target="build")
     if project:
@@ -256,10 +174,6 @@ def screen_panels(screen: Screen | None) -> list[dict]:
 def wall_rows(screen: Screen | None) -> dict[str, int]:
     """The most rows sent; live.js shows what fits and counts the rest, so bigger text means fewer rows, never smaller text."""
     return dict(WALL_ROWS)
-
-
-def _build_key(event: Event) -> tuple:
-    return (event.project, event.repository, event.name or event.ref)
 
 
 def _cursor(before: str) -> tuple[datetime, int] | None:

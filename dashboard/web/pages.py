@@ -11,8 +11,8 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from dashboard.models import Incident, Screen
-from dashboard.web import changes_before, feeds, incident_timeline
+from dashboard.models import Incident, Pipeline, Screen
+from dashboard.web import changes_before, feeds, incident_timeline, pipelines
 from dashboard.web.filters import EventFilter
 
 DASHBOARD = "dashboard/dashboard.html"
@@ -42,10 +42,9 @@ def dashboard_page_context(*, event_filter: EventFilter, before: str = "") -> di
 def summary_context(*, now: datetime) -> dict:
     """The counts the wall's status strip shows, for the dashboard's summary strip: the same words in both places."""
     incidents = feeds.open_incidents()
-    return {
-        "builds": feeds.wall_builds(now=now),
-        "incident_counts": incident_counts(incidents),
-    }
+    counts = incident_counts(incidents)
+    builds = pipelines.pipeline_counts()
+    return {"builds": builds, "incident_counts": counts, "level": pipelines.level(builds, counts)}
 
 
 def open_incidents(*, now: datetime) -> list[Incident]:
@@ -92,10 +91,12 @@ def wall_context(*, screen: Screen | None, now: datetime) -> dict:
     project = screen.project if screen else ""
     rows = feeds.wall_rows(screen)
     incidents = open_incidents(now=now)
+    builds = pipelines.wall_builds(project=project, now=now, limit=rows["builds"])
     return {
+        "level": pipelines.level(builds.counts, incident_counts(incidents)),
         "screen": screen,
         "panels": feeds.screen_panels(screen),
-        "builds": feeds.wall_builds(project=project, now=now, rows=rows),
+        "builds": builds,
         "incidents": with_changes(incidents[: rows["incidents"]]),
         "incidents_more": max(0, len(incidents) - rows["incidents"]),
         "incident_counts": incident_counts(incidents),
@@ -110,6 +111,7 @@ def snapshot(
     event_filter: EventFilter | None = None,
     screen: Screen | None = None,
     incident: Incident | None = None,
+    pipeline: Pipeline | None = None,
     now: datetime,
 ) -> str:
     """Every live region of a page, freshly rendered, as out-of-band swaps."""
@@ -118,10 +120,20 @@ def snapshot(
         return render_parts(DASHBOARD, ["summary", "live-list", "feed", "open-incidents"], context)
     if page == "incident":
         return render_parts(INCIDENT, INCIDENT_PARTS, incident_context(incident=incident))
+    if page == "pipeline":
+        return pipeline_parts(pipeline, now=now)
     context = wall_context(screen=screen, now=now)
     shown = {panel["panel"] for panel in context["panels"]}
     parts = [f"wall-{panel}" for panel in ("builds", "incidents", "activity") if panel in shown]
-    return render_parts(WALL, [*parts, "wall-strip-builds", "wall-strip-incidents", "wall-status"], context)
+    return render_parts(WALL, [*parts, "wall-strip-builds", "wall-strip-incidents", "wall-level", "wall-status"], context)
+
+
+def pipeline_parts(pipeline: Pipeline, *, now: datetime) -> str:
+    """The pipeline page's live regions, fresh from the database (the row may be newer than the one in hand)."""
+    fresh = Pipeline.objects.select_related("latest_run", "last_finished").filter(pk=pipeline.pk).first()
+    if fresh is None:
+        return ""
+    return render_parts(pipelines.PAGE, ["pipeline-header", "pipeline-history"], pipelines.page_context(pipeline=fresh, now=now))
 
 
 def render_parts(template: str, partials: list[str], context: dict) -> str:

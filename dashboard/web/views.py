@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from dashboard import id_tokens
-from dashboard.models import Incident
-from dashboard.web import feeds, health, insights, pages, scrape
+from dashboard.models import Incident, Pipeline
+from dashboard.web import feeds, health, insights, pages, pipelines, scrape
 from dashboard.web.filters import EventFilter
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,22 @@ def insights_page(request):
     severity = request.GET.get("severity", "").strip()[:200]
     found = insights.insights(now=timezone.now(), weeks=weeks, severity=severity)
     return render(request, "dashboard/insights.html", {"insights": found, "weeks": len(found.weeks)})
+
+
+@login_required
+def pipeline_list(request):
+    """Every pipeline, or the ones a dashboard count names (?state=failing, running, stalled)."""
+    state = request.GET.get("state", "")
+    state = state if state in pipelines.LIST_STATES else ""
+    return render(request, pipelines.LIST, {"tiles": pipelines.listed(state=state, now=timezone.now()), "state": state})
+
+
+@login_required
+def pipeline(request, project, repository, name):
+    found = get_object_or_404(
+        Pipeline.objects.select_related("latest_run", "last_finished"), project=project, repository=repository, name=name
+    )
+    return render(request, pipelines.PAGE, pipelines.page_context(pipeline=found, now=timezone.now()))
 
 
 @never_cache

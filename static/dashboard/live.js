@@ -60,6 +60,12 @@
     both: function (date) { return absolute(date) + " · " + relative(date); },
     absolute: absolute,
     duration: function (date) { return span((Date.now() - date.getTime()) / 1000); },
+    // "failing since 14:02": the hour and minute in the screen's zone, with the day when it is not today
+    at: function (date) {
+      var day = format("day", { year: "numeric", month: "2-digit", day: "2-digit" });
+      var hm = format("hm", { hour: "2-digit", minute: "2-digit" }).format(date);
+      return day.format(date) === day.format(new Date()) ? hm : format("dm", { month: "short", day: "numeric" }).format(date) + " " + hm;
+    },
     remaining: function (date) {
       if (!state.open || body.classList.contains("is-stale")) return "—"; // not live: no countdown, it would be a guess
       var left = (date.getTime() - Date.now()) / 1000;
@@ -317,14 +323,28 @@
       items.forEach(function (item) { item.hidden = false; });
       if (more) { more.textContent = "+" + (items.length + extra) + " " + (list.dataset.moreLabel || "more"); more.hidden = false; }
       var limit = list.clientHeight + 1;
-      var cut = items.findIndex(function (item) { return item.offsetTop + item.offsetHeight > limit; });
-      var hidden = cut < 0 ? 0 : items.length - cut;
-      items.slice(cut < 0 ? items.length : cut).forEach(function (item) { item.hidden = true; });
+      var hidden = 0;
+      if (items.length && items[0].dataset.fitRank !== undefined) {
+        hidden = hideByRank(items, limit); // tiles: shown in a stable order, dropped by the server's rank
+      } else {
+        var cut = items.findIndex(function (item) { return item.offsetTop + item.offsetHeight > limit; });
+        hidden = cut < 0 ? 0 : items.length - cut;
+        items.slice(cut < 0 ? items.length : cut).forEach(function (item) { item.hidden = true; });
+      }
       if (more) {
         more.hidden = hidden + extra === 0;
         more.textContent = "+" + (hidden + extra) + " " + (list.dataset.moreLabel || "more");
       }
     });
+  }
+
+  // The least important tile (highest data-fit-rank) goes first, until the rest fit whole.
+  function hideByRank(items, limit) {
+    var order = items.slice().sort(function (a, b) { return Number(b.dataset.fitRank) - Number(a.dataset.fitRank); });
+    function overflows() { return items.some(function (item) { return !item.hidden && item.offsetTop + item.offsetHeight > limit; }); }
+    var hidden = 0;
+    while (hidden < order.length && overflows()) order[hidden++].hidden = true;
+    return hidden;
   }
 
   // A pushed panel changes in place: tiles keep their elements, so progress bars glide and nothing jumps.

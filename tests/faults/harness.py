@@ -17,6 +17,7 @@ mirror), and again after they are corrected (a corrected record must be read aga
            was knowingly replaced (by an edit whose author had seen it).
   upstream edits: every edit made in OneUptime is still there, or was knowingly replaced, or its note
            is held as a conflict (OneUptime has no If-Match: a write racing ours can only be shown).
+  derived: every pipeline equals a rebuild from the mirrored events (dashboard/live/pipelines.py).
   poller:  the poller process never exited by itself and still makes passes; `sync --once` exits 0.
 Each invariant is re-checked for up to 20 s (30 s after the repair) before it counts as broken.
 """
@@ -39,6 +40,7 @@ from django.db.models import Q
 from django.test import Client
 from django.urls import reverse
 
+from dashboard.live import pipelines
 from dashboard.models import Event, Incident, IncidentClock, IncidentNote, IncidentStateChange, NoteWrite, SyncState
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.storable import text as storable_text
@@ -534,6 +536,7 @@ class World:
             + self.note_violations(malformed_incidents)
             + self.state_violations()
             + self.edit_violations()
+            + pipelines.differences()
         )
 
     def state_violations(self) -> list[str]:

@@ -352,7 +352,7 @@ def sweep_live_events(*, now: datetime) -> int:
                 for kind in kinds
             ]
         Event.objects.bulk_update(changed, ["status"])
-        transitions.record(changes)
+        transitions.record(changes, events=changed)
     return len(changes)
 
 
@@ -451,7 +451,7 @@ def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> Syn
         for upstream_id, kinds in kinds_by_id.items()
         for kind in kinds
     ]
-    transitions.record(changes)
+    transitions.record(changes, events=rows)
     report.transitions = len(changes)
     return report
 

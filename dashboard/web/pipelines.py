@@ -1,0 +1,424 @@
+"""The read side of pipelines: tiles, counts and the strip's level, read from the derived Pipeline rows.
+
+One definition behind every place that counts builds: the wall's strip, the dashboard's summary, the
+pipelines list and the wall's tiles all read `pipeline_counts()` and the rows' `state` (derived by
+dashboard/live/pipelines.py), never the events themselves.
+"""
+
+import hashlib
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline_runs
+from dashboard.templatetags.pulseboard import span
+
+# Tiles keep their place: ordered by bucket, then by name. Running and passing share a bucket, so a build
+# that starts or passes changes its tile in place; only failing and stalling move a tile (to the front).
+BUCKETS = {PipelineState.FAILING: 0, PipelineState.STALLED: 1, PipelineState.RUNNING: 2, PipelineState.PASSING: 2}
+# Which tiles a screen shows when not all fit: every failing one, then stalled, then running, then the most
+# recently finished; `rank` says so to live.js, which hides the highest ranks first.
+PRIORITY = {PipelineState.FAILING: 0, PipelineState.STALLED: 1, PipelineState.RUNNING: 2, PipelineState.PASSING: 3}
+RECENT_PASSING = timedelta(hours=24)  # a passing pipeline that has not run for a day leaves the wall
+FIXED_SHOWN = timedelta(hours=1)  # how long a tile says who fixed it
+WALL_TILES = 40
+LIST = "dashboard/pipelines.html"
+PAGE = "dashboard/pipeline.html"
+LIST_STATES = {"failing": "Failing pipelines", "running": "Running pipelines", "stalled": "Stalled pipelines"}
+STRIP_WIDTH, STRIP_HEIGHT, BAR_GAP = 300, 40, 2
+SYMBOLS = {"passed": "✓", "failed": "✗", "running": "▶", "stalled": "⏸", "superseded": "↷"}
+LEVEL_WORDS = {"red": "✗ Failing", "amber": "⏸ Attention", "notice": "⚠ Incident open", "clear": "✓ All clear"}
+
+
+@dataclass(frozen=True)
+class PipelineCounts:
+    failing: int = 0
+    running: int = 0  # pipelines with a run in progress, failing ones re-running included
+    stalled: int = 0
+    rerunning: int = 0
+
+
+def pipeline_counts(*, project: str = "") -> PipelineCounts:
+    """One query; a superseded run never counts, since only a pipeline's newest run can be in progress here."""
+    rows = Pipeline.objects.filter(project=project) if project else Pipeline.objects.all()
+    failing = Q(state=PipelineState.FAILING)
+    live, stale = Q(latest_run__status=EventStatus.LIVE), Q(latest_run__status=EventStatus.STALE)
+    counts = rows.aggregate(
+        failing=Count("pk", filter=failing),
+        running=Count("pk", filter=live),
+        stalled=Count("pk", filter=stale),
+        rerunning=Count("pk", filter=failing & (live | stale)),
+    )
+    return PipelineCounts(**counts)
+
+
+def level(counts: PipelineCounts, incident_counts: dict[str, int]) -> str:
+    """The strip's level, over builds and incidents together: never "clear" beside an open incident."""
+    if counts.failing or incident_counts["critical"]:
+        return "red"
+    if counts.stalled or incident_counts["major"]:
+        return "amber"
+    if incident_counts["open"]:
+        return "notice"
+    return "clear"
+
+
+@dataclass(frozen=True)
+class Bar:
+    id: str
+    result: str  # one of RESULTS' words, or "superseded": ours, never upstream's
+    symbol: str
+    x: float
+    y: float
+    width: float
+    height: float
+    seconds: float | None
+    at: str
+    progress: int
+
+    @property
+    def title(self) -> str:
+        if self.seconds:
+            return f"{self.symbol} {self.result} in {span(timedelta(seconds=self.seconds))}"
+        if self.result in ("running", "stalled", "superseded"):
+            return f"{self.symbol} {self.result} at {self.progress}%"
+        return f"{self.symbol} {self.result}"
+
+
+def run_strip(bars: list[Bar]) -> SafeString:
+    """The run strip as inline SVG, made here rather than in the template: 40 tiles of 30 bars were 14,000 template
+    variables (0.3 s a wall). The two outside values, a run's id and its title, are escaped; the rest are our own
+    words and numbers. A failed bar is crossed out, so the result is a shape as well as a colour."""
+    shapes = []
+    for bar in bars:
+        x, y, width, height = _n(bar.x), _n(bar.y), _n(bar.width), _n(bar.height)
+        cross = (
+            f'<path class="run-cross" d="M{x} {y}l{width} {height}m0 -{height}l-{width} {height}"/>'
+            if bar.result == "failed"
+            else ""
+        )
+        shapes.append(
+            f'<g class="run run--{bar.result}" data-run-id="{escape(bar.id)}" data-run-result="{bar.result}">'
+            f'<title>{escape(bar.title)}</title><rect x="{x}" y="{y}" width="{width}" height="{height}"/>{cross}</g>'
+        )
+    label = f"last {len(bars)} runs, oldest first"
+    return mark_safe(  # noqa: S308 (every outside value above is escaped)
+        f'<svg class="run-strip" viewBox="0 0 {STRIP_WIDTH} {STRIP_HEIGHT}" preserveAspectRatio="none" role="img"'
+        f' aria-label="{label}">{"".join(shapes)}</svg>'
+    )
+
+
+def _n(number: float) -> str:
+    """SVG numbers are never localized ("12,5" would break them)."""
+    return f"{number:g}"
+
+
+@dataclass(frozen=True)
+class PipelineView:
+    """A pipeline as a tile or a row shows it, at `now`."""
+
+    pipeline: Pipeline
+    now: datetime
+    rank: int = 0
+    bars: list[Bar] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return self.pipeline.slug
+
+    @property
+    def strip(self) -> SafeString:
+        return run_strip(self.bars)
+
+    @property
+    def key(self) -> str:
+        """A stable DOM id, so a push changes the tile in place."""
+        return "pipeline-" + hashlib.blake2s(self.slug.encode(), digest_size=8).hexdigest()
+
+    @property
+    def url(self) -> str:
+        p = self.pipeline
+        if not (p.project and p.repository and p.name):
+            return ""
+        return reverse("pipeline", args=[p.project, p.repository, p.name])
+
+    @property
+    def state(self) -> str:
+        return self.pipeline.state
+
+    @property
+    def run(self):
+        return self.pipeline.latest_run
+
+    @property
+    def current(self):
+        run = self.pipeline.latest_run
+        return run if run is not None and run.status in (EventStatus.LIVE, EventStatus.STALE) else None
+
+    @property
+    def rerunning(self) -> bool:
+        return self.state == PipelineState.FAILING and self.current is not None
+
+    @property
+    def tone(self) -> str:
+        """The tile's colour: failed, stalled, running or passed (CSS classes shared with the old tiles)."""
+        return {"failing": "failed", "passing": "passed"}.get(self.state, self.state)
+
+    @property
+    def recently_fixed(self) -> bool:
+        fixed_at = self.pipeline.fixed_at
+        return self.state == PipelineState.PASSING and fixed_at is not None and self.now - fixed_at <= FIXED_SHOWN
+
+    @property
+    def red_for(self) -> timedelta | None:
+        return timedelta(seconds=self.pipeline.red_seconds) if self.pipeline.red_seconds is not None else None
+
+    @property
+    def median(self) -> timedelta | None:
+        seconds = self.pipeline.median_seconds
+        return timedelta(seconds=seconds) if seconds is not None else None
+
+    @property
+    def p95(self) -> timedelta | None:
+        seconds = self.pipeline.p95_seconds
+        return timedelta(seconds=seconds) if seconds is not None else None
+
+    @property
+    def expected_end(self) -> datetime | None:
+        current = self.current
+        if current is None or current.status != EventStatus.LIVE or self.median is None:
+            return None
+        return current.timestamp + self.median
+
+    @property
+    def success_percent(self) -> int | None:
+        p = self.pipeline
+        return round(100 * p.passed_30d / p.runs_30d) if p.runs_30d else None
+
+    @property
+    def last_duration(self) -> timedelta | None:
+        last = self.pipeline.last_finished
+        if last is None or not last.updated_at or last.updated_at <= last.timestamp:
+            return None
+        return last.updated_at - last.timestamp
+
+    @property
+    def number(self) -> str:
+        """The CI's build number, from the last numeric part of the run's link (".../job/x/412")."""
+        for url in (self.run.resources if self.run else None) or []:
+            last = str(url).rstrip("/").rsplit("/", 1)[-1]
+            if last.isdigit():
+                return last
+        return ""
+
+    @property
+    def commit(self) -> str:
+        run = self.run
+        commits = (run.commits if run else None) or []
+        first = commits[0] if commits else (run.last_commit if run else "")
+        sha = first.get("id") if isinstance(first, dict) else first
+        return str(sha)[:8] if sha else ""
+
+    @property
+    def branch(self) -> str:
+        run = self.run
+        if run is None:
+            return ""
+        bookmarks = [str(b) for b in run.bookmarks or [] if b]
+        return run.ref or (bookmarks[0] if bookmarks else "")
+
+
+def view(pipeline: Pipeline, *, now: datetime, rank: int = 0) -> PipelineView:
+    return PipelineView(pipeline=pipeline, now=now, rank=rank, bars=strip_bars(pipeline.recent_runs, now=now))
+
+
+def strip_bars(runs: list[dict], *, now: datetime) -> list[Bar]:
+    """The run strip as SVG geometry: one bar per run, oldest left, height by duration (a running run by its time so far)."""
+    seconds = [_bar_seconds(run, now) for run in runs]
+    tallest = max([s for s in seconds if s] or [1])
+    width = STRIP_WIDTH / 30
+    bars = []
+    for index, (run, spent) in enumerate(zip(runs, seconds, strict=True)):
+        height = max(4.0, STRIP_HEIGHT * min(1.0, (spent or 0) / tallest))
+        x = STRIP_WIDTH - (len(runs) - index) * width
+        bars.append(
+            Bar(
+                id=run["id"],
+                result=run["result"],
+                symbol=SYMBOLS.get(run["result"], ""),
+                x=round(x + BAR_GAP / 2, 1),
+                y=round(STRIP_HEIGHT - height, 1),
+                width=round(width - BAR_GAP, 1),
+                height=round(height, 1),
+                seconds=run["seconds"],
+                at=run["at"],
+                progress=run["progress"],
+            )
+        )
+    return bars
+
+
+def _bar_seconds(run: dict, now: datetime) -> float | None:
+    if run["seconds"] is not None:
+        return run["seconds"]
+    if run["result"] == "running":
+        return max(0.0, (now - datetime.fromisoformat(run["at"])).total_seconds())
+    return None
+
+
+@dataclass(frozen=True)
+class WallBuilds:
+    tiles: list[PipelineView]
+    more: int  # pipelines not sent at all
+    counts: PipelineCounts
+
+    @property
+    def failing(self) -> int:
+        return self.counts.failing
+
+    @property
+    def running(self) -> int:
+        return self.counts.running
+
+    @property
+    def stalled(self) -> int:
+        return self.counts.stalled
+
+
+def wall_builds(*, project: str = "", now: datetime, limit: int = WALL_TILES) -> WallBuilds:
+    """The tiles a wall is sent: chosen by PRIORITY (failing, stalled, running, then most recently finished), shown by BUCKETS."""
+    shown = on_wall(project=project, now=now)
+    chosen = list(
+        shown.annotate(priority=_priority())
+        .select_related("latest_run", "last_finished")
+        .order_by("priority", "-finished_at", "pk")[:limit]
+    )
+    tiles = [view(pipeline, now=now, rank=rank) for rank, pipeline in enumerate(chosen)]
+    tiles.sort(key=lambda tile: (BUCKETS[tile.state], tile.slug.lower(), tile.slug))
+    return WallBuilds(tiles=tiles, more=max(0, shown.count() - len(tiles)), counts=pipeline_counts(project=project))
+
+
+def on_wall(*, project: str = "", now: datetime) -> QuerySet[Pipeline]:
+    rows = Pipeline.objects.filter(project=project) if project else Pipeline.objects.all()
+    return rows.filter(~Q(state=PipelineState.PASSING) | Q(last_run_at__gte=now - RECENT_PASSING))
+
+
+def listed(*, state: str = "", now: datetime) -> list[PipelineView]:
+    """The pipelines page: every pipeline, or those the dashboard's count named, worst first."""
+    rows = Pipeline.objects.select_related("latest_run", "last_finished")
+    if state == "failing":
+        rows = rows.filter(state=PipelineState.FAILING)
+    elif state == "running":
+        rows = rows.filter(latest_run__status=EventStatus.LIVE)
+    elif state == "stalled":
+        rows = rows.filter(latest_run__status=EventStatus.STALE)
+    rows = rows.annotate(priority=_priority()).order_by("priority", "project", "repository", "name")
+    return [view(pipeline, now=now) for pipeline in rows[:500]]
+
+
+def _priority() -> Case:
+    return Case(*[When(state=state, then=Value(rank)) for state, rank in PRIORITY.items()], output_field=IntegerField())
+
+
+PAGE_RUNS = 200  # runs the pipeline page lists; its red periods are read from the newest 1,000
+HISTORY_RUNS = 1_000
+TREND_WIDTH, TREND_HEIGHT = 600, 120
+
+
+@dataclass(frozen=True)
+class Run:
+    event: Event
+    result: str
+    duration: timedelta | None
+
+
+@dataclass(frozen=True)
+class RedPeriod:
+    started: datetime
+    runs: int
+    fixed_by: str = ""
+    fixed_at: datetime | None = None
+
+    @property
+    def lasted(self) -> timedelta | None:
+        return self.fixed_at - self.started if self.fixed_at else None
+
+
+def page_context(*, pipeline: Pipeline, now: datetime) -> dict:
+    """The pipeline page: the whole history the mirror keeps, newest first, with its red periods and a duration trend."""
+    runs_qs = pipeline_runs(pipeline.project, pipeline.repository, pipeline.name)
+    history = list(runs_qs.only("pk", "status", "timestamp", "updated_at", "subject", "subject_id")[:HISTORY_RUNS])
+    runs = [
+        Run(event=event, result=_result(event, pipeline), duration=_duration(event))
+        for event in runs_qs.defer("raw", "files", "linked_objects")[:PAGE_RUNS]
+    ]
+    return {
+        "tile": view(pipeline, now=now),
+        "runs": runs,
+        "red_periods": red_periods(history),
+        "trend": trend(runs),
+        "now": now,
+    }
+
+
+def red_periods(history: list[Event]) -> list[RedPeriod]:
+    """Runs of failures, newest first, each with the passing run that ended it (none for one still red)."""
+    periods, started, count = [], None, 0
+    for run in reversed(history):  # oldest first
+        if run.status == EventStatus.FAILED:
+            started, count = started or run.timestamp, count + 1
+        elif run.status == EventStatus.COMPLETED and started:
+            periods.append(RedPeriod(started=started, runs=count, fixed_by=person_name(run), fixed_at=_end(run)))
+            started, count = None, 0
+    if started:
+        periods.append(RedPeriod(started=started, runs=count))
+    return periods[::-1]
+
+
+def trend(runs: list[Run]) -> dict:
+    """The duration of each finished run, oldest left, as SVG points, with the median as a line."""
+    finished = [run for run in reversed(runs) if run.duration is not None]
+    if not finished:
+        return {"points": "", "dots": [], "median_y": None}
+    tallest = max(run.duration.total_seconds() for run in finished) or 1
+    step = TREND_WIDTH / max(1, len(finished) - 1)
+    dots = [
+        {
+            "x": round(index * step, 1),
+            "y": round(TREND_HEIGHT - TREND_HEIGHT * run.duration.total_seconds() / tallest, 1),
+            "run": run,
+        }
+        for index, run in enumerate(finished)
+    ]
+    seconds = sorted(run.duration.total_seconds() for run in finished)
+    median = statistics.median(seconds)
+    return {
+        "points": " ".join(f"{dot['x']},{dot['y']}" for dot in dots),
+        "dots": dots,
+        "median_y": round(TREND_HEIGHT - TREND_HEIGHT * median / tallest, 1),
+        "median": timedelta(seconds=median),
+        "tallest": timedelta(seconds=tallest),
+    }
+
+
+def _result(event: Event, pipeline: Pipeline) -> str:
+    if event.status in (EventStatus.LIVE, EventStatus.STALE) and event.pk != pipeline.latest_run_id:
+        return "superseded"
+    return {EventStatus.COMPLETED: "passed", EventStatus.FAILED: "failed", EventStatus.LIVE: "running"}.get(
+        event.status, "stalled"
+    )
+
+
+def _duration(event: Event) -> timedelta | None:
+    if event.status not in (EventStatus.COMPLETED, EventStatus.FAILED) or not event.updated_at:
+        return None
+    return event.updated_at - event.timestamp if event.updated_at > event.timestamp else None
+
+
+def _end(event: Event) -> datetime:
+    return event.updated_at if event.updated_at and event.updated_at > event.timestamp else event.timestamp

@@ -1,0 +1,68 @@
+"""Pipelines as people see them, in chromium: names readable at every TV size, the pipeline page, live changes.
+
+Uses the fixtures of tests/test_browser.py (chromium, `manage.py serve`, the simulators).
+"""
+
+import time
+
+import pytest
+
+from dashboard.live import screens
+from tests import test_browser
+from tests.test_browser import log_in, new_page, wait_live
+
+browser, server, ou_sim, staff = test_browser.browser, test_browser.server, test_browser.ou_sim, test_browser.staff
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# A tile's big line, cut short with an ellipsis, is a name nobody can read from across the room.
+CUT_NAMES = """() => [...document.querySelectorAll('#wall-builds [data-pipeline]:not([hidden]) .tile-name')]
+    .filter(name => name.scrollWidth > name.clientWidth + 1).map(name => name.textContent)"""
+
+
+def finish(hth_sim, *, repository, failed=False, project="atlas", name="Release"):
+    build = hth_sim.start_build(project=project, repository=repository, name=name)
+    hth_sim.set_progress(build, 100, operation="failed" if failed else None)
+    return build
+
+
+@pytest.mark.parametrize("width,height", [(1280, 720), (1920, 1080), (3840, 2160)])
+def test_same_named_pipelines_are_told_apart_and_never_cut_short(browser, server, hth_sim, width, height):
+    for repository in ("atlas-web", "atlas-payments", "atlas"):
+        finish(hth_sim, repository=repository, failed=repository == "atlas")
+    rerun = hth_sim.start_build(project="atlas", repository="atlas", name="Release")
+    hth_sim.set_progress(rerun, 22)
+    screen = screens.screen_named("Atlas TV", project="atlas")
+    page = new_page(browser, width=width, height=height)
+    page.goto(f"{server.url}/wall/?key={screen.key}")
+    wait_live(page)
+    page.wait_for_selector('#wall-builds [data-pipeline="atlas/atlas/Release"][data-rerunning]', timeout=20000)
+    page.wait_for_timeout(500)
+    tile = page.inner_text('[data-pipeline="atlas/atlas/Release"]')
+    assert "atlas · Release" in tile and "failing since" in tile and "re-running 22%" in tile
+    assert page.get_attribute("#wall-level", "data-level") == "red"
+    assert page.evaluate(CUT_NAMES) == []
+    assert page.console_errors == []
+
+
+def test_the_pipeline_page_shows_the_history_and_follows_a_fix(browser, server, staff, hth_sim):
+    finish(hth_sim, repository="atlas-web")
+    time.sleep(1.1)  # a run's duration is counted in the simulator's whole seconds
+    for _ in range(2):
+        finish(hth_sim, repository="atlas-web", failed=True)
+    page = new_page(browser, width=1440, height=1000)
+    log_in(page, server)
+    page.wait_for_selector('#summary a[href="/pipelines/?state=failing"]', timeout=20000)
+    page.goto(f"{server.url}/pipelines/?state=failing")
+    page.wait_for_selector('[data-pipeline="atlas/atlas-web/Release"][data-pipeline-state="failing"]', timeout=20000)
+    page.click('[data-pipeline="atlas/atlas-web/Release"] a')
+    page.wait_for_selector("#pipeline-header")
+    wait_live(page)
+    assert "not fixed yet" in page.inner_text(".red-periods")
+    fix = hth_sim.start_build(project="atlas", repository="atlas-web", name="Release")
+    page.wait_for_selector(f'#pipeline-header [data-run-id="{fix}"][data-run-result="running"]', timeout=20000)
+    assert page.get_attribute("#pipeline-header", "data-rerunning") is not None
+    hth_sim.set_progress(fix, 100)
+    page.wait_for_selector('#pipeline-header[data-pipeline-state="passing"]', timeout=20000)
+    assert "fixed by" in page.inner_text(".red-periods")
+    assert page.console_errors == []
