@@ -1,4 +1,4 @@
-"""A TCP relay between the processes under test and PostgreSQL, which a test can cut and restore.
+"""A TCP relay between the processes under test and PostgreSQL (or Redis), which a test can cut and restore.
 
 Cutting closes every relayed connection (as a restarted or unreachable server would); while it refuses,
 each new connection is accepted and closed at once, so a client sees the server go away mid-session.
@@ -16,7 +16,8 @@ class Relay:
         self.target = (url.hostname or "127.0.0.1", url.port or 5432)
         self.listener = socket.create_server(("127.0.0.1", 0))
         port = self.listener.getsockname()[1]
-        self.url = urlunsplit(url._replace(netloc=url.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{port}"))
+        credentials = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""  # redis:// URLs often have none
+        self.url = urlunsplit(url._replace(netloc=f"{credentials}127.0.0.1:{port}"))
         self.refusing: float = 0
         self.cut_on: tuple[bytes, float] | None = None  # (bytes a client sends, connections to refuse then)
         self._lock = threading.Lock()

@@ -128,7 +128,9 @@
         ? "Not live since " + clock(state.since) + " " + zoneName(state.since) + ": connection lost, reconnecting…"
         : "Not live: cannot reach the server, retrying…";
     } else if (gaps && gaps.missed) reason = "Not live: missed an update, fetching a fresh copy…";
-    else if (state.open && state.health && state.health.status !== "ok") reason = "Data may be out of date: " + healthReason(state.health);
+    else if (state.open && ownDatabaseDown()) {
+      reason = "Not current since " + clock(state.health.since) + " " + zoneName(state.health.since) + ": the server cannot reach its database";
+    } else if (state.open && state.health && state.health.status !== "ok") reason = "Data may be out of date: " + healthReason(state.health);
     var element = document.getElementById("stale-banner");
     if (!element) return;
     element.hidden = !reason;
@@ -159,7 +161,13 @@
 
   function checkHealth() {
     return fetch(healthUrl, { cache: "no-store", credentials: "same-origin" })
-      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (response) {
+        if (response.ok) return response.json();
+        // 503 with JSON: the server answers but cannot read its own database. That is news for the
+        // banner (the socket may still beat), not an answer a reload may land on: callers get null.
+        if (response.status === 503) return response.json().then(function (body) { ownOutage(body); return null; }, function () { return null; });
+        return null;
+      })
       .then(function (health) {
         // A wall asks every 15 s for weeks: the browser's resource-timing buffer would fill with
         // these requests (250 of them, then it stops), and nobody here reads it.
@@ -179,6 +187,15 @@
         return health;
       })
       .catch(function () { return null; });
+  }
+
+  function ownDatabaseDown() { return !!state.health && state.health.status === "unavailable"; }
+  function ownOutage(body) {
+    if (!body || body.status !== "unavailable") return;
+    var was = ownDatabaseDown() ? state.health.since : null;
+    state.health = { status: "unavailable", since: was || new Date(state.lastData || Date.now()) };
+    banner();
+    if (!state.recheck) state.recheck = setTimeout(function () { state.recheck = null; checkHealth(); }, DEGRADED_RECHECK_MS);
   }
 
   // ---- the socket ----
@@ -216,7 +233,8 @@
     state.failures = 0;
     state.tooMany = false;
     state.since = new Date();
-    state.lastMessage = state.lastData = Date.now();
+    state.lastMessage = Date.now();
+    if (!ownDatabaseDown()) state.lastData = state.lastMessage; // a heartbeat is not news while the database is away
     if (firstSinceOpen) checkHealth(); // the snapshot arrived: now find out whether the data behind it is fresh
     banner();
   });

@@ -1,0 +1,71 @@
+"""A wall while our own services go away: PostgreSQL and Redis cut through relays (tests/db_relay.py).
+
+The page must say it is not current while it is not, keep its socket or get it back quietly, and be
+live and current again soon after the service returns, without a reload.
+"""
+
+import pytest
+from django.db import connection
+
+from dashboard.live import screens
+from tests.db_relay import Relay
+from tests.processes import database_url
+from tests.test_browser import Server, browser, new_page, ou_sim, server_env, wait_live  # noqa: F401
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="cuts a TCP connection to PostgreSQL")
+
+
+@pytest.fixture
+def db_relay():
+    relay = Relay(database_url())
+    yield relay
+    relay.close()
+
+
+def serve(env, tmp_path, request, name="server"):
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (closed by the finalizer)
+    server = Server(env, log)
+    server.start()
+
+    def stop():
+        server.stop()
+        log.close()
+        print((tmp_path / f"{name}.log").read_text()[-5000:])  # shown when a test fails
+
+    request.addfinalizer(stop)
+    return server
+
+
+def open_wall(browser, server):  # noqa: F811
+    screen = screens.screen_named("Office TV")
+    page = new_page(browser, width=1920, height=1080)
+    page.goto(f"{server.url}/wall/?key={screen.key}")
+    wait_live(page)
+    return page
+
+
+@postgresql_only
+def test_the_wall_says_it_is_not_current_while_postgresql_is_down_and_recovers(
+    browser, hth_sim, ou_sim, db_relay, tmp_path, request
+):  # noqa: F811
+    hth_sim.generate(30)
+    ou_sim.generate(incidents=2, notes=4)
+    server = serve(server_env(hth_sim, ou_sim) | {"DATABASE_URL": db_relay.url}, tmp_path, request)
+    page = open_wall(browser, server)
+    page.evaluate("window.__loaded = true")
+
+    db_relay.down()
+    page.wait_for_selector("#stale-banner:not([hidden])", timeout=20000)  # /healthz is asked every 15 s
+    assert "cannot reach its database" in page.inner_text("#stale-banner")
+    assert page.get_attribute("#connection", "data-state") == "stale"
+    page.wait_for_timeout(3000)
+    assert "cannot reach its database" in page.inner_text("#stale-banner"), "heartbeats do not make it look live"
+
+    db_relay.up()
+    build = hth_sim.start_build(project="atlas", repository="atlas", name="After the outage")
+    page.wait_for_selector("#stale-banner", state="hidden", timeout=20000)
+    wait_live(page)
+    page.wait_for_selector(f'#wall-builds [data-event-id="{build}"]', timeout=20000)
+    assert page.evaluate("window.__loaded") is True, "recovered in place, not by a reload"
+    assert page.console_errors == []
