@@ -47,8 +47,13 @@ def open_wall(browser, server):  # noqa: F811
 
 @postgresql_only
 def test_the_wall_says_it_is_not_current_while_postgresql_is_down_and_recovers(
-    browser, hth_sim, ou_sim, db_relay, tmp_path, request
-):  # noqa: F811
+    browser,  # noqa: F811
+    hth_sim,
+    ou_sim,  # noqa: F811
+    db_relay,
+    tmp_path,
+    request,
+):
     hth_sim.generate(30)
     ou_sim.generate(incidents=2, notes=4)
     server = serve(server_env(hth_sim, ou_sim) | {"DATABASE_URL": db_relay.url}, tmp_path, request)
