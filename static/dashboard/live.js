@@ -128,6 +128,7 @@
         ? "Not live since " + clock(state.since) + " " + zoneName(state.since) + ": connection lost, reconnecting…"
         : "Not live: cannot reach the server, retrying…";
     } else if (gaps && gaps.missed) reason = "Not live: missed an update, fetching a fresh copy…";
+    else if (state.open && state.deaf) reason = "Not live: the server cannot hear updates (its channel layer is down); waiting for it…";
     else if (state.open && ownDatabaseDown()) {
       reason = "Not current since " + clock(state.health.since) + " " + zoneName(state.health.since) + ": the server cannot reach its database";
     } else if (state.open && state.health && state.health.status !== "ok") reason = "Data may be out of date: " + healthReason(state.health);
@@ -151,6 +152,7 @@
       var when = source.last_success_at ? "last synced " + relative(new Date(source.last_success_at)) : "never synced";
       parts.push((names[key] || key) + " " + when + (source.reason ? " (" + source.reason + ")" : ""));
     });
+    if (health.channel_layer && !health.channel_layer.ok) parts.push("live updates are paused (the server cannot reach Redis)");
     return parts.join("; ") || "data may be out of date";
   }
 
@@ -275,6 +277,7 @@
 
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     var message = event.detail.message, match;
+    state.deaf = message.indexOf("<!--deaf-->") === 0; // a heartbeat from a server that hears nothing; anything else is news
     if ((match = SNAPSHOT.exec(message))) {
       gaps.last = {};
       match[1].split(" ").forEach(function (pair) {
