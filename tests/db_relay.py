@@ -19,6 +19,7 @@ class Relay:
         credentials = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""  # redis:// URLs often have none
         self.url = urlunsplit(url._replace(netloc=f"{credentials}127.0.0.1:{port}"))
         self.refusing: float = 0
+        self.blackholed = False
         self.cut_on: tuple[bytes, float] | None = None  # (bytes a client sends, connections to refuse then)
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -31,6 +32,11 @@ class Relay:
 
     def up(self) -> None:
         self.refusing = 0
+        self.blackholed = False
+
+    def blackhole(self) -> None:
+        """A partition: connections stay open and new ones are accepted, but nothing gets through."""
+        self.blackholed = True
 
     def flap(self, *, refuse: int | float) -> None:
         """Cut every connection and refuse the next `refuse` ones."""
@@ -77,7 +83,8 @@ class Relay:
                     self.cut_on = None
                     self.flap(refuse=cut_on[1])
                     return
-                sink.sendall(data)
+                if not self.blackholed:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
