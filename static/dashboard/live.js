@@ -287,6 +287,12 @@
       gaps.missed = false;
     } else if ((match = SEQ.exec(message))) {
       var group = match[1], number = parseInt(match[2], 10), last = gaps.last[group];
+      if (last !== undefined && number <= last) {
+        // Older than what the page has (sent by another process, it arrived late): its content is
+        // already here, or in the snapshot the gap before it asked for. Never swap it over newer panels.
+        event.preventDefault();
+        return;
+      }
       gaps.last[group] = number;
       if (last !== undefined && number !== last + 1 && !gaps.missed) {
         gaps.missed = true;
