@@ -16,7 +16,7 @@ from django.db import connection
 from dashboard.live import screens
 from tests.db_relay import Relay
 from tests.processes import database_url
-from tests.test_browser import Server, browser, new_page, ou_sim, server_env, wait_live  # noqa: F401
+from tests.test_browser import Server, browser, keep_screenshot, new_page, ou_sim, server_env, wait_live  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="cuts a TCP connection to PostgreSQL")
@@ -73,6 +73,7 @@ def test_the_wall_says_it_is_not_current_while_postgresql_is_down_and_recovers(
     assert page.get_attribute("#connection", "data-state") == "stale"
     page.wait_for_timeout(3000)
     assert "cannot reach its database" in page.inner_text("#stale-banner"), "heartbeats do not make it look live"
+    keep_screenshot(page, "wall-database-down")
 
     db_relay.up()
     build = hth_sim.start_build(project="atlas", repository="atlas", name="After the outage")
@@ -111,6 +112,7 @@ def test_a_redis_outage_keeps_the_walls_sockets_says_so_and_recovers(browser, ht
         "() => document.querySelector('#stale-banner').innerText.includes('cannot hear updates')", timeout=25000
     )
     assert page.get_attribute("#connection", "data-state") == "stale", "the socket is open, and says it is not live"
+    keep_screenshot(page, "wall-redis-down")
     health = json.loads(urllib.request.urlopen(f"{server.url}/healthz", timeout=10).read())  # noqa: S310 (loopback)
     assert health["channel_layer"] == {"ok": False} and health["status"] == "degraded"
     late = new_page(browser, width=1280, height=720)  # a wall that (re)connects during the outage gets its page
