@@ -9,6 +9,7 @@ send is counted (pulseboard_pushes_dropped_total), and its groups get a gap in t
 pushes flow again, so their pages fetch a fresh snapshot rather than miss it silently.
 """
 
+import asyncio
 import atexit
 import logging
 import os
@@ -54,6 +55,13 @@ def drain(timeout: float) -> bool:
     return not _queue.unfinished_tasks
 
 
+def forget_losses() -> None:
+    """Between tests: batches dropped with one test's event loop concern no page of the next."""
+    with _lock:
+        _lost.clear()
+        _state["failing"], _state["dropped"] = False, 0
+
+
 def _start() -> None:
     with _lock:
         thread = _state["thread"]
@@ -74,7 +82,7 @@ def _work() -> None:
                 with _lock:
                     _lost.difference_update(lost)
             send(batch)
-        except Exception as error:  # noqa: BLE001 (Redis down or cut off: counted, logged once, told to pages later)
+        except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001 (Redis down, or the loop shut down: counted, logged once)
             _lose(groups, error)
         else:
             _recovered()
