@@ -15,7 +15,8 @@ mirror), and again after they are corrected (a corrected record must be read aga
            was knowingly replaced (by an edit whose author had seen it).
   upstream edits: every edit made in OneUptime is still there, or was knowingly replaced, or its note
            is held as a conflict (OneUptime has no If-Match: a write racing ours can only be shown).
-  poller:  the poller process never exited by itself and still makes passes; `sync --once` exits 0.
+  poller:  the poller process never exited by itself and still makes passes, and never deadlocked;
+           `sync --once` exits 0.
 Each invariant is re-checked for up to 20 s (30 s after the repair) before it counts as broken.
 """
 
@@ -308,6 +309,20 @@ class World:
     def redis_outage(self, step: dict) -> None:
         self._outage(self.redis_relay, step["for"])
 
+    def redis_partition(self, step: dict) -> None:
+        """Redis answers nothing (a blackhole, not a refusal): pushes wait for their timeouts, the mirror must not."""
+        self.redis_relay.blackhole()
+        end = time.monotonic() + step["for"]
+        while time.monotonic() < end:
+            time.sleep(0.2)
+            self.check_poller()
+        self.redis_relay.up()
+
+    def live_build_storm(self, step: dict) -> None:
+        """Hundreds of builds running at once: the live sweep and the refresh's upsert lock the same rows."""
+        for _ in range(step["count"]):
+            self.hth.start_build()
+
     def database_cut_mid_write(self, step: dict) -> None:
         """The connection drops while a page of events or notes is being stored, and the next few connects fail."""
         table = b'INSERT INTO "dashboard_event"' if step["table"] == "event" else b'INSERT INTO "dashboard_incidentnote"'
@@ -486,6 +501,9 @@ class World:
         found = [f"poller: exited by itself at {exit_}" for exit_ in self.self_exits]
         stale = SyncState.objects.filter(Q(last_attempt_at__lt=quiet_since) | Q(last_attempt_at__isnull=True))
         found += [f"poller: no {state.source} pass attempted since quiescence began" for state in stale]
+        for log in sorted(self.log_dir.glob("poller-*.log")):  # the live sweep and the upsert lock in one order
+            if (deadlocks := log.read_text(errors="replace").count("deadlock detected")) > 0:
+                found.append(f"poller: {deadlocks} deadlock(s) in {log.name}")
         return found
 
     def violations(self, malformed_incidents: set[str]) -> list[str]:

@@ -279,7 +279,9 @@ def sweep_live_events(*, now: datetime) -> int:
     """Time alone turns live events stale; nothing upstream tells us, so we look."""
     with transaction.atomic():
         changed, changes = [], []
-        for event in Event.objects.select_for_update().filter(status=EventStatus.LIVE):
+        # Locked in primary-key order, as _upsert locks: the model's newest-first order against the
+        # upsert's deadlocked now and then (PostgreSQL undid one of the two).
+        for event in Event.objects.select_for_update().filter(status=EventStatus.LIVE).order_by("pk"):
             status = detection.status_of(
                 progress=event.progress,
                 operation=event.operation,
@@ -348,9 +350,9 @@ def store_events(
 def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> SyncReport:
     report = SyncReport()
     unique = list({event.id: event for event in events}.values())
-    # Locked (in one order, against deadlocks) so that the sync and the live refresh, or two pollers, cannot
-    # both turn the same old row into the same transition.
-    rows_now = Event.objects.select_for_update().filter(upstream_id__in=[event.id for event in unique]).order_by("upstream_id")
+    # Locked (in primary-key order, as the live sweep locks, against deadlocks) so that the sync and the live
+    # refresh, or two pollers, cannot both turn the same old row into the same transition.
+    rows_now = Event.objects.select_for_update().filter(upstream_id__in=[event.id for event in unique]).order_by("pk")
     existing = {e.upstream_id: e for e in rows_now}
     rows, kinds_by_id = [], {}
     for event in unique:
