@@ -39,6 +39,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard.models import Event, Incident, IncidentNote, NoteWrite, SyncState
+from dashboard.poller import retention
 from dashboard.upstreams.oneuptime import writeback
 from tests.db_relay import Relay
 from tests.faults import schedule
@@ -48,6 +49,7 @@ POLL_INTERVAL = 1.0
 HISTORY_EVENTS = 2500
 SCAN_DELAY = 0.02  # seconds per upstream answer during the schedule, so that scans last long enough to be hit
 QUIET_PASSES_SECONDS = 3.0  # at least two full passes of each source at POLL_INTERVAL
+KEPT_DAYS = 10  # retention prunes the older part of the simulators' history (about 17 days) while schedules run
 HELD = (NoteWrite.State.CONFLICT, NoteWrite.State.FAILED)
 
 
@@ -113,6 +115,7 @@ class World:
             # The hourly re-reads that find events backdated below a pass's floor, and note edits stamped
             # while OneUptime's clock ran behind ours: due within a schedule here.
             "HTH_RESCAN_SECONDS": "10",
+            "EVENTS_KEPT_DAYS": str(KEPT_DAYS),
             "ONEUPTIME_RESCAN_SECONDS": "10",
         }
         env = base_env(**overrides)
@@ -318,6 +321,14 @@ class World:
             self.check_poller()
         self.redis_relay.up()
 
+    def horizon_arrivals(self, step: dict) -> None:
+        """Backdated arrivals around retention's horizon: a full pass must not store what lies below it,
+        and must never bring back what retention pruned (its horizon and the pass's are one)."""
+        horizon = datetime.now(UTC) - timedelta(days=KEPT_DAYS)
+        for _ in range(step["count"]):
+            when = horizon + timedelta(seconds=self.rng.uniform(-400, 60))
+            self.hth.add_event(target="push", operation="created", timestamp=when.isoformat().replace("+00:00", "Z"))
+
     def live_build_storm(self, step: dict) -> None:
         """Hundreds of builds running at once: the live sweep and the refresh's upsert lock the same rows."""
         for _ in range(step["count"]):
@@ -521,7 +532,8 @@ class World:
         found = []
         if len(ids) != len(set(ids)):
             found.append("events: an id is mirrored more than once")
-        missing = sorted(set(upstream) - set(mirror))
+        horizon = datetime.now(UTC) - timedelta(days=KEPT_DAYS)  # below it, retention may have pruned them
+        missing = sorted(event_id for event_id in set(upstream) - set(mirror) if _when(upstream[event_id]) >= horizon)
         if missing:
             found.append(f"events: {len(missing)} of {len(upstream)} upstream events missing, e.g. {missing[:3]}")
         extra = sorted(set(mirror) - set(upstream) - self.deleted_events)
@@ -535,13 +547,18 @@ class World:
         ]
         if stale:
             found.append(f"events: {len(stale)} mirrored with old progress or operation, e.g. {stale[:3]}")
+        cutoff = horizon - retention.HORIZON_GRACE - timedelta(seconds=2 * POLL_INTERVAL)  # retention runs every pass
+        back = list(retention.prunable(before=cutoff).values_list("upstream_id", flat=True)[:3])
+        if back:
+            found.append(f"events: pruned by retention, yet in the mirror (brought back by a pass?), e.g. {back}")
         return found
 
     def incident_violations(self, malformed: set[str]) -> list[str]:
         upstream = {key: dict(row) for key, row in self.oneuptime.incidents.items() if key not in malformed}
         mirror = {row.upstream_id: row for row in Incident.objects.exclude(upstream_id__in=malformed)}
         found = []
-        missing = sorted(set(upstream) - set(mirror))
+        horizon = datetime.now(UTC) - timedelta(days=KEPT_DAYS)  # below it, retention may have pruned them
+        missing = sorted(event_id for event_id in set(upstream) - set(mirror) if _when(upstream[event_id]) >= horizon)
         if missing:
             found.append(f"incidents: {len(missing)} of {len(upstream)} missing, e.g. {missing[:3]}")
         extra = sorted(set(mirror) - set(upstream))
@@ -562,7 +579,8 @@ class World:
         notes = IncidentNote.objects.filter(upstream_id__isnull=False).exclude(incident__upstream_id__in=malformed_incidents)
         mirror = {row.upstream_id: row for row in notes.select_related("incident")}
         found = []
-        missing = sorted(set(upstream) - set(mirror))
+        horizon = datetime.now(UTC) - timedelta(days=KEPT_DAYS)  # below it, retention may have pruned them
+        missing = sorted(event_id for event_id in set(upstream) - set(mirror) if _when(upstream[event_id]) >= horizon)
         if missing:
             found.append(f"notes: {len(missing)} of {len(upstream)} missing, e.g. {missing[:3]}")
         extra = sorted(key for key, row in mirror.items() if key not in upstream and row.pk not in held)
@@ -623,6 +641,10 @@ class World:
         if held.exists():
             return None  # replaced without a check OneUptime cannot offer, but shown to a person as a conflict
         return f"lost: OneUptime now says {current['note'][:60]!r}, written by someone who never saw this edit"
+
+
+def _when(item: dict) -> datetime:
+    return datetime.fromisoformat(item["timestamp"])
 
 
 def _plain(text: object) -> str:

@@ -30,6 +30,7 @@ KINDS = {
     "edit_during_delivery": 1,
     "admin_takes_theirs": 0.5,
     "live_build_storm": 1,
+    "horizon_arrivals": 1,
 }
 DATABASE_KINDS = {"database_outage": 1.5, "database_cut_mid_write": 1}
 REDIS_KINDS = {"redis_outage": 1, "redis_partition": 1}
@@ -82,6 +83,8 @@ def _step(rng: random.Random, kind: str) -> dict:
         step["table"] = rng.choice(("event", "note"))
         step["refuse"] = rng.randint(0, 5)
         step["arrivals"] = rng.randint(20, 150)
+    elif kind == "horizon_arrivals":
+        step["count"] = rng.randint(5, 30)
     elif kind == "live_build_storm":
         step["count"] = rng.randint(150, 400)
     elif kind == "redis_partition":
