@@ -41,6 +41,7 @@ from django.urls import reverse
 from dashboard.models import Event, Incident, IncidentNote, NoteWrite, SyncState
 from dashboard.poller import retention
 from dashboard.upstreams.oneuptime import writeback
+from dashboard.upstreams.oneuptime.sync import TOKEN_PREFIX
 from tests.db_relay import Relay
 from tests.faults import schedule
 from tests.processes import base_env, free_port, manage, start_manage, wait_for_port
@@ -80,6 +81,7 @@ class World:
     malformed_incidents: set[str] = field(default_factory=set)
     racing_edits: list[Edit] = field(default_factory=list)  # land inside write-back's update, if it gets that far
     self_exits: list[str] = field(default_factory=list)
+    seen_tokens: set[str] = field(default_factory=set)  # creates deleted in OneUptime after the sync saw them
     step_violations: list[str] = field(default_factory=list)
     step_no: int = 0
     poller: subprocess.Popen | None = None
@@ -431,6 +433,34 @@ class World:
         if data:
             self.save_form(url, data | {"incident": self.rng.choice(incidents)}, self.new_text("admin"), None)
 
+    def admin_create_lost_answer(self, step: dict) -> None:
+        """An admin's note reaches OneUptime and the poller dies before hearing so; the sync links it; then
+        someone deletes it in OneUptime and types the same text in again by hand. Ours must not come back."""
+        self.oneuptime.hold_after_write = 1.5  # under the read timeout: the kill lands while the poller waits
+        try:
+            before = len(self.edits)
+            self.admin_create(step)
+            if len(self.edits) == before:
+                return
+            note = IncidentNote.objects.get(pk=self.edits[-1].note_pk)
+            token = TOKEN_PREFIX + str(note.writes.get(action=NoteWrite.Action.CREATE).token)
+            if not _wait(
+                lambda: any(row["postedFromSlackMessageId"] == token for row in list(self.oneuptime.notes.values())), 15
+            ):
+                return
+            self.check_poller()
+            self._sigkill_poller()
+        finally:
+            self.oneuptime.hold_after_write = 0.0
+        self.start_poller()
+        if not _wait(lambda: IncidentNote.objects.filter(pk=note.pk).exclude(upstream_id=None).exists(), 10):
+            return
+        upstream_id = IncidentNote.objects.get(pk=note.pk).upstream_id
+        self.oneuptime.delete_note(upstream_id)
+        self.deleted_notes.add(upstream_id)
+        self.oneuptime.add_note(note.incident.upstream_id, note.note)
+        self.seen_tokens.add(token)
+
     def edit_during_delivery(self, step: dict) -> None:
         """An admin edit, and a OneUptime edit of the same note that lands just after write-back reads it."""
         edit = self.admin_edit(step)
@@ -518,8 +548,13 @@ class World:
         return found
 
     def violations(self, malformed_incidents: set[str]) -> list[str]:
+        posted_again = [
+            row["_id"] for row in list(self.oneuptime.notes.values()) if row["postedFromSlackMessageId"] in self.seen_tokens
+        ]
         return (
-            self.event_violations()
+            [f"notes: a create deleted in OneUptime after the sync saw it was posted again: {posted_again[:3]}"]
+            * bool(posted_again)
+            + self.event_violations()
             + self.incident_violations(malformed_incidents)
             + self.note_violations(malformed_incidents)
             + self.edit_violations()
@@ -641,6 +676,15 @@ class World:
         if held.exists():
             return None  # replaced without a check OneUptime cannot offer, but shown to a person as a conflict
         return f"lost: OneUptime now says {current['note'][:60]!r}, written by someone who never saw this edit"
+
+
+def _wait(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _when(item: dict) -> datetime:

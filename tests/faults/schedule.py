@@ -31,6 +31,7 @@ KINDS = {
     "admin_takes_theirs": 0.5,
     "live_build_storm": 1,
     "horizon_arrivals": 1,
+    "admin_create_lost_answer": 1,
 }
 DATABASE_KINDS = {"database_outage": 1.5, "database_cut_mid_write": 1}
 REDIS_KINDS = {"redis_outage": 1, "redis_partition": 1}
