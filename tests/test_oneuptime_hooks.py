@@ -1,6 +1,7 @@
 """POST /hooks/oneuptime/ over HTTP (Django's test client): the note it names is re-read from OneUptime, never trusted."""
 
 import json
+import time
 
 import pytest
 from django.utils import timezone
@@ -146,3 +147,25 @@ def test_a_body_over_the_limit_is_413(client, sim):
 def test_an_unconfigured_receiver_is_404(client, sim, settings):
     settings.ONEUPTIME_WEBHOOK_SECRET = ""
     assert post(client, {"noteId": "x"}).status_code == 404
+
+
+def test_note_re_reads_against_a_hung_oneuptime_stop_at_the_drains_deadline_and_the_rest_wait(client, sim, settings, monkeypatch):
+    monkeypatch.setattr(hooks, "NOTE_REREADS_SECONDS", 1.0)
+    settings.UPSTREAM_TIMEOUT, settings.UPSTREAM_RETRIES = (1, 0.5), 0
+    incident = sim.add_incident("Queue backlog")
+    notes = [sim.add_note(incident["_id"], f"Update {number}") for number in range(6)]
+    for note in notes:
+        assert post(client, {"data": {"_id": note["_id"]}}).status_code == 202
+    sim.delay = 2  # hung: each re-read times out after half a second
+
+    started = time.monotonic()
+    hooks.drain(now=timezone.now())
+    assert time.monotonic() - started < 4, "one drain's re-reads stop at its deadline"
+    left = HookDelivery.objects.count()
+    assert 0 < left < len(notes), "the notes not reached stay queued for the next drain"
+
+    sim.delay = 0
+    hooks.drain(now=timezone.now())
+    assert not HookDelivery.objects.exists()
+    # Those that timed out were dropped, as failed deliveries are (the regular pass reads them); the rest are in.
+    assert IncidentNote.objects.filter(upstream_id__in=[note["_id"] for note in notes]).count() == left
