@@ -236,7 +236,7 @@
     state.tooMany = false;
     state.since = new Date();
     state.lastMessage = Date.now();
-    if (!ownDatabaseDown()) state.lastData = state.lastMessage; // a heartbeat is not news while the database is away
+    if (!ownDatabaseDown() && !state.deaf) state.lastData = state.lastMessage; // a heartbeat is not news while the database or the channel layer is away
     if (firstSinceOpen) checkHealth(); // the snapshot arrived: now find out whether the data behind it is fresh
     banner();
   });
