@@ -36,6 +36,11 @@ PUSH_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+PUSHES_DROPPED = Counter(
+    "pulseboard_pushes_dropped_total",
+    "Batches of fragments not sent (push queue full, or the channel layer failed); their pages resnapshot.",
+)
+
 
 def count_upstream_answer(response, *args, **kwargs):
     """A requests response hook: count error answers by status."""

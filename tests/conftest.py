@@ -2,6 +2,7 @@
 
 import pytest
 
+from dashboard.live import push_queue
 from dashboard.simulators import hth, oneuptime
 from dashboard.upstreams.oneuptime.client import OneUptimeClient
 
@@ -33,3 +34,12 @@ def quick_retries(settings):
     """Back off in milliseconds so tests of 429/5xx retries stay fast; Retry-After is still honoured."""
     settings.UPSTREAM_BACKOFF_FACTOR = 0.01
     settings.UPSTREAM_TIMEOUT = (2, 5)
+
+
+@pytest.fixture(autouse=True)
+def pushes_stay_in_their_test():
+    """Syncs push on the push thread (dashboard/live/push_queue.py): what one test pushed is sent, or
+    dropped with its event loop, before the next test starts, and no gap it left reaches the next one."""
+    yield
+    push_queue.drain(timeout=10)
+    push_queue.forget_losses()

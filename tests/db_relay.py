@@ -1,4 +1,4 @@
-"""A TCP relay between the processes under test and PostgreSQL, which a test can cut and restore.
+"""A TCP relay between the processes under test and PostgreSQL (or Redis), which a test can cut and restore.
 
 Cutting closes every relayed connection (as a restarted or unreachable server would); while it refuses,
 each new connection is accepted and closed at once, so a client sees the server go away mid-session.
@@ -16,8 +16,10 @@ class Relay:
         self.target = (url.hostname or "127.0.0.1", url.port or 5432)
         self.listener = socket.create_server(("127.0.0.1", 0))
         port = self.listener.getsockname()[1]
-        self.url = urlunsplit(url._replace(netloc=url.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{port}"))
+        credentials = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""  # redis:// URLs often have none
+        self.url = urlunsplit(url._replace(netloc=f"{credentials}127.0.0.1:{port}"))
         self.refusing: float = 0
+        self.blackholed = False
         self.cut_on: tuple[bytes, float] | None = None  # (bytes a client sends, connections to refuse then)
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -30,6 +32,11 @@ class Relay:
 
     def up(self) -> None:
         self.refusing = 0
+        self.blackholed = False
+
+    def blackhole(self) -> None:
+        """A partition: connections stay open and new ones are accepted, but nothing gets through."""
+        self.blackholed = True
 
     def flap(self, *, refuse: int | float) -> None:
         """Cut every connection and refuse the next `refuse` ones."""
@@ -76,7 +83,8 @@ class Relay:
                     self.cut_on = None
                     self.flap(refuse=cut_on[1])
                     return
-                sink.sendall(data)
+                if not self.blackholed:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:

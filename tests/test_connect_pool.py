@@ -1,9 +1,11 @@
 """The connect pool's batched lookups: callers that ask together share one query, each gets its own answer."""
 
 import asyncio
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 
 from dashboard.live import pool
 
@@ -67,3 +69,26 @@ def test_walls_with_keys_of_their_own_that_connect_together_all_get_their_own_sc
     from dashboard.models import Screen
 
     assert Screen.objects.filter(last_seen_at__isnull=False).count() == 30, "each screen was seen"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ends PostgreSQL's server processes")
+def test_connections_kept_through_a_database_restart_are_replaced_before_use():
+    """As after PostgreSQL restarts: every kept connection's server process ends while the pool idles."""
+
+    def backend(_key):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    on_pool = pool.connecting(backend)
+
+    async def round_of_calls():
+        return set(await asyncio.gather(*(on_pool(str(number)) for number in range(pool.CONNECT_THREADS * 4))))
+
+    before = async_to_sync(round_of_calls)()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)", [list(before)])
+    time.sleep(pool.IDLE_CHECK_SECONDS + 0.1)
+    after = async_to_sync(round_of_calls)()  # raised "terminating connection" on each thread in turn
+    assert after.isdisjoint(before)

@@ -3,6 +3,7 @@
 POLL_INTERVAL_SECONDS is an hour here, so anything that arrives came through the hook queue.
 """
 
+import json
 import signal
 import time
 
@@ -95,3 +96,45 @@ def test_serve_stops_promptly_on_sigterm_with_a_backlog_of_pushed_events(hth_sim
                 process.kill()
     assert stopped_after < 5, f"serve took {stopped_after:.1f} s to stop"
     assert HookDelivery.objects.count() == 100  # unread, still queued for the next start
+
+
+def test_a_hung_oneuptime_does_not_hold_up_helix_teamhub_webhooks(client, hth_sim, oneuptime_sim, settings):
+    """Each source's deliveries have a drain job of their own: one note re-read hung for minutes, and every
+    Helix TeamHub delivery queued behind it waited."""
+    settings.HTH_WEBHOOK_SECRET = settings.ONEUPTIME_WEBHOOK_SECRET = SECRET
+    incident = oneuptime_sim.add_incident("Checkout failing")
+    note = oneuptime_sim.add_note(incident["_id"], "Investigating")
+    env = base_env(
+        HTH_API_URL=hth_sim.url,
+        HTH_COMPANY_KEY=hth_sim.company_key,
+        HTH_ACCOUNT_KEY=hth_sim.account_key,
+        HTH_WEBHOOK_SECRET=SECRET,
+        ONEUPTIME_API_URL=oneuptime_sim.url,
+        ONEUPTIME_API_KEY=oneuptime_sim.api_key,
+        ONEUPTIME_WEBHOOK_SECRET=SECRET,
+        POLL_INTERVAL_SECONDS="3600",
+        UPSTREAM_READ_TIMEOUT_SECONDS="4",
+        UPSTREAM_RETRIES="1",
+    )
+    process = start_manage("poll", env=env)
+    try:
+        wait_for(lambda: SyncState.objects.filter(last_success_at__isnull=False).count() == 2, "the first passes")
+        oneuptime_sim.delay = 10  # hung: every answer comes after the read timeout
+        response = client.post(
+            "/hooks/oneuptime/",
+            json.dumps({"data": {"_id": note["_id"]}}),
+            content_type="application/json",
+            headers={"X-Pulseboard-Secret": SECRET},
+        )
+        assert response.status_code == 202
+        time.sleep(1)  # the re-read is under way, and hangs
+        push = hth_sim.add_event(target="push")
+        response = client.post(
+            "/hooks/hth/", hth_sim.webhook_body([push]), content_type="application/json", headers={"X-Pulseboard-Secret": SECRET}
+        )
+        assert response.status_code == 202
+        wait_for(lambda: Event.objects.filter(upstream_id=push["id"]).exists(), "storing the pushed event", timeout=3)
+    finally:
+        oneuptime_sim.delay = 0
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)

@@ -188,7 +188,14 @@ def test_healthz_tells_strangers_only_ok_or_degraded(client, hth_sim, settings):
     assert health == {
         "status": "degraded",
         "sources": {"hth": {"configured": True, "ok": False}, "oneuptime": {"configured": False, "ok": False}},
+        "channel_layer": {"ok": True},
     }
+
+
+def test_healthz_reports_a_channel_layer_it_cannot_reach(client, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens there
+    health = client.get("/healthz").json()
+    assert health["status"] == "degraded" and health["channel_layer"] == {"ok": False}
 
 
 def test_healthz_gives_a_wall_and_people_a_short_reason_without_hostnames(client, hth_sim, settings):

@@ -12,6 +12,8 @@ from django.utils import timezone
 from dashboard.live import pipelines
 from dashboard.models import Event, EventStatus, Transition, TransitionKind
 from dashboard.poller import jobs, retention
+from dashboard.upstreams.hth import sync
+from dashboard.upstreams.hth.client import HthClient
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +121,27 @@ def test_the_poller_prunes_after_each_full_pass(settings):
         stop.set()
         thread.join(timeout=10)
     assert remaining() == {"recent"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_pass_that_began_before_a_pruning_never_brings_back_what_it_pruned(settings, hth_sim):
+    """A pass fixed its horizon when it began, retention its own later one: 209 events came back as new."""
+    now = timezone.now()
+    horizon = now - timedelta(days=1)
+    for minutes in range(-40, 40, 4):  # events on both sides of the one-day horizon
+        when = (horizon + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+        hth_sim.add_event(target="push", operation="created", timestamp=when)
+    client = HthClient(base_url=hth_sim.url, company_key=hth_sim.company_key, account_key=hth_sim.account_key)
+    began = now - timedelta(hours=1)  # a long full pass: it began an hour ago
+    settings.EVENTS_KEPT_DAYS, settings.HTH_RESCAN_SECONDS = 0, 0  # kept until now; every pass reads it all
+    sync.sync_events(client=client, now=began)
+    stored = remaining()
+
+    settings.EVENTS_KEPT_DAYS = 1
+    retention.prune_old_events(timezone.now())
+    pruned = stored - remaining()
+    assert len(pruned) >= 8, "retention pruned what lies below its horizon"
+    sync.sync_events(client=client, now=began)  # the pass that began before the pruning reads on
+
+    assert not pruned & remaining(), "pruned events came back"
+    assert not Transition.objects.filter(event__upstream_id__in=pruned).exists()

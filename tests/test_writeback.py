@@ -286,3 +286,30 @@ def test_a_live_pollers_slow_create_is_not_taken_over_when_the_lease_would_have_
         poller.terminate()
         poller.communicate()
     assert len(sim.notes) == 1 and len(creates(sim)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_whose_note_came_back_and_was_then_deleted_in_oneuptime_is_not_posted_again(sim, incident, settings):
+    """Stored upstream, its answer lost; the sync saw it; someone deleted it there and typed it in again by hand."""
+    settings.UPSTREAM_TIMEOUT, settings.UPSTREAM_RETRIES = (1, 0.5), 0
+    upstream = OneUptimeClient.from_settings()
+    note = queued_create(incident, "Payments are back.")
+    sim.hold_after_write = 2  # OneUptime stores it; we time out before hearing so
+    deliver(upstream)
+    sim.hold_after_write = 0
+    assert note.writes.get().state == "pending" and len(sim.notes) == 1
+    note_sync.sync_notes(client=upstream, now=timezone.now())  # the sync sees our token come back
+    note.refresh_from_db()
+    first = note.upstream_id
+    assert first in sim.notes
+    sim.delete_note(first)
+    by_hand = sim.add_note(incident.upstream_id, "Payments are back.")
+
+    deliver(upstream, later=writeback.MAX_BACKOFF)
+
+    assert len(creates(sim)) == 1, "our create was not posted a second time"
+    assert [row["_id"] for row in sim.notes.values()] == [by_hand["_id"]]
+    write = note.writes.get()
+    assert write.state == "failed" and "deleted there" in write.last_error
+    note.refresh_from_db()
+    assert note.note == "Payments are back.", "the admin's text is kept"

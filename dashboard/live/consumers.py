@@ -6,14 +6,17 @@ Groups are joined through the process's hub (live/hub.py), which hands each mess
 """
 
 import asyncio
+import logging
 import random
 import time
+import uuid
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import DenyConnection
+from channels.exceptions import DenyConnection, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import await_many_dispatch
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -22,11 +25,25 @@ from dashboard.live import hub, limits, presence, sessions, snapshots
 from dashboard.live.access import LOGIN_REQUIRED, RELOAD, REVOKED, SocketAccess, socket_access
 from dashboard.web import feeds, pages
 
+log = logging.getLogger(__name__)
+
 HEARTBEAT_SECONDS = 20  # lets a page notice a dead connection the network did not report
 SNAPSHOT_EVERY_SECONDS = 1.0  # the most often a page may ask for a fresh snapshot
+DEAF = "<!--deaf-->"
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
+    async def __call__(self, scope, receive, send):
+        """Channels would also read a channel of the socket's own on the layer, which nobody sends to (the
+        hub hears for every socket): with Redis down that read raised and ended every socket at once.
+        The socket's name stays, unique, for its claim in live/limits.py."""
+        self.scope, self.base_send = scope, send
+        self.channel_layer, self.channel_name = None, f"socket.{uuid.uuid4().hex}"
+        try:
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
+
     async def dispatch(self, message):
         """Channels' own dispatch closes stale database connections before every message: a hop through
         the one shared sync thread for each (5,000 of them queued when 5,000 walls connect at once).
@@ -66,6 +83,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         for message in held:
             await self.deliver(message)
         metrics.SOCKETS.inc()
+        if not hub.listening():
+            await self.send_heartbeat()  # the page learns at once that this socket hears nothing yet
         self.heartbeat = asyncio.create_task(self.beat())
         if self.access.screen:
             self.presence = asyncio.create_task(self.report_presence())
@@ -102,7 +121,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """The page asks for a snapshot when it missed a numbered fragment (static/dashboard/live.js).
         One per SNAPSHOT_EVERY_SECONDS at most, a later one is sent when that is up: a page cannot
         make us render in a loop, and never waits for nothing."""
-        if not text_data or '"snapshot"' not in text_data or self.snapshot_due:
+        if text_data and '"snapshot"' in text_data:
+            await self.want_snapshot()
+
+    async def layer_resumed(self, message):
+        """The hub hears again after an outage: whatever was pushed meanwhile never reached this page."""
+        await self.want_snapshot()
+
+    async def want_snapshot(self) -> None:
+        if self.snapshot_due:
             return
         wait = self.last_snapshot + SNAPSHOT_EVERY_SECONDS - time.monotonic()
         if wait <= 0:
@@ -129,16 +156,24 @@ class LiveConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(wait)
             wait = HEARTBEAT_SECONDS
-            if self.access.signed_in and not await database_sync_to_async(sessions.still_signed_in)(self.scope):
-                await self.stop(LOGIN_REQUIRED)
-                return
-            if not await limits.renew(self.access.holder, self.channel_name, limit=self.access.limit):
-                await self.stop(limits.TOO_MANY)  # a newer socket took its place, and the word got lost
-                return
-            if hub.listening():  # else silence: the page must not take a deaf socket for a live one
-                await self.send(
-                    text_data=format_html('<span id="heartbeat" hidden data-at="{}"></span>', timezone.now().isoformat())
-                )
+            try:
+                if self.access.signed_in and not await database_sync_to_async(sessions.still_signed_in)(self.scope):
+                    await self.stop(LOGIN_REQUIRED)
+                    return
+                if not await limits.renew(self.access.holder, self.channel_name, limit=self.access.limit):
+                    await self.stop(limits.TOO_MANY)  # a newer socket took its place, and the word got lost
+                    return
+            except Exception:  # noqa: BLE001 (our database away: the page learns it from /healthz; beat on)
+                log.debug("a heartbeat's checks failed; they run again at the next one", exc_info=True)
+            await self.send_heartbeat()
+
+    async def send_heartbeat(self) -> None:
+        """A heartbeat says the socket is alive; while the hub cannot read the channel layer it starts
+        with <!--deaf-->, and the page says it is not live (live.js) without dropping a socket that
+        will hear again as soon as the layer is back."""
+        deaf = "" if hub.listening() else DEAF
+        beat = format_html('<span id="heartbeat" hidden data-at="{}"></span>', timezone.now().isoformat())
+        await self.send(text_data=deaf + beat)
 
     async def report_presence(self):
         """The admin's "Live now": soon after connecting (spread, like the heartbeats), then every heartbeat."""
@@ -148,13 +183,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(wait)
             wait = HEARTBEAT_SECONDS
-            await database_sync_to_async(presence.report)(
-                screen_id=self.access.screen.pk,
-                channel_name=self.channel_name,
-                connected_at=self.connected_at,
-                version=version,
-                last_push_at=self.last_push_at,
-            )
+            try:
+                await database_sync_to_async(presence.report)(
+                    screen_id=self.access.screen.pk,
+                    channel_name=self.channel_name,
+                    connected_at=self.connected_at,
+                    version=version,
+                    last_push_at=self.last_push_at,
+                )
+            except Exception:  # noqa: BLE001 (our database away: the next heartbeat reports again)
+                log.debug("a screen's presence report failed; it is sent again at the next heartbeat", exc_info=True)
 
     async def stop(self, code: int) -> None:
         """Close from our side; the socket's allowance is free again at once."""

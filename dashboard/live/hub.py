@@ -67,6 +67,7 @@ class Hub:
         self.channel = ""
         self.started: asyncio.Future | None = None
         self.failing = False
+        self.repairing: asyncio.Future | None = None
         self.tasks: list[asyncio.Task] = []
 
     async def join(self, group: str, listener: Listener) -> None:
@@ -74,6 +75,8 @@ class Hub:
         if not self.members[group] and layer_group(group) != group:
             self.families[layer_group(group)] += 1
         self.members[group].add(listener)
+        if self.failing:
+            return  # repair() joins it once the layer answers; a handshake must not wait on a dead layer
         try:
             await self.settle(group)
         except BaseException:
@@ -112,6 +115,10 @@ class Hub:
                 else:
                     await self.layer.group_discard(group, self.channel)
                     self.in_layer.discard(group)
+        except Exception:
+            # The layer is down: the socket joins anyway, deaf (its heartbeat says so) until the hub
+            # reaches the layer again and joins every group its sockets hear (repair()).
+            self.lost()
         finally:
             del self.settling[group]
             settled.set_result(None)
@@ -138,31 +145,64 @@ class Hub:
     async def read(self) -> None:
         """Each message to each listener of its group, in the order they came: a listener's deliver()
         must not wait on anything slow (consumers.py hands slow work to a task of its own). A layer
-        that fails (Redis down or restarted) is read again after a pause, and the hub then joins its
-        groups afresh: a restarted Redis has forgotten them."""
+        that fails (Redis down or restarted) is read again after a pause, while repair() joins the
+        hub's groups afresh (a restarted Redis has forgotten them)."""
         pause = 0.0
         while True:
             try:
-                if self.failing:
-                    await self.join_again(strict=True)  # fails for as long as the layer does
-                    self.failing, pause = False, 0.0
-                    log.warning("the hub reads the channel layer again")
                 message = await self.layer.receive(self.channel)
-            except Exception:
+            except Exception as error:
                 pause = min(RETRY_MOST_SECONDS, pause * 2 or 0.5)
-                self.failing = True
-                log.warning("the hub cannot reach the channel layer; trying again in %.1f s", pause, exc_info=True)
+                self.lost(error)
                 await asyncio.sleep(pause)
                 continue
+            pause = 0.0
             group = message.get("group")
             if group is None:
                 log.warning("a %r message without its group reached the hub; dropped", message.get("type"))
                 continue
-            for listener in list(self.members.get(group, ())):
-                try:
-                    await listener.deliver(message)
-                except Exception:
-                    log.exception("delivering a %r message to one socket failed", message.get("type"))
+            await self.hand_out(self.members.get(group, ()), message)
+
+    async def hand_out(self, listeners, message: dict) -> None:
+        for listener in list(listeners):
+            try:
+                await listener.deliver(message)
+            except Exception:
+                log.exception("delivering a %r message to one socket failed", message.get("type"))
+
+    def lost(self, error: BaseException | None = None) -> None:
+        """The layer failed: one log line per outage (not a traceback per socket or per retry), and one
+        repair that runs until the layer answers again."""
+        if not self.failing:
+            self.failing = True
+            reason = " ".join(str(error).split())[:200] if error else "joining a group failed"
+            log.warning("the channel layer is unreachable (%s); sockets stay open, deaf, until it is back", reason)
+        if self.repairing is None or self.repairing.done():
+            self.repairing = asyncio.ensure_future(self.repair())
+
+    async def repair(self) -> None:
+        """Join every group a local socket hears, until that works; then tell every socket it may have
+        missed messages, so each sends its page a fresh snapshot (live/consumers.py)."""
+        pause = 0.5
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                for group in {layer_group(group) for group in self.members} - set(self.settling):
+                    await self.layer.group_add(group, self.channel)
+                    self.in_layer.add(group)
+                for group in self.in_layer - {layer_group(group) for group in self.members} - set(self.settling):
+                    await self.layer.group_discard(group, self.channel)
+                    self.in_layer.discard(group)
+            except Exception:
+                pause = min(RETRY_MOST_SECONDS, pause * 2)
+                continue
+            break
+        self.failing = False
+        log.warning("the channel layer is back; %d sockets take a fresh snapshot", len(self.listeners()))
+        await self.hand_out(self.listeners(), {"type": "layer.resumed"})
+
+    def listeners(self) -> set[Listener]:
+        return set().union(*self.members.values()) if self.members else set()
 
     async def renew(self) -> None:
         expiry = getattr(self.layer, "group_expiry", None)
@@ -171,14 +211,13 @@ class Hub:
             await asyncio.sleep(every)
             await self.join_again()
 
-    async def join_again(self, *, strict: bool = False) -> None:
+    async def join_again(self) -> None:
         for group in [group for group in self.in_layer if group not in self.settling]:
             try:
                 await self.layer.group_add(group, self.channel)
-            except Exception:
-                if strict:
-                    raise
-                log.exception("joining %s again failed; trying again later", group)
+            except Exception as error:
+                self.lost(error)
+                return
 
     def listening(self) -> bool:
         """False while the layer cannot be read: a socket's heartbeat then stays away, and its page,
@@ -195,8 +234,9 @@ def _hub() -> Hub:
     hubs = _hubs.setdefault(asyncio.get_running_loop(), {})
     if layer not in hubs:
         for old in hubs.values():  # a layer replaced (settings changed) takes its old hub with it
-            for task in old.tasks:
-                task.cancel()
+            for task in [*old.tasks, old.repairing]:
+                if task:
+                    task.cancel()
         hubs.clear()
         hubs[layer] = Hub(layer)
     return hubs[layer]

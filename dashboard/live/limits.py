@@ -61,7 +61,11 @@ async def claim(holder: str, channel: str, *, limit: int) -> list[str]:
     sockets it displaced, which the caller tells to close."""
     now = time.time()
     if settings.REDIS_URL:
-        return [name.decode() if isinstance(name, bytes) else name for name in await _eval(holder, now, limit, channel, "new")]
+        try:
+            dropped = await _eval(holder, now, limit, channel, "new")
+        except shared_redis.unreachable():
+            return []  # Redis down: a wall is let in rather than failed (the hub's log line says Redis is down)
+        return [name.decode() if isinstance(name, bytes) else name for name in dropped]
     claims = _claims_here.setdefault(holder, {})
     dropped = []
     if channel not in claims and len(claims) >= limit:
@@ -78,7 +82,10 @@ async def renew(holder: str, channel: str, *, limit: int) -> bool:
     """Keep a socket's place for another CLAIM_SECONDS; False when a newer socket has taken it."""
     now = time.time()
     if settings.REDIS_URL:
-        return bool(await _eval(holder, now, limit, channel, "renew"))
+        try:
+            return bool(await _eval(holder, now, limit, channel, "renew"))
+        except shared_redis.unreachable():
+            return True  # Redis down: the socket keeps its place
     claims = _claims_here.setdefault(holder, {})
     if channel not in claims:  # lost, or given away: back in only if there is room
         _drop_expired(claims, now)
@@ -95,8 +102,11 @@ async def release(holder: str, channel: str) -> None:
         if not claims:
             _claims_here.pop(holder, None)
         return
-    async with shared_redis.async_client().pipeline(transaction=False) as pipeline:
-        await pipeline.zrem(_key(holder), channel).zrem(_key(holder) + ":since", channel).execute()
+    try:
+        async with shared_redis.async_client().pipeline(transaction=False) as pipeline:
+            await pipeline.zrem(_key(holder), channel).zrem(_key(holder) + ":since", channel).execute()
+    except shared_redis.unreachable():
+        pass  # the claim expires by itself (CLAIM_SECONDS)
 
 
 def _drop_expired(claims: dict[str, tuple[float, float]], now: float) -> None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dashboard import metrics
 from dashboard.id_tokens import id_token
-from dashboard.live import hub, sequence
+from dashboard.live import hub, push_queue, sequence
 from dashboard.models import Event, EventStatus, Incident, Pipeline, Screen, Transition, TransitionKind, pipeline_runs
 from dashboard.web import changes_before, feeds, pages, pipelines
 from dashboard.web.filters import event_meta
@@ -58,9 +58,21 @@ def screen_group(screen_id: int) -> str:
 def publish(changes: list[Transition]) -> None:
     """The transitions subscriber: render what changed and send it. Runs after the sync's commit."""
     messages = render_messages(changes)
-    if messages:
-        with metrics.PUSH_SECONDS.time():
-            async_to_sync(_send)(messages, sequence.take([message.group for message in messages]))
+    if messages:  # sent by the push thread (live/push_queue.py): the sync never waits on the channel layer
+        push_queue.hand_off(messages, {message.group for message in messages}, send=send_batch, send_gaps=send_gaps)
+
+
+def send_batch(messages: list[Message]) -> None:
+    """The push thread's work: number each message and send it, in one go, so numbers arrive in order."""
+    with metrics.PUSH_SECONDS.time():
+        async_to_sync(_send)(messages, sequence.take([message.group for message in messages]))
+
+
+def send_gaps(groups: set[str]) -> None:
+    """Groups that lost a batch skip a number: their pages see the gap and fetch a fresh snapshot."""
+    ordered = sorted(groups)
+    numbers = sequence.take([group for group in ordered for _ in range(2)])[1::2]
+    async_to_sync(_send)([Message(group, "") for group in ordered], numbers)
 
 
 def tell_screen(screen: Screen, action: str) -> None:

@@ -31,3 +31,10 @@ def sync_client():
     if settings.REDIS_URL not in _by_url:
         _by_url[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
     return _by_url[settings.REDIS_URL]
+
+
+def unreachable() -> tuple[type[BaseException], ...]:
+    """What a Redis call raises when Redis is down, restarted or cut off."""
+    import redis.exceptions
+
+    return (redis.exceptions.RedisError, OSError)

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dashboard.live import pool, sequence
+from dashboard.live import pool, sequence, shared_redis
 
 FRESH_SECONDS = 2.0  # a rendering is shared for this long at most, even when nothing was pushed
 
@@ -29,7 +29,10 @@ _renderings: dict[tuple, _Rendering] = {}
 async def snapshot(audience: tuple, groups: list[str], render: Callable[[], str]) -> tuple[dict[str, int], str]:
     """The audience's snapshot, rendered by `render` unless a fresh enough one is shared, and the numbers
     it is as new as; it starts with them, and the page takes them as the last ones it has seen."""
-    numbers = await sequence.current(groups)
+    try:
+        numbers = await sequence.current(groups)
+    except shared_redis.unreachable():
+        numbers = {}  # Redis down: the page takes the next numbers as they come; the hub resnapshots it later
     loop = asyncio.get_running_loop()
     now = loop.time()
     rendering = _renderings.get(audience)

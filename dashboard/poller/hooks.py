@@ -25,21 +25,43 @@ from dashboard.upstreams.report import SyncReport
 log = logging.getLogger(__name__)
 
 BATCH = 500  # deliveries taken per drain: with one upstream read each, SIGTERM still waits for one read only
+KINDS = {
+    Source.HTH: [HookDelivery.Kind.HTH_EVENTS, HookDelivery.Kind.HTH_HINT],
+    Source.ONEUPTIME: [HookDelivery.Kind.ONEUPTIME_NOTE],
+}
 
 
 def enabled() -> bool:
-    return hth_hooks.is_configured() or oneuptime_hooks.is_configured()
+    return bool(configured_sources())
 
 
-def drain(*, now: datetime, take_hints: bool = True, should_stop: Callable[[], bool] = lambda: False) -> set[str]:
-    """Apply queued deliveries; returns the sources whose next list pass should start now.
+def configured_sources() -> list[str]:
+    """The sources whose receiver is on: each gets a drain job of its own (dashboard/poller/jobs.py), so
+    a hung OneUptime never holds up Helix TeamHub's deliveries, nor the other way round."""
+    return [
+        source
+        for source, on in ((Source.HTH, hth_hooks.is_configured()), (Source.ONEUPTIME, oneuptime_hooks.is_configured()))
+        if on
+    ]
+
+
+def drain(
+    *,
+    now: datetime,
+    take_hints: bool = True,
+    sources=(Source.HTH, Source.ONEUPTIME),
+    should_stop: Callable[[], bool] = lambda: False,
+) -> set[str]:
+    """Apply the queued deliveries of `sources`; returns the sources whose next list pass should start now.
 
     With `take_hints` off, hints stay queued: the poller spaces hinted passes so a storm of Hooks
     cannot make it list Helix TeamHub many times a second. Pushed events are read back one by one,
     and `should_stop` is asked before each: when it says stop, the batch stays queued for the next run
     (reading an event or note twice changes nothing). Notes are read back PAGE_SIZE per call.
     """
-    queued = HookDelivery.objects.all() if take_hints else HookDelivery.objects.exclude(kind=HookDelivery.Kind.HTH_HINT)
+    queued = HookDelivery.objects.filter(kind__in=[kind for source in sources for kind in KINDS[source]])
+    if not take_hints:
+        queued = queued.exclude(kind=HookDelivery.Kind.HTH_HINT)
     deliveries = list(queued[:BATCH])
     if not deliveries:
         return set()

@@ -3,7 +3,7 @@
 Each source's sync runs every POLL_INTERVAL_SECONDS, the Helix TeamHub live refresh (with the sweep
 that turns silent builds stale) every LIVE_REFRESH_SECONDS, the OneUptime outbox delivery every half
 second, housekeeping (pruning transitions, retention) every POLL_INTERVAL_SECONDS, and, with a webhook
-receiver on, the hook queue every HOOK_QUEUE_CHECK_SECONDS (dashboard/poller/hooks.py): a hint wakes its
+receiver on, its source's hook queue every HOOK_QUEUE_CHECK_SECONDS (dashboard/poller/hooks.py): a hint wakes its
 source's sync job, so a hinted pass never runs beside a regular one. A thread per job means that a rate-limited or hanging
 upstream delays only its own jobs. A job never ends on an error: whatever it raises (an upstream error,
 a lost database, a bug) is logged and recorded for /healthz, its database connection is dropped so that
@@ -70,9 +70,10 @@ def jobs_for(sources: list[ConfiguredSource]) -> list[Job]:
         for task in source.tasks
     ]
     jobs.append(Job("housekeeping", settings.POLL_INTERVAL_SECONDS, _housekeeping))
-    if hooks.enabled():
-        syncs = {job.name.split(" ")[0]: job for job in jobs if job.name.endswith(f" {SYNC}")}
-        jobs.append(Job("hook queue", settings.HOOK_QUEUE_CHECK_SECONDS, partial(_drain_hooks, syncs, {"next": 0.0})))
+    syncs = {job.name.split(" ")[0]: job for job in jobs if job.name.endswith(f" {SYNC}")}
+    for source in hooks.configured_sources():  # one job per source: a hung upstream holds up only its own hooks
+        hinted = {"next": 0.0}
+        jobs.append(Job(f"{source} hook queue", settings.HOOK_QUEUE_CHECK_SECONDS, partial(_drain_hooks, source, syncs, hinted)))
     return jobs
 
 
@@ -144,9 +145,11 @@ def _housekeeping(stop: threading.Event) -> None:
     retention.prune_old_events(timezone.now())
 
 
-def _drain_hooks(syncs: dict[str, Job], hinted: dict[str, float], stop: threading.Event) -> None:
-    """Apply queued webhook deliveries; a hint wakes its source's sync job (at most every HINTED_PASS_GAP_SECONDS)."""
-    wanted = hooks.drain(now=timezone.now(), take_hints=time.monotonic() >= hinted["next"], should_stop=stop.is_set)
+def _drain_hooks(source: str, syncs: dict[str, Job], hinted: dict[str, float], stop: threading.Event) -> None:
+    """Apply `source`'s queued webhook deliveries; a hint wakes its sync job (at most every HINTED_PASS_GAP_SECONDS)."""
+    wanted = hooks.drain(
+        now=timezone.now(), take_hints=time.monotonic() >= hinted["next"], sources=[source], should_stop=stop.is_set
+    )
     for source in wanted:
         if source in syncs:
             syncs[source].wake.set()

@@ -15,17 +15,21 @@ from django.db.models import Exists, OuterRef, Q
 
 from dashboard.live import pipelines
 from dashboard.models import Event, EventStatus, Pipeline, pipeline
+from dashboard.upstreams.hth import sync
 
 BATCH_SIZE = 1_000
 BATCHES_PER_CALL = 20  # at most 20,000 rows per pass, so one call never keeps the poller busy for long
 FINISHED = [EventStatus.COMPLETED, EventStatus.FAILED]
+# The sync reads down to the same horizon (hth.sync.kept_from), checked page by page; this much below it,
+# nothing a page read just before a pruning and stored just after it can be brought back.
+HORIZON_GRACE = timedelta(minutes=5)
 
 
 def prune_old_events(now: datetime) -> int:
     """Delete what retention lets go, oldest first; return how many events were deleted."""
     if not settings.EVENTS_KEPT_DAYS:
         return 0
-    doomed = prunable(before=now - timedelta(days=settings.EVENTS_KEPT_DAYS)).order_by("timestamp", "pk")
+    doomed = prunable(before=sync.kept_from(now) - HORIZON_GRACE).order_by("timestamp", "pk")
     deleted = 0
     for _ in range(BATCHES_PER_CALL):
         batch = list(doomed.values_list("pk", flat=True)[:BATCH_SIZE])

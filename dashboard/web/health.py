@@ -5,8 +5,11 @@ key, and people who are logged in also get when each source last synced and a sh
 words; the upstream's own error text, with its hosts and URLs, stays in the admin (Sync states).
 """
 
+import functools
+import time
 from datetime import datetime
 
+import redis
 from django.conf import settings
 
 from dashboard import fleet
@@ -50,7 +53,12 @@ def health_report(*, now: datetime, audience: str) -> dict:
                 "counts": _counts(source),
             }
     enabled = [report for report in sources.values() if report["configured"]]
-    report = {"status": "ok" if all(report["ok"] for report in enabled) else "degraded", "sources": sources}
+    layer_ok = channel_layer_ok()
+    report = {
+        "status": "ok" if layer_ok and all(report["ok"] for report in enabled) else "degraded",
+        "sources": sources,
+        "channel_layer": {"ok": layer_ok},
+    }
     if audience == PUBLIC:
         return report
     report |= {"version": server_version(), "now": _iso(now), "poll_interval_seconds": settings.POLL_INTERVAL_SECONDS}
@@ -59,6 +67,30 @@ def health_report(*, now: datetime, audience: str) -> dict:
         report["live_count"] = sources[Source.HTH.value]["counts"]["live"]
         report["poller"] = leader.holder()  # which process polls (PostgreSQL), or that SQLite has no lock
     return report
+
+
+def channel_layer_ok() -> bool:
+    """Can this process reach Redis, its channel layer? Without Redis the layer is in memory and always is.
+    Asked at most every LAYER_CHECK_SECONDS, with a short timeout: thousands of walls ask /healthz."""
+    if not settings.REDIS_URL:
+        return True
+    now = time.monotonic()
+    if now - _layer_check["at"] >= LAYER_CHECK_SECONDS or _layer_check["url"] != settings.REDIS_URL:
+        _layer_check["at"], _layer_check["url"] = now, settings.REDIS_URL
+        try:
+            _layer_check["ok"] = bool(_redis(settings.REDIS_URL).ping())
+        except (redis.exceptions.RedisError, OSError):
+            _layer_check["ok"] = False
+    return _layer_check["ok"]
+
+
+LAYER_CHECK_SECONDS = 2.0
+_layer_check = {"at": -LAYER_CHECK_SECONDS, "url": "", "ok": True}
+
+
+@functools.cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
 def _counts(source: Source) -> dict:

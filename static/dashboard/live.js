@@ -136,7 +136,10 @@
         ? "Not live since " + clock(state.since) + " " + zoneName(state.since) + ": connection lost, reconnecting…"
         : "Not live: cannot reach the server, retrying…";
     } else if (gaps && gaps.missed) reason = "Not live: missed an update, fetching a fresh copy…";
-    else if (state.open && state.health && state.health.status !== "ok") reason = "Data may be out of date: " + healthReason(state.health);
+    else if (state.open && state.deaf) reason = "Not live: the server cannot hear updates (its channel layer is down); waiting for it…";
+    else if (state.open && ownDatabaseDown()) {
+      reason = "Not current since " + clock(state.health.since) + " " + zoneName(state.health.since) + ": the server cannot reach its database";
+    } else if (state.open && state.health && state.health.status !== "ok") reason = "Data may be out of date: " + healthReason(state.health);
     var element = document.getElementById("stale-banner");
     if (!element) return;
     element.hidden = !reason;
@@ -157,6 +160,7 @@
       var when = source.last_success_at ? "last synced " + relative(new Date(source.last_success_at)) : "never synced";
       parts.push((names[key] || key) + " " + when + (source.reason ? " (" + source.reason + ")" : ""));
     });
+    if (health.channel_layer && !health.channel_layer.ok) parts.push("live updates are paused (the server cannot reach Redis)");
     return parts.join("; ") || "data may be out of date";
   }
 
@@ -176,7 +180,13 @@
 
   function checkHealth() {
     return fetch(healthUrl, { cache: "no-store", credentials: "same-origin" })
-      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (response) {
+        if (response.ok) return response.json();
+        // 503 with JSON: the server answers but cannot read its own database. That is news for the
+        // banner (the socket may still beat), not an answer a reload may land on: callers get null.
+        if (response.status === 503) return response.json().then(function (body) { ownOutage(body); return null; }, function () { return null; });
+        return null;
+      })
       .then(function (health) {
         // A wall asks every 15 s for weeks: the browser's resource-timing buffer would fill with
         // these requests (250 of them, then it stops), and nobody here reads it.
@@ -197,6 +207,15 @@
         return health;
       })
       .catch(function () { return null; });
+  }
+
+  function ownDatabaseDown() { return !!state.health && state.health.status === "unavailable"; }
+  function ownOutage(body) {
+    if (!body || body.status !== "unavailable") return;
+    var was = ownDatabaseDown() ? state.health.since : null;
+    state.health = { status: "unavailable", since: was || new Date(state.lastData || Date.now()) };
+    banner();
+    if (!state.recheck) state.recheck = setTimeout(function () { state.recheck = null; checkHealth(); }, DEGRADED_RECHECK_MS);
   }
 
   // ---- the socket ----
@@ -234,7 +253,8 @@
     state.failures = 0;
     state.tooMany = false;
     state.since = new Date();
-    state.lastMessage = state.lastData = Date.now();
+    state.lastMessage = Date.now();
+    if (!ownDatabaseDown() && !state.deaf) state.lastData = state.lastMessage; // a heartbeat is not news while the database or the channel layer is away
     if (firstSinceOpen) checkHealth(); // the snapshot arrived: now find out whether the data behind it is fresh
     banner();
   });
@@ -275,6 +295,7 @@
 
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     var message = event.detail.message, match;
+    state.deaf = message.indexOf("<!--deaf-->") === 0; // a heartbeat from a server that hears nothing; anything else is news
     if ((match = SNAPSHOT.exec(message))) {
       gaps.last = {};
       match[1].split(" ").forEach(function (pair) {
@@ -284,6 +305,12 @@
       gaps.missed = false;
     } else if ((match = SEQ.exec(message))) {
       var group = match[1], number = parseInt(match[2], 10), last = gaps.last[group];
+      if (last !== undefined && number <= last) {
+        // Older than what the page has (sent by another process, it arrived late): its content is
+        // already here, or in the snapshot the gap before it asked for. Never swap it over newer panels.
+        event.preventDefault();
+        return;
+      }
       gaps.last[group] = number;
       if (last !== undefined && number !== last + 1 && !gaps.missed) {
         gaps.missed = true;

@@ -18,7 +18,8 @@ mirror), and again after they are corrected (a corrected record must be read aga
   upstream edits: every edit made in OneUptime is still there, or was knowingly replaced, or its note
            is held as a conflict (OneUptime has no If-Match: a write racing ours can only be shown).
   derived: every pipeline equals a rebuild from the mirrored events (dashboard/live/pipelines.py).
-  poller:  the poller process never exited by itself and still makes passes; `sync --once` exits 0.
+  poller:  the poller process never exited by itself and still makes passes, and never deadlocked;
+           `sync --once` exits 0.
 Each invariant is re-checked for up to 20 s (30 s after the repair) before it counts as broken.
 """
 
@@ -42,7 +43,9 @@ from django.urls import reverse
 
 from dashboard.live import pipelines
 from dashboard.models import Event, Incident, IncidentClock, IncidentNote, IncidentStateChange, NoteWrite, SyncState
+from dashboard.poller import retention
 from dashboard.upstreams.oneuptime import writeback
+from dashboard.upstreams.oneuptime.sync import TOKEN_PREFIX
 from dashboard.upstreams.storable import text as storable_text
 from tests.db_relay import Relay
 from tests.faults import schedule
@@ -52,6 +55,7 @@ POLL_INTERVAL = 1.0
 HISTORY_EVENTS = 2500
 SCAN_DELAY = 0.02  # seconds per upstream answer during the schedule, so that scans last long enough to be hit
 QUIET_PASSES_SECONDS = 3.0  # at least two full passes of each source at POLL_INTERVAL
+KEPT_DAYS = 10  # retention prunes the older part of the simulators' history (about 17 days) while schedules run
 HELD = (NoteWrite.State.CONFLICT, NoteWrite.State.FAILED)
 
 
@@ -83,6 +87,7 @@ class World:
     malformed_notes: set[str] = field(default_factory=set)  # left out of the first check, like malformed incidents
     racing_edits: list[Edit] = field(default_factory=list)  # land inside write-back's update, if it gets that far
     self_exits: list[str] = field(default_factory=list)
+    seen_tokens: set[str] = field(default_factory=set)  # creates deleted in OneUptime after the sync saw them
     step_violations: list[str] = field(default_factory=list)
     step_no: int = 0
     poller: subprocess.Popen | None = None
@@ -118,6 +123,7 @@ class World:
             # The hourly re-reads that find events backdated below a pass's floor, and note edits stamped
             # while OneUptime's clock ran behind ours: due within a schedule here.
             "HTH_RESCAN_SECONDS": "10",
+            "EVENTS_KEPT_DAYS": str(KEPT_DAYS),
             "ONEUPTIME_RESCAN_SECONDS": "10",
         }
         env = base_env(**overrides)
@@ -348,6 +354,28 @@ class World:
     def redis_outage(self, step: dict) -> None:
         self._outage(self.redis_relay, step["for"])
 
+    def redis_partition(self, step: dict) -> None:
+        """Redis answers nothing (a blackhole, not a refusal): pushes wait for their timeouts, the mirror must not."""
+        self.redis_relay.blackhole()
+        end = time.monotonic() + step["for"]
+        while time.monotonic() < end:
+            time.sleep(0.2)
+            self.check_poller()
+        self.redis_relay.up()
+
+    def horizon_arrivals(self, step: dict) -> None:
+        """Backdated arrivals around retention's horizon: a full pass must not store what lies below it,
+        and must never bring back what retention pruned (its horizon and the pass's are one)."""
+        horizon = datetime.now(UTC) - timedelta(days=KEPT_DAYS)
+        for _ in range(step["count"]):
+            when = horizon + timedelta(seconds=self.rng.uniform(-400, 60))
+            self.hth.add_event(target="push", operation="created", timestamp=when.isoformat().replace("+00:00", "Z"))
+
+    def live_build_storm(self, step: dict) -> None:
+        """Hundreds of builds running at once: the live sweep and the refresh's upsert lock the same rows."""
+        for _ in range(step["count"]):
+            self.hth.start_build()
+
     def database_cut_mid_write(self, step: dict) -> None:
         """The connection drops while a page of events or notes is being stored, and the next few connects fail."""
         table = b'INSERT INTO "dashboard_event"' if step["table"] == "event" else b'INSERT INTO "dashboard_incidentnote"'
@@ -445,6 +473,34 @@ class World:
         if data:
             self.save_form(url, data | {"incident": self.rng.choice(incidents)}, self.new_text("admin"), None)
 
+    def admin_create_lost_answer(self, step: dict) -> None:
+        """An admin's note reaches OneUptime and the poller dies before hearing so; the sync links it; then
+        someone deletes it in OneUptime and types the same text in again by hand. Ours must not come back."""
+        self.oneuptime.hold_after_write = 1.5  # under the read timeout: the kill lands while the poller waits
+        try:
+            before = len(self.edits)
+            self.admin_create(step)
+            if len(self.edits) == before:
+                return
+            note = IncidentNote.objects.get(pk=self.edits[-1].note_pk)
+            token = TOKEN_PREFIX + str(note.writes.get(action=NoteWrite.Action.CREATE).token)
+            if not _wait(
+                lambda: any(row["postedFromSlackMessageId"] == token for row in list(self.oneuptime.notes.values())), 15
+            ):
+                return
+            self.check_poller()
+            self._sigkill_poller()
+        finally:
+            self.oneuptime.hold_after_write = 0.0
+        self.start_poller()
+        if not _wait(lambda: IncidentNote.objects.filter(pk=note.pk).exclude(upstream_id=None).exists(), 10):
+            return
+        upstream_id = IncidentNote.objects.get(pk=note.pk).upstream_id
+        self.oneuptime.delete_note(upstream_id)
+        self.deleted_notes.add(upstream_id)
+        self.oneuptime.add_note(note.incident.upstream_id, note.note)
+        self.seen_tokens.add(token)
+
     def edit_during_delivery(self, step: dict) -> None:
         """An admin edit, and a OneUptime edit of the same note that lands just after write-back reads it."""
         edit = self.admin_edit(step)
@@ -527,11 +583,19 @@ class World:
         found = [f"poller: exited by itself at {exit_}" for exit_ in self.self_exits]
         stale = SyncState.objects.filter(Q(last_attempt_at__lt=quiet_since) | Q(last_attempt_at__isnull=True))
         found += [f"poller: no {state.source} pass attempted since quiescence began" for state in stale]
+        for log in sorted(self.log_dir.glob("poller-*.log")):  # the live sweep and the upsert lock in one order
+            if (deadlocks := log.read_text(errors="replace").count("deadlock detected")) > 0:
+                found.append(f"poller: {deadlocks} deadlock(s) in {log.name}")
         return found
 
     def violations(self, malformed_incidents: set[str]) -> list[str]:
+        posted_again = [
+            row["_id"] for row in list(self.oneuptime.notes.values()) if row["postedFromSlackMessageId"] in self.seen_tokens
+        ]
         return (
-            self.event_violations()
+            [f"notes: a create deleted in OneUptime after the sync saw it was posted again: {posted_again[:3]}"]
+            * bool(posted_again)
+            + self.event_violations()
             + self.incident_violations(malformed_incidents)
             + self.note_violations(malformed_incidents)
             + self.state_violations()
@@ -589,7 +653,8 @@ class World:
         found = []
         if len(ids) != len(set(ids)):
             found.append("events: an id is mirrored more than once")
-        missing = sorted(set(upstream) - set(mirror))
+        horizon = datetime.now(UTC) - timedelta(days=KEPT_DAYS)  # below it, retention may have pruned them
+        missing = sorted(event_id for event_id in set(upstream) - set(mirror) if _when(upstream[event_id]) >= horizon)
         if missing:
             found.append(f"events: {len(missing)} of {len(upstream)} upstream events missing, e.g. {missing[:3]}")
         extra = sorted(set(mirror) - set(upstream) - self.deleted_events)
@@ -603,13 +668,18 @@ class World:
         ]
         if stale:
             found.append(f"events: {len(stale)} mirrored with old progress or operation, e.g. {stale[:3]}")
+        cutoff = horizon - retention.HORIZON_GRACE - timedelta(seconds=2 * POLL_INTERVAL)  # retention runs every pass
+        back = list(retention.prunable(before=cutoff).values_list("upstream_id", flat=True)[:3])
+        if back:
+            found.append(f"events: pruned by retention, yet in the mirror (brought back by a pass?), e.g. {back}")
         return found
 
     def incident_violations(self, malformed: set[str]) -> list[str]:
         upstream = {key: dict(row) for key, row in self.oneuptime.incidents.items() if key not in malformed}
         mirror = {row.upstream_id: row for row in Incident.objects.exclude(upstream_id__in=malformed)}
         found = []
-        missing = sorted(set(upstream) - set(mirror))
+        horizon = datetime.now(UTC) - timedelta(days=KEPT_DAYS)  # below it, retention may have pruned them
+        missing = sorted(event_id for event_id in set(upstream) - set(mirror) if _when(upstream[event_id]) >= horizon)
         if missing:
             found.append(f"incidents: {len(missing)} of {len(upstream)} missing, e.g. {missing[:3]}")
         extra = sorted(set(mirror) - set(upstream))
@@ -638,7 +708,8 @@ class World:
         )
         mirror = {row.upstream_id: row for row in notes.select_related("incident")}
         found = []
-        missing = sorted(set(upstream) - set(mirror))
+        horizon = datetime.now(UTC) - timedelta(days=KEPT_DAYS)  # below it, retention may have pruned them
+        missing = sorted(event_id for event_id in set(upstream) - set(mirror) if _when(upstream[event_id]) >= horizon)
         if missing:
             found.append(f"notes: {len(missing)} of {len(upstream)} missing, e.g. {missing[:3]}")
         extra = sorted(key for key, row in mirror.items() if key not in upstream and row.pk not in held)
@@ -704,6 +775,19 @@ class World:
 def _ms(moment: datetime) -> datetime:
     """OneUptime stores microseconds and serves milliseconds."""
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _wait(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _when(item: dict) -> datetime:
+    return datetime.fromisoformat(item["timestamp"])
 
 
 def _plain(text: object) -> str:

@@ -30,9 +30,12 @@ KINDS = {
     "admin_create": 1,
     "edit_during_delivery": 1,
     "admin_takes_theirs": 0.5,
+    "live_build_storm": 1,
+    "horizon_arrivals": 1,
+    "admin_create_lost_answer": 1,
 }
 DATABASE_KINDS = {"database_outage": 1.5, "database_cut_mid_write": 1}
-REDIS_KINDS = {"redis_outage": 1}
+REDIS_KINDS = {"redis_outage": 1, "redis_partition": 1}
 UPSTREAM_FAULTS = ("503", "429", "bad_json", "hang")
 SKEWS = (-86400, -600, 600, 86400)
 
@@ -95,6 +98,12 @@ def _step(rng: random.Random, kind: str) -> dict:
         step["table"] = rng.choice(("event", "note"))
         step["refuse"] = rng.randint(0, 5)
         step["arrivals"] = rng.randint(20, 150)
+    elif kind == "horizon_arrivals":
+        step["count"] = rng.randint(5, 30)
+    elif kind == "live_build_storm":
+        step["count"] = rng.randint(150, 400)
+    elif kind == "redis_partition":
+        step["for"] = round(rng.uniform(1.0, 8.0), 1)
     elif kind in ("database_outage", "redis_outage"):
         step["for"] = round(rng.uniform(0.5, 6.0), 1) if rng.random() < 0.75 else 0  # 0: cut open connections once
     return step

@@ -43,6 +43,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
+from django.utils import timezone
 
 from dashboard.live import detection, transitions
 from dashboard.models import Event, EventStatus, Source, SyncState, Transition
@@ -141,8 +142,6 @@ class _Scan:
     def __init__(self, *, client, project, key, now, announce_new, should_stop):
         self.client, self.project, self.key, self.now = client, project, key, now
         self.announce_new, self.should_stop = announce_new, should_stop
-        # Retention (dashboard/poller/retention.py) deletes what is older: reading it again would bring it back.
-        self.kept_from = now - timedelta(days=settings.EVENTS_KEPT_DAYS) if settings.EVENTS_KEPT_DAYS else None
 
     def read(self, *, floor, bound=None, anchor=(), offset=0, commit=None, on_progress=None) -> SyncReport:
         """Read from `anchor` (or the top) until an event older than `floor`, position `bound`, or the end.
@@ -150,13 +149,15 @@ class _Scan:
         `commit(anchor, offset)` gives the cursor to save with each page; without it only rows are saved.
         """
         report = SyncReport()
-        floor = max((f for f in (floor, self.kept_from) if f is not None), default=None)
         anchor, fetch_at, searched = list(anchor), max(0, offset - len(anchor)), 0
+        pass_floor = floor
         while True:
             if self.should_stop():
                 report.finished = False
                 return report
             page = self.client.list_events(offset=fetch_at, project=self.project)
+            # The retention horizon as of this page, not of the pass's start: retention may have run since.
+            floor = max((f for f in (pass_floor, kept_from(max(self.now, timezone.now()))) if f is not None), default=None)
             start = _place(anchor, page, fetch_at) if anchor else 0
             if start in (DOWN, UP):
                 searched += 1
@@ -195,6 +196,12 @@ class _Scan:
             if done:
                 return report
             fetch_at = max(0, last + 1 - len(anchor))
+
+
+def kept_from(now: datetime) -> datetime | None:
+    """The retention horizon: older events are pruned (dashboard/poller/retention.py), so a pass never
+    reads below it, or it would bring them back as new. Both sides ask here, each with its own clock."""
+    return now - timedelta(days=settings.EVENTS_KEPT_DAYS) if settings.EVENTS_KEPT_DAYS else None
 
 
 def _place(anchor: list[dict], page: EventPage, fetch_at: int) -> int | str:
@@ -328,7 +335,9 @@ def sweep_live_events(*, now: datetime) -> int:
     """Time alone turns live events stale; nothing upstream tells us, so we look."""
     with transaction.atomic():
         changed, changes = [], []
-        for event in Event.objects.select_for_update().filter(status=EventStatus.LIVE):
+        # Locked in primary-key order, as _upsert locks: the model's newest-first order against the
+        # upsert's deadlocked now and then (PostgreSQL undid one of the two).
+        for event in Event.objects.select_for_update().filter(status=EventStatus.LIVE).order_by("pk"):
             status = detection.status_of(
                 progress=event.progress,
                 operation=event.operation,
@@ -397,9 +406,9 @@ def store_events(
 def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> SyncReport:
     report = SyncReport()
     unique = list({event.id: event for event in events}.values())
-    # Locked (in one order, against deadlocks) so that the sync and the live refresh, or two pollers, cannot
-    # both turn the same old row into the same transition.
-    rows_now = Event.objects.select_for_update().filter(upstream_id__in=[event.id for event in unique]).order_by("upstream_id")
+    # Locked (in primary-key order, as the live sweep locks, against deadlocks) so that the sync and the live
+    # refresh, or two pollers, cannot both turn the same old row into the same transition.
+    rows_now = Event.objects.select_for_update().filter(upstream_id__in=[event.id for event in unique]).order_by("pk")
     existing = {e.upstream_id: e for e in rows_now}
     rows, kinds_by_id = [], {}
     for event in unique:

@@ -12,6 +12,8 @@ poller that is killed mid-delivery leaves the write due again within LEASE (seco
 OneUptime has no idempotency key, so a create carries our token in `postedFromSlackMessageId`
 (writable on create and indexed; the Slack integration uses it the same way), and any attempt after
 the first looks the token up before posting again: a create cut off by a crash is found, not doubled.
+A token the sync has already seen come back is never posted again, even when the lookup finds nothing
+(the note was deleted in OneUptime since).
 
 OneUptime has no If-Match either, so an update is checked on both sides. Before: it reads the note,
 and if the text is neither what the admin loaded nor what we send, someone else edited it and the
@@ -52,6 +54,7 @@ FIRST_BACKOFF = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
 BATCH_SIZE = 50  # per call; the poller calls again about a second later
 DELETED_UPSTREAM = "The note was deleted in OneUptime; your text is kept here."
+CREATED_THEN_DELETED = "The note reached OneUptime and was deleted there since; your text is kept here, not posted again."
 CHANGED_AFTER_OURS = "OneUptime's text changed again right after ours was sent; choose a version"
 WRITTEN_MEANWHILE = (
     "OneUptime recorded another change to this note while ours was being sent, and ours may have replaced it: "
@@ -189,6 +192,12 @@ def _deliver(write: NoteWrite, *, client: OneUptimeClient, now: datetime) -> Syn
 def _deliver_create(write: NoteWrite, *, client: OneUptimeClient, now: datetime) -> SyncReport:
     # An earlier attempt may have reached OneUptime and died before recording the answer.
     item = _find_created(write, client=client) if write.attempts > 1 else None
+    if item is None and write.note.upstream_id is not None:
+        # The sync saw our token come back (it gave the row its `_id`), so this create reached OneUptime;
+        # the note is gone since, deleted there. Posting it again would bring it back beside whatever
+        # replaced it: the admin's text is kept here and the write shown as failed, as for an update.
+        _record_failure(write, CREATED_THEN_DELETED, permanent=True, now=now)
+        return SyncReport(skipped=1)
     if item is None:
         item = client.create_note({**_outgoing(write.data), "postedFromSlackMessageId": _token(write)})
     _store_delivered(write, item, kind=TransitionKind.NOTE_CREATED, now=now)
