@@ -6,9 +6,10 @@ from our own static files (tests/a11y.py).
 """
 
 import pytest
+from django.urls import reverse
 
 from dashboard.live import screens
-from dashboard.models import Incident, IncidentNote
+from dashboard.models import Incident, IncidentNote, Pipeline
 from tests import test_browser
 from tests.a11y import serious_violations
 from tests.test_browser import log_in, new_page, wait_live
@@ -27,11 +28,18 @@ def mirrored(page, model, **lookup):
     raise AssertionError(f"no {model.__name__} mirrored")
 
 
+def pipeline_url(pipeline: Pipeline) -> str:
+    return reverse("pipeline", args=[pipeline.project, pipeline.repository, pipeline.name])
+
+
 # Each page axe checks: its name, and how to get there (after logging in). New pages go here.
 PAGES = {
     "dashboard": lambda page: "/",
     "wall": lambda page: f"/wall/?key={screens.screen_named('Office TV').key}",
     "incident": lambda page: f"/incidents/{mirrored(page, Incident).upstream_id}/",
+    "pipelines": lambda page: "/pipelines/",
+    "pipeline": lambda page: pipeline_url(mirrored(page, Pipeline, repository__gt="")),
+    "insights": lambda page: "/insights/",
     "admin note list": lambda page: "/admin/dashboard/incidentnote/",
     "admin note page": lambda page: f"/admin/dashboard/incidentnote/{mirrored(page, IncidentNote).pk}/change/",
     "admin new note": lambda page: "/admin/dashboard/incidentnote/add/",
