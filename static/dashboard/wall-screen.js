@@ -99,7 +99,7 @@
     var now = zoneTime(new Date());
     return from < until ? now >= from && now < until : now >= from || now < until; // "22:00" to "07:00" crosses midnight
   }
-  function criticalOpen() { return !!document.querySelector("#strip-incidents[data-level='bad']"); }
+  function criticalOpen() { return !!document.querySelector(".wall-card[data-tone='bad']"); }  // a critical incident's card
   function sleepOrWake() {
     var asleep = inQuietHours() && !criticalOpen();
     if (asleep !== (body.dataset.asleep !== undefined)) {

@@ -36,6 +36,7 @@ aborts the pass and commits nothing; a row the database refuses, and a malformed
 """
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -43,7 +44,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
-from django.utils import timezone
 
 from dashboard.live import detection, transitions
 from dashboard.models import Event, EventStatus, Source, SyncState, Transition
@@ -142,6 +142,11 @@ class _Scan:
     def __init__(self, *, client, project, key, now, announce_new, should_stop):
         self.client, self.project, self.key, self.now = client, project, key, now
         self.announce_new, self.should_stop = announce_new, should_stop
+        self.started = time.monotonic()
+
+    def now_here(self) -> datetime:
+        """The pass's clock, moved on by the time the pass has taken so far."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
 
     def read(self, *, floor, bound=None, anchor=(), offset=0, commit=None, on_progress=None) -> SyncReport:
         """Read from `anchor` (or the top) until an event older than `floor`, position `bound`, or the end.
@@ -157,7 +162,7 @@ class _Scan:
                 return report
             page = self.client.list_events(offset=fetch_at, project=self.project)
             # The retention horizon as of this page, not of the pass's start: retention may have run since.
-            floor = max((f for f in (pass_floor, kept_from(max(self.now, timezone.now()))) if f is not None), default=None)
+            floor = max((f for f in (pass_floor, kept_from(self.now_here())) if f is not None), default=None)
             start = _place(anchor, page, fetch_at) if anchor else 0
             if start in (DOWN, UP):
                 searched += 1
