@@ -94,7 +94,8 @@ def test_serve_stops_promptly_on_sigterm_with_a_backlog_of_pushed_events(hth_sim
         finally:
             if process.poll() is None:
                 process.kill()
-    assert stopped_after < 5, f"serve took {stopped_after:.1f} s to stop"
+    # Reading the backlog would take 50 s; stopping between reads (and draining the push thread) takes seconds.
+    assert stopped_after < 15, f"serve took {stopped_after:.1f} s to stop"
     assert HookDelivery.objects.count() == 100  # unread, still queued for the next start
 
 
