@@ -564,6 +564,9 @@ class Pipeline(models.Model):
     repository = models.CharField(max_length=200)
     name = models.TextField(help_text="The build's name, or its ref when it has none.")
     state = models.CharField(max_length=10, choices=PipelineState)
+    current_status = models.CharField(
+        max_length=10, blank=True, help_text="The newest run's status while it is in progress (live or stale), else empty."
+    )
     latest_run = models.ForeignKey(Event, null=True, on_delete=models.SET_NULL, related_name="+", help_text="The newest run.")
     last_finished = models.ForeignKey(Event, null=True, on_delete=models.SET_NULL, related_name="+")
     last_run_at = models.DateTimeField(help_text="When the newest run started.")

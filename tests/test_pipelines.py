@@ -5,7 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
 
 from dashboard.live import pipelines
 from dashboard.models import Event, EventStatus, Pipeline, PipelineState
@@ -228,4 +230,60 @@ def test_retention_keeps_the_strip_and_the_red_period_and_derives_again(world, s
     assert left == set(red)
     pipeline = release()
     assert (pipeline.state, pipeline.streak) == (PipelineState.FAILING, 35)
+    assert pipelines.differences() == []
+
+
+def test_a_progress_bump_restrips_the_pipeline_in_one_query_and_still_equals_a_rebuild(world, hth_sim):
+    for result in ("passed", "failed", "passed"):
+        world.run(result)
+    run = world.start()
+    hth_sim.set_progress(run, 10)
+    world.sync()
+    event = Event.objects.get(upstream_id=run)
+    event.progress = 55
+    with CaptureQueriesContext(connection) as queries:
+        pipelines.refresh_runs([event])
+    reads = [q["sql"] for q in queries.captured_queries if 'FROM "dashboard_event"' in q["sql"]]
+    assert len(reads) == 1  # the strip alone: a full derivation reads the runs nine times
+    hth_sim.set_progress(run, 55)
+    world.advance(seconds=20)
+    world.sync()
+    pipeline = release()
+    assert (pipeline.state, pipeline.current_status, pipeline.recent_runs[-1]["progress"]) == ("running", "live", 55)
+    assert pipelines.differences() == []
+
+
+def test_a_new_run_or_a_finished_one_derives_the_whole_pipeline(world, hth_sim):
+    world.run("passed")
+    run = world.start()
+    world.sync()
+    hth_sim.set_progress(run, 100, operation="failed")
+    world.advance(minutes=3)
+    world.sync()
+    pipeline = release()
+    assert (pipeline.state, pipeline.current_status, pipeline.streak) == ("failing", "", 1)
+    assert pipelines.differences() == []
+
+
+def test_a_run_edited_into_another_pipeline_leaves_the_one_it_was_in(world, hth_sim):
+    world.run("passed")
+    moved = world.run("failed")
+    world.sync()
+    assert release().state == PipelineState.FAILING
+    hth_sim.update_event(moved, name="Nightly")
+    world.advance(minutes=1)
+    sync.recheck_events(client=world.client, upstream_ids=[moved], now=world.now)  # the list never shows an old run again
+    assert release().state == PipelineState.PASSING
+    assert Pipeline.objects.get(name="Nightly").state == PipelineState.FAILING
+    assert pipelines.differences() == []
+
+
+def test_a_run_the_recheck_deletes_leaves_its_pipeline(world, hth_sim):
+    world.run("passed")
+    gone = world.run("failed")
+    world.sync()
+    hth_sim.delete_event(gone)
+    result = sync.recheck_events(client=world.client, upstream_ids=[gone], now=world.now)
+    assert result.deleted == [gone]
+    assert release().state == PipelineState.PASSING
     assert pipelines.differences() == []

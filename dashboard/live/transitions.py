@@ -35,7 +35,7 @@ def record(changes: list[Transition], *, events: Iterable[Event] = (), quiet: bo
     changes its pipeline's statistics without a transition). `quiet` (a first pass's history, which is
     not news) brings derived state up to date and tells nobody.
     """
-    pipelines.refresh(pipelines.keys_of(events))
+    pipelines.refresh_runs(events)
     if not changes:
         return
     incident_clock.derive(changes)

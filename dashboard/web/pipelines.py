@@ -6,13 +6,13 @@ dashboard/live/pipelines.py), never the events themselves.
 """
 
 import hashlib
+import html
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.urls import reverse
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline_runs
@@ -27,6 +27,7 @@ PRIORITY = {PipelineState.FAILING: 0, PipelineState.STALLED: 1, PipelineState.RU
 RECENT_PASSING = timedelta(hours=24)  # a passing pipeline that has not run for a day leaves the wall
 FIXED_SHOWN = timedelta(hours=1)  # how long a tile says who fixed it
 WALL_TILES = 40
+HEAVY_FIELDS = ("raw", "files", "linked_objects", "code_reviews")  # what no tile or row shows
 LIST = "dashboard/pipelines.html"
 PAGE = "dashboard/pipeline.html"
 LIST_STATES = {"failing": "Failing pipelines", "running": "Running pipelines", "stalled": "Stalled pipelines"}
@@ -47,7 +48,7 @@ def pipeline_counts(*, project: str = "") -> PipelineCounts:
     """One query; a superseded run never counts, since only a pipeline's newest run can be in progress here."""
     rows = Pipeline.objects.filter(project=project) if project else Pipeline.objects.all()
     failing = Q(state=PipelineState.FAILING)
-    live, stale = Q(latest_run__status=EventStatus.LIVE), Q(latest_run__status=EventStatus.STALE)
+    live, stale = Q(current_status=EventStatus.LIVE), Q(current_status=EventStatus.STALE)
     counts = rows.aggregate(
         failing=Count("pk", filter=failing),
         running=Count("pk", filter=live),
@@ -103,8 +104,8 @@ def run_strip(bars: list[Bar]) -> SafeString:
             else ""
         )
         shapes.append(
-            f'<g class="run run--{bar.result}" data-run-id="{escape(bar.id)}" data-run-result="{bar.result}">'
-            f'<title>{escape(bar.title)}</title><rect x="{x}" y="{y}" width="{width}" height="{height}"/>{cross}</g>'
+            f'<g class="run run--{bar.result}" data-run-id="{html.escape(bar.id)}" data-run-result="{bar.result}">'
+            f'<title>{html.escape(bar.title)}</title><rect x="{x}" y="{y}" width="{width}" height="{height}"/>{cross}</g>'
         )
     label = f"last {len(bars)} runs, oldest first"
     return mark_safe(  # noqa: S308 (every outside value above is escaped)
@@ -293,11 +294,7 @@ class WallBuilds:
 def wall_builds(*, project: str = "", now: datetime, limit: int = WALL_TILES) -> WallBuilds:
     """The tiles a wall is sent: chosen by PRIORITY (failing, stalled, running, then most recently finished), shown by BUCKETS."""
     shown = on_wall(project=project, now=now)
-    chosen = list(
-        shown.annotate(priority=_priority())
-        .select_related("latest_run", "last_finished")
-        .order_by("priority", "-finished_at", "pk")[:limit]
-    )
+    chosen = list(with_runs(shown.annotate(priority=_priority()).order_by("priority", "-finished_at", "pk")[:limit]))
     tiles = [view(pipeline, now=now, rank=rank) for rank, pipeline in enumerate(chosen)]
     tiles.sort(key=lambda tile: (BUCKETS[tile.state], tile.slug.lower(), tile.slug))
     return WallBuilds(tiles=tiles, more=max(0, shown.count() - len(tiles)), counts=pipeline_counts(project=project))
@@ -310,15 +307,22 @@ def on_wall(*, project: str = "", now: datetime) -> QuerySet[Pipeline]:
 
 def listed(*, state: str = "", now: datetime) -> list[PipelineView]:
     """The pipelines page: every pipeline, or those the dashboard's count named, worst first."""
-    rows = Pipeline.objects.select_related("latest_run", "last_finished")
+    rows = Pipeline.objects.all()
     if state == "failing":
         rows = rows.filter(state=PipelineState.FAILING)
     elif state == "running":
-        rows = rows.filter(latest_run__status=EventStatus.LIVE)
+        rows = rows.filter(current_status=EventStatus.LIVE)
     elif state == "stalled":
-        rows = rows.filter(latest_run__status=EventStatus.STALE)
+        rows = rows.filter(current_status=EventStatus.STALE)
     rows = rows.annotate(priority=_priority()).order_by("priority", "project", "repository", "name")
-    return [view(pipeline, now=now) for pipeline in rows[:500]]
+    return [view(pipeline, now=now) for pipeline in with_runs(rows[:500])]
+
+
+def with_runs(rows: QuerySet[Pipeline]) -> QuerySet[Pipeline]:
+    """Each row's current and last finished run, read after the rows are chosen: joined, PostgreSQL looked up
+    the runs of every pipeline before it sorted and cut them (14 of the wall's 20 ms at 2,000 pipelines)."""
+    runs = Event.objects.defer(*HEAVY_FIELDS)
+    return rows.prefetch_related(Prefetch("latest_run", queryset=runs), Prefetch("last_finished", queryset=runs))
 
 
 def _priority() -> Case:

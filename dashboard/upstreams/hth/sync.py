@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
-from dashboard.live import detection, transitions
+from dashboard.live import detection, pipelines, transitions
 from dashboard.models import Event, EventStatus, Source, SyncState, Transition
 from dashboard.upstreams.hth.client import MAX_ID_LENGTH, PAGE_SIZE, EventPage, HthClient, HthEvent, MalformedEvent
 from dashboard.upstreams.http import AnswerUnreadable, UpstreamError
@@ -331,7 +331,10 @@ def recheck_events(*, client: HthClient, upstream_ids: list[str], now: datetime)
     store_events(fresh, now=now, announce_new=False)
     result.stored = len(fresh)
     with transaction.atomic():
-        Event.objects.filter(upstream_id__in=result.deleted).delete()  # their transitions go with them
+        gone = Event.objects.filter(upstream_id__in=result.deleted)
+        builds = pipelines.keys_of(gone.filter(target="build").only("target", "project", "repository", "name", "ref"))
+        gone.delete()  # their transitions go with them
+        pipelines.refresh(builds)
         _save_retries(stored=result.deleted, failed={}, cursor=None)
     return result
 
@@ -465,7 +468,8 @@ def _upsert(events: list[HthEvent], *, now: datetime, announce_new: bool) -> Syn
         for upstream_id, kinds in kinds_by_id.items()
         for kind in kinds
     ]
-    transitions.record(changes, events=rows)
+    # The old rows too: an event edited into another pipeline leaves the one it was a run of.
+    transitions.record(changes, events=rows + [existing[row.upstream_id] for row in rows if row.upstream_id in existing])
     report.transitions = len(changes)
     return report
 
