@@ -583,6 +583,10 @@ class Pipeline(models.Model):
     recent_runs = models.JSONField(default=list, help_text="The newest runs, oldest first, for the run strip.")
     flaky_commits = models.JSONField(default=list, help_text="Commits that both passed and failed within 14 days.")
     kept_from = models.DateTimeField(null=True, help_text="The oldest run the history needs: retention keeps it and newer runs.")
+    revision = models.PositiveBigIntegerField(
+        default=0,
+        help_text="New with every derivation of this row, at random: a rendered tile is kept by it (web/tile_cache.py).",
+    )
 
     class Meta:
         ordering = ["project", "repository", "name"]
@@ -612,3 +616,14 @@ def pipeline_runs(project: str, repository: str, name: str) -> models.QuerySet:
     """
     runs = Event.objects.filter(target="build", project=project, repository=repository).alias(pipeline_name=pipeline())
     return runs.filter(pipeline_name=name).order_by("-timestamp", "-upstream_id")
+
+
+def runs_before(runs: models.QuerySet, run: Event) -> models.QuerySet:
+    """The runs older than `run`, in pipeline_runs' order (by start, then upstream id)."""
+    same_second = models.Q(timestamp=run.timestamp, upstream_id__lt=run.upstream_id)
+    return runs.filter(models.Q(timestamp__lt=run.timestamp) | same_second, timestamp__lte=run.timestamp)
+
+
+def runs_after(runs: models.QuerySet, run: Event) -> models.QuerySet:
+    same_second = models.Q(timestamp=run.timestamp, upstream_id__gt=run.upstream_id)
+    return runs.filter(models.Q(timestamp__gt=run.timestamp) | same_second, timestamp__gte=run.timestamp)

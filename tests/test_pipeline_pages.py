@@ -150,6 +150,23 @@ def test_the_pipeline_page_shows_runs_red_periods_and_who_fixed_them(client, per
     assert "Median of these runs, failed ones included, 10 min 0 s" in page, "the trend's numbers as text"
 
 
+def test_the_runs_table_goes_back_fifty_runs_a_page_and_only_the_newest_page_is_live(client, person):
+    for number in range(120):  # r000 is the oldest; two runs a second apart share no start
+        run(f"r{number:03}", EventStatus.FAILED if number % 10 == 0 else EventStatus.COMPLETED, minutes_ago=1000 - number * 5)
+    ids = lambda html: re.findall(r'class="run-row run--\w+" data-run-id="(\w+)"', html)  # noqa: E731
+    first = client.get("/pipelines/luotsi/chef/Release/").content.decode()
+    assert ids(first) == [f"r{n:03}" for n in range(119, 69, -1)]
+    assert 'href="?before=r070" rel="next">Older runs</a>' in first and 'id="socket"' in first
+    assert "Duration of the last 100 finished runs" in first
+    second = client.get("/pipelines/luotsi/chef/Release/?before=r070").content.decode()
+    assert ids(second) == [f"r{n:03}" for n in range(69, 19, -1)]
+    assert 'id="socket"' not in second and 'href="/pipelines/luotsi/chef/Release/">the newest runs</a>' in second
+    last = client.get("/pipelines/luotsi/chef/Release/?before=r020").content.decode()
+    assert ids(last) == [f"r{n:03}" for n in range(19, -1, -1)] and 'rel="next"' not in last
+    unknown = client.get("/pipelines/luotsi/chef/Release/?before=nope").content.decode()
+    assert ids(unknown) == ids(first), "an id that is not a run of this pipeline starts from the newest"
+
+
 def test_the_pipeline_page_needs_a_login_and_a_known_pipeline(client):
     run("a", EventStatus.COMPLETED, minutes_ago=10)
     assert client.get("/pipelines/luotsi/chef/Release/").status_code == 302
@@ -191,3 +208,24 @@ def test_runs_started_in_the_same_second_are_ordered_by_their_upstream_ids(clien
     pipelines.rebuild()
     html = client.get("/wall/").content.decode()
     assert 'data-pipeline-state="failing" data-rerunning data-event-id="5f00000000000000000000b2"' in html
+
+
+def test_a_kept_tile_is_rendered_again_as_soon_as_its_pipeline_changes(client, person):
+    started = run("a", EventStatus.LIVE, minutes_ago=3, progress=20)
+    tile = lambda: client.get("/wall/").content.decode().split('data-pipeline="luotsi/chef/Release"')[1].split("</li>")[0]  # noqa: E731
+    assert "running <span class=\"percent\">20%</span>" in tile()
+    assert "running <span class=\"percent\">20%</span>" in tile()  # kept: the same minute and revision
+    Event.objects.filter(pk=started.pk).update(progress=65)
+    pipelines.refresh_runs([Event.objects.get(pk=started.pk)])  # as the sync does when the progress moves
+    assert "running <span class=\"percent\">65%</span>" in tile()
+
+
+def test_the_tile_cache_is_bounded(monkeypatch):
+    from dashboard.web import tile_cache
+
+    monkeypatch.setattr(tile_cache, "MOST_TILES", 3)
+    tile_cache.clear()
+    for number in range(5):
+        tile_cache.tile(("t", number), lambda number=number: f"<li>{number}</li>")
+    assert [tile_cache.has(("t", number)) for number in range(5)] == [False, False, True, True, True]
+    assert tile_cache.tile(("t", 4), lambda: "never rendered") == "<li>4</li>"

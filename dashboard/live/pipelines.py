@@ -13,6 +13,7 @@ can, and `refresh_runs()` re-reads just the strip (one query instead of nine). I
 stored strip itself, and derives the whole row whenever it cannot tell.
 """
 
+import secrets
 import statistics
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,17 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from dashboard.live.detection import UNFINISHED
-from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline, pipeline_runs
+from dashboard.models import (
+    Event,
+    EventStatus,
+    Pipeline,
+    PipelineState,
+    person_name,
+    pipeline,
+    pipeline_runs,
+    runs_after,
+    runs_before,
+)
 
 Key = tuple[str, str, str]
 
@@ -116,7 +127,8 @@ def _refresh_chunk(chunk: list[Key], moving: dict[Key, set[tuple[str, str]]]) ->
             continue
         for name, value in derived.items():
             setattr(row, name, value)
-        row.save(update_fields=[name.removesuffix("_id") for name in derived])
+        row.revision = secrets.randbits(63)  # random, not counted: a pk reused after a restore never meets an old tile
+        row.save(update_fields=[name.removesuffix("_id") for name in derived] + ["revision"])
 
 
 def rebuild() -> int:
@@ -231,33 +243,23 @@ def _streak(finished: QuerySet[Event], last: Event | None) -> dict:
     if last is None:
         return none | {"red_from": None, "fixer_in_strip": False}
     other = EventStatus.COMPLETED if last.status == EventStatus.FAILED else EventStatus.FAILED
-    boundary = _older(finished.filter(status=other), last).first()  # the newest run with the other result
-    streak_runs = finished if boundary is None else _newer(finished, boundary)
+    boundary = runs_before(finished.filter(status=other), last).first()  # the newest run with the other result
+    streak_runs = finished if boundary is None else runs_after(finished, boundary)
     first = streak_runs.order_by("timestamp", "upstream_id").first()
     found = none | {"streak": streak_runs.count(), "streak_since": first.timestamp, "red_from": None, "fixer_in_strip": False}
     if last.status == EventStatus.FAILED or boundary is None:
         return found
     fixer = Event.objects.only("upstream_id", "subject", "subject_id", "timestamp", "updated_at").get(pk=first.pk)
-    before_red = _older(finished.filter(status=EventStatus.COMPLETED), boundary).first()
-    red = finished if before_red is None else _newer(finished, before_red)
+    before_red = runs_before(finished.filter(status=EventStatus.COMPLETED), boundary).first()
+    red = finished if before_red is None else runs_after(finished, before_red)
     red_from = red.order_by("timestamp", "upstream_id").values_list("timestamp", flat=True).first()
     return found | {
         "fixed_by": person_name(fixer),
         "fixed_at": _end(fixer),
         "red_seconds": max(0.0, (_end(fixer) - red_from).total_seconds()),
         "red_from": red_from,
-        "fixer_in_strip": _newer(finished, fixer).count() < STRIP_RUNS,
+        "fixer_in_strip": runs_after(finished, fixer).count() < STRIP_RUNS,
     }
-
-
-def _older(runs: QuerySet[Event], run: Event) -> QuerySet[Event]:
-    same_second = Q(timestamp=run.timestamp, upstream_id__lt=run.upstream_id)
-    return runs.filter(Q(timestamp__lt=run.timestamp) | same_second, timestamp__lte=run.timestamp)
-
-
-def _newer(runs: QuerySet[Event], run: Event) -> QuerySet[Event]:
-    same_second = Q(timestamp=run.timestamp, upstream_id__gt=run.upstream_id)
-    return runs.filter(Q(timestamp__gt=run.timestamp) | same_second, timestamp__gte=run.timestamp)
 
 
 def _bar(run: Event, latest: Event) -> dict:

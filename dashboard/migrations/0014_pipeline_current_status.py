@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dashboard', '0013_screen_behaviour'),
+        ("dashboard", "0013_screen_behaviour"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='pipeline',
-            name='current_status',
-            field=models.CharField(blank=True, help_text="The newest run's status while it is in progress (live or stale), else empty.", max_length=10),
+            model_name="pipeline",
+            name="current_status",
+            field=models.CharField(
+                blank=True,
+                help_text="The newest run's status while it is in progress (live or stale), else empty.",
+                max_length=10,
+            ),
+        ),
+        migrations.AddField(
+            model_name="pipeline",
+            name="revision",
+            field=models.PositiveBigIntegerField(
+                default=0, help_text="New with every derivation of this row, at random: a rendered tile is kept by it (web/tile_cache.py)."
+            ),
         ),
     ]

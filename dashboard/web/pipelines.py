@@ -8,15 +8,18 @@ dashboard/live/pipelines.py), never the events themselves.
 import hashlib
 import html
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
-from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When, prefetch_related_objects
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
-from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline_runs
+from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline_runs, runs_before
 from dashboard.templatetags.pulseboard import span
+from dashboard.web import tile_cache
 
 # Tiles keep their place: ordered by bucket, then by name. Running and passing share a bucket, so a build
 # that starts or passes changes its tile in place; only failing and stalling move a tile (to the front).
@@ -29,6 +32,7 @@ FIXED_SHOWN = timedelta(hours=1)  # how long a tile says who fixed it
 WALL_TILES = 40
 HEAVY_FIELDS = ("raw", "files", "linked_objects", "code_reviews")  # what no tile or row shows
 LIST = "dashboard/pipelines.html"
+TILE = "dashboard/_pipeline.html"
 PAGE = "dashboard/pipeline.html"
 LIST_STATES = {"failing": "Failing pipelines", "running": "Running pipelines", "stalled": "Stalled pipelines"}
 STRIP_WIDTH, STRIP_HEIGHT, BAR_GAP = 300, 40, 2
@@ -46,16 +50,22 @@ class PipelineCounts:
 
 def pipeline_counts(*, project: str = "") -> PipelineCounts:
     """One query; a superseded run never counts, since only a pipeline's newest run can be in progress here."""
-    rows = Pipeline.objects.filter(project=project) if project else Pipeline.objects.all()
+    return PipelineCounts(**_rows(project).aggregate(**_count_filters()))
+
+
+def _count_filters() -> dict[str, Count]:
     failing = Q(state=PipelineState.FAILING)
     live, stale = Q(current_status=EventStatus.LIVE), Q(current_status=EventStatus.STALE)
-    counts = rows.aggregate(
-        failing=Count("pk", filter=failing),
-        running=Count("pk", filter=live),
-        stalled=Count("pk", filter=stale),
-        rerunning=Count("pk", filter=failing & (live | stale)),
-    )
-    return PipelineCounts(**counts)
+    return {
+        "failing": Count("pk", filter=failing),
+        "running": Count("pk", filter=live),
+        "stalled": Count("pk", filter=stale),
+        "rerunning": Count("pk", filter=failing & (live | stale)),
+    }
+
+
+def _rows(project: str) -> QuerySet[Pipeline]:
+    return Pipeline.objects.filter(project=project) if project else Pipeline.objects.all()
 
 
 def level(counts: PipelineCounts, incident_counts: dict[str, int]) -> str:
@@ -69,7 +79,7 @@ def level(counts: PipelineCounts, incident_counts: dict[str, int]) -> str:
     return "clear"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__, 1,200 bars a wall
 class Bar:
     id: str
     result: str  # one of RESULTS' words, or "superseded": ours, never upstream's
@@ -126,7 +136,23 @@ class PipelineView:
     pipeline: Pipeline
     now: datetime
     rank: int = 0
-    bars: list[Bar] = field(default_factory=list)
+
+    @cached_property
+    def bars(self) -> list[Bar]:
+        return strip_bars(self.pipeline.recent_runs, now=self.now)
+
+    def cache_key(self, shape: str = "pipeline-tile") -> tuple:
+        return (shape, self.pipeline.pk, self.pipeline.revision, self.rank, self.now.replace(second=0, microsecond=0))
+
+    @property
+    def wall_html(self) -> SafeString:
+        """The wall's tile, rendered once a minute and revision (web/tile_cache.py)."""
+        return tile_cache.tile(self.cache_key(), lambda: render_to_string(f"{TILE}#pipeline-tile", {"tile": self}))
+
+    @property
+    def row_html(self) -> SafeString:
+        """The pipelines list's row, kept as the tile is."""
+        return tile_cache.tile(self.cache_key("pipeline-row"), lambda: render_to_string(f"{TILE}#pipeline-row", {"tile": self}))
 
     @property
     def slug(self) -> str:
@@ -235,7 +261,7 @@ class PipelineView:
 
 
 def view(pipeline: Pipeline, *, now: datetime, rank: int = 0) -> PipelineView:
-    return PipelineView(pipeline=pipeline, now=now, rank=rank, bars=strip_bars(pipeline.recent_runs, now=now))
+    return PipelineView(pipeline=pipeline, now=now, rank=rank)
 
 
 def strip_bars(runs: list[dict], *, now: datetime) -> list[Bar]:
@@ -293,16 +319,19 @@ class WallBuilds:
 
 def wall_builds(*, project: str = "", now: datetime, limit: int = WALL_TILES) -> WallBuilds:
     """The tiles a wall is sent: chosen by PRIORITY (failing, stalled, running, then most recently finished), shown by BUCKETS."""
-    shown = on_wall(project=project, now=now)
-    chosen = list(with_runs(shown.annotate(priority=_priority()).order_by("priority", "-finished_at", "pk")[:limit]))
+    shown = _rows(project).filter(_on_wall(now))
+    chosen = shown.annotate(priority=_priority()).order_by("priority", "-finished_at", "pk")[:limit]
     tiles = [view(pipeline, now=now, rank=rank) for rank, pipeline in enumerate(chosen)]
+    fetch_runs([tile.pipeline for tile in tiles if not tile_cache.has(tile.cache_key())])  # a kept tile needs none
     tiles.sort(key=lambda tile: (BUCKETS[tile.state], tile.slug.lower(), tile.slug))
-    return WallBuilds(tiles=tiles, more=max(0, shown.count() - len(tiles)), counts=pipeline_counts(project=project))
+    counts = _rows(project).aggregate(**_count_filters(), shown=Count("pk", filter=_on_wall(now)))
+    more = max(0, counts.pop("shown") - len(tiles))
+    return WallBuilds(tiles=tiles, more=more, counts=PipelineCounts(**counts))
 
 
-def on_wall(*, project: str = "", now: datetime) -> QuerySet[Pipeline]:
-    rows = Pipeline.objects.filter(project=project) if project else Pipeline.objects.all()
-    return rows.filter(~Q(state=PipelineState.PASSING) | Q(last_run_at__gte=now - RECENT_PASSING))
+def _on_wall(now: datetime) -> Q:
+    """Every pipeline that is not passing, and the passing ones that ran within a day."""
+    return ~Q(state=PipelineState.PASSING) | Q(last_run_at__gte=now - RECENT_PASSING)
 
 
 def listed(*, state: str = "", now: datetime) -> list[PipelineView]:
@@ -315,22 +344,25 @@ def listed(*, state: str = "", now: datetime) -> list[PipelineView]:
     elif state == "stalled":
         rows = rows.filter(current_status=EventStatus.STALE)
     rows = rows.annotate(priority=_priority()).order_by("priority", "project", "repository", "name")
-    return [view(pipeline, now=now) for pipeline in with_runs(rows[:500])]
+    listed = [view(pipeline, now=now) for pipeline in rows[:500]]
+    fetch_runs([row.pipeline for row in listed if not tile_cache.has(row.cache_key("pipeline-row"))])
+    return listed
 
 
-def with_runs(rows: QuerySet[Pipeline]) -> QuerySet[Pipeline]:
+def fetch_runs(rows: list[Pipeline]) -> None:
     """Each row's current and last finished run, read after the rows are chosen: joined, PostgreSQL looked up
     the runs of every pipeline before it sorted and cut them (14 of the wall's 20 ms at 2,000 pipelines)."""
     runs = Event.objects.defer(*HEAVY_FIELDS)
-    return rows.prefetch_related(Prefetch("latest_run", queryset=runs), Prefetch("last_finished", queryset=runs))
+    prefetch_related_objects(rows, Prefetch("latest_run", queryset=runs), Prefetch("last_finished", queryset=runs))
 
 
 def _priority() -> Case:
     return Case(*[When(state=state, then=Value(rank)) for state, rank in PRIORITY.items()], output_field=IntegerField())
 
 
-PAGE_RUNS = 200  # runs the pipeline page lists; its red periods are read from the newest 1,000
-HISTORY_RUNS = 1_000
+PAGE_RUNS = 50  # runs a page of the runs table lists, newest first; "Older runs" goes on from the last one
+TREND_RUNS = 100  # finished runs the duration trend plots
+HISTORY_RUNS = 1_000  # the newest runs the red periods are read from
 TREND_WIDTH, TREND_HEIGHT = 600, 120
 
 
@@ -353,19 +385,33 @@ class RedPeriod:
         return self.fixed_at - self.started if self.fixed_at else None
 
 
-def page_context(*, pipeline: Pipeline, now: datetime) -> dict:
-    """The pipeline page: the whole history the mirror keeps, newest first, with its red periods and a duration trend."""
+def page_context(*, pipeline: Pipeline, now: datetime, before: str = "") -> dict:
+    """The pipeline page: its red periods and duration trend, and its runs a page at a time, newest first.
+
+    `before` is the upstream id of the last run of the page before: the runs older than it follow. A page
+    of older runs is not live (the newest page is), so what someone is reading never jumps back to page one.
+    """
     runs_qs = pipeline_runs(pipeline.project, pipeline.repository, pipeline.name)
-    history = list(runs_qs.only("pk", "status", "timestamp", "updated_at", "subject", "subject_id")[:HISTORY_RUNS])
-    runs = [
+    after = runs_qs.filter(upstream_id=before).only("timestamp", "upstream_id").first() if before else None
+    listed = runs_before(runs_qs, after) if after else runs_qs
+    page = [
         Run(event=event, result=_result(event, pipeline), duration=_duration(event))
-        for event in runs_qs.defer("raw", "files", "linked_objects")[:PAGE_RUNS]
+        for event in listed.defer(*HEAVY_FIELDS)[: PAGE_RUNS + 1]
+    ]
+    history = list(runs_qs.only("pk", "status", "timestamp", "updated_at", "subject", "subject_id")[:HISTORY_RUNS])
+    finished = [
+        Run(event=event, result=_result(event, pipeline), duration=_duration(event))
+        for event in runs_qs.filter(status__in=(EventStatus.COMPLETED, EventStatus.FAILED)).only(
+            "pk", "upstream_id", "status", "timestamp", "updated_at"
+        )[:TREND_RUNS]
     ]
     return {
         "tile": view(pipeline, now=now),
-        "runs": runs,
+        "runs": page[:PAGE_RUNS],
+        "older": page[PAGE_RUNS - 1].event.upstream_id if len(page) > PAGE_RUNS else "",
+        "before": after.upstream_id if after else "",
         "red_periods": red_periods(history),
-        "trend": trend(runs),
+        "trend": trend(finished),
         "now": now,
     }
 
@@ -385,26 +431,31 @@ def red_periods(history: list[Event]) -> list[RedPeriod]:
 
 
 def trend(runs: list[Run]) -> dict:
-    """The duration of each finished run, oldest left, as SVG points, with the median as a line."""
+    """The duration of each finished run, oldest left, as SVG (made here, as the run strip is), with the median as a line."""
     finished = [run for run in reversed(runs) if run.duration is not None]
     if not finished:
-        return {"points": "", "dots": [], "median_y": None}
+        return {"svg": "", "runs": 0}
     tallest = max(run.duration.total_seconds() for run in finished) or 1
     step = TREND_WIDTH / max(1, len(finished) - 1)
-    dots = [
-        {
-            "x": round(index * step, 1),
-            "y": round(TREND_HEIGHT - TREND_HEIGHT * run.duration.total_seconds() / tallest, 1),
-            "run": run,
-        }
-        for index, run in enumerate(finished)
-    ]
-    seconds = sorted(run.duration.total_seconds() for run in finished)
-    median = statistics.median(seconds)
+    points, dots = [], []
+    for index, run in enumerate(finished):
+        x, y = _n(round(index * step, 1)), _n(round(TREND_HEIGHT - TREND_HEIGHT * run.duration.total_seconds() / tallest, 1))
+        points.append(f"{x},{y}")
+        dots.append(
+            f'<circle class="run--{run.result}" cx="{x}" cy="{y}" r="3" data-run-id="{html.escape(run.event.upstream_id)}"'
+            f' data-run-result="{run.result}"><title>{span(run.duration)} · {run.result}</title></circle>'
+        )
+    median = statistics.median(sorted(run.duration.total_seconds() for run in finished))
+    median_y = _n(round(TREND_HEIGHT - TREND_HEIGHT * median / tallest, 1))
+    svg = (
+        f'<svg class="trend" viewBox="-4 -4 {TREND_WIDTH + 8} {TREND_HEIGHT + 8}" role="img"'
+        ' aria-label="durations, oldest left; the line is the median">'
+        f'<line class="trend-median" x1="0" x2="{TREND_WIDTH}" y1="{median_y}" y2="{median_y}"/>'
+        f'<polyline class="trend-line" points="{" ".join(points)}"/>{"".join(dots)}</svg>'
+    )
     return {
-        "points": " ".join(f"{dot['x']},{dot['y']}" for dot in dots),
-        "dots": dots,
-        "median_y": round(TREND_HEIGHT - TREND_HEIGHT * median / tallest, 1),
+        "svg": mark_safe(svg),  # noqa: S308 (the one outside value, a run's id, is escaped)
+        "runs": len(finished),
         "median": timedelta(seconds=median),
         "tallest": timedelta(seconds=tallest),
     }

@@ -58,7 +58,8 @@ def pipeline(request, project, repository, name):
     found = get_object_or_404(
         Pipeline.objects.select_related("latest_run", "last_finished"), project=project, repository=repository, name=name
     )
-    return render(request, pipelines.PAGE, pipelines.page_context(pipeline=found, now=timezone.now()))
+    context = pipelines.page_context(pipeline=found, now=timezone.now(), before=request.GET.get("before", ""))
+    return render(request, pipelines.PAGE, context)
 
 
 @never_cache
