@@ -213,11 +213,11 @@ def test_runs_started_in_the_same_second_are_ordered_by_their_upstream_ids(clien
 def test_a_kept_tile_is_rendered_again_as_soon_as_its_pipeline_changes(client, person):
     started = run("a", EventStatus.LIVE, minutes_ago=3, progress=20)
     tile = lambda: client.get("/wall/").content.decode().split('data-pipeline="luotsi/chef/Release"')[1].split("</li>")[0]  # noqa: E731
-    assert "running <span class=\"percent\">20%</span>" in tile()
-    assert "running <span class=\"percent\">20%</span>" in tile()  # kept: the same minute and revision
+    assert 'running <span class="percent">20%</span>' in tile()
+    assert 'running <span class="percent">20%</span>' in tile()  # kept: the same minute and revision
     Event.objects.filter(pk=started.pk).update(progress=65)
     pipelines.refresh_runs([Event.objects.get(pk=started.pk)])  # as the sync does when the progress moves
-    assert "running <span class=\"percent\">65%</span>" in tile()
+    assert 'running <span class="percent">65%</span>' in tile()
 
 
 def test_the_tile_cache_is_bounded(monkeypatch):
