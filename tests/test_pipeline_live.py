@@ -82,3 +82,50 @@ def test_an_incident_change_tells_each_kind_of_wall_its_own_level():
     levels = {m.group: m.html for m in messages if 'id="wall-level"' in m.html}
     assert 'data-level="red"' in levels[push.wall_group("", 1.0)]  # every project: atlas fails
     assert 'data-level="notice"' in levels[push.wall_group("luotsi", 1.0)]  # luotsi's builds are fine; an incident is open
+
+
+def test_a_pipeline_page_is_rendered_for_a_push_only_while_someone_has_it_open(session_cookie, settings):  # noqa: F811
+    from django.utils import timezone
+
+    from dashboard.live import pipelines, push, watchers
+    from dashboard.models import Event, EventStatus, Transition, TransitionKind
+
+    now = timezone.now()
+    runs = [
+        Event.objects.create(
+            upstream_id=f"r{number}",
+            timestamp=now,
+            operation="completed",
+            target="build",
+            project="atlas",
+            repository=f"repo{number}",
+            name="Release",
+            raw={},
+            first_seen_at=now,
+            synced_at=now,
+            progress_changed_at=now,
+            progress=40,
+            status=EventStatus.LIVE,
+        )  # fmt: skip
+        for number in range(2)
+    ]
+    pipelines.refresh(pipelines.keys_of(runs))
+    if settings.REDIS_URL:  # a watch outlives its test by up to a minute
+        from dashboard.live import shared_redis
+
+        shared_redis.sync_client().delete(*[watchers._key(f"atlas/repo{number}/Release") for number in range(2)])
+    changes = [Transition(kind=TransitionKind.PROGRESSED, upstream_id=run.upstream_id, event=run, at=now) for run in runs]
+    groups = lambda: {message.group for message in push.render_messages(changes) if message.group.startswith("pipeline.")}  # noqa: E731
+    assert groups() == set(), "nobody has either page open"
+
+    async def open_page():
+        page = socket("/ws/live/?page=pipeline&pipeline=atlas/repo1/Release", (b"cookie", session_cookie))
+        assert (await page.connect())[0]
+        await page.receive_from()
+        await page.disconnect()
+
+    run(open_page)
+    assert groups() == {push.pipeline_group("atlas/repo1/Release")}
+    if not settings.REDIS_URL:
+        watchers._here.clear()  # lapsed, as WATCH_SECONDS after the page closed
+        assert groups() == set()

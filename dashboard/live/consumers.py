@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from dashboard import metrics
-from dashboard.live import hub, limits, presence, sessions, snapshots
+from dashboard.live import hub, limits, presence, sessions, snapshots, watchers
 from dashboard.live.access import LOGIN_REQUIRED, RELOAD, REVOKED, SocketAccess, socket_access
 from dashboard.web import feeds, pages
 
@@ -71,6 +71,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return
         self.session = sessions.session_digest(self.scope["session"].session_key) if self.access.signed_in else ""
         try:
+            await self.watch()  # before the snapshot: a push from now on is rendered for this page
             for group in self.access.groups:
                 await hub.join(group, self)
                 self.joined.append(group)
@@ -163,9 +164,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 if not await limits.renew(self.access.holder, self.channel_name, limit=self.access.limit):
                     await self.stop(limits.TOO_MANY)  # a newer socket took its place, and the word got lost
                     return
+                await self.watch()
             except Exception:  # noqa: BLE001 (our database away: the page learns it from /healthz; beat on)
                 log.debug("a heartbeat's checks failed; they run again at the next one", exc_info=True)
             await self.send_heartbeat()
+
+    async def watch(self) -> None:
+        if self.access.pipeline is not None:
+            await watchers.watch(self.access.pipeline.slug)
 
     async def send_heartbeat(self) -> None:
         """A heartbeat says the socket is alive; while the hub cannot read the channel layer it starts

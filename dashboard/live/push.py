@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dashboard import metrics
 from dashboard.id_tokens import id_token
-from dashboard.live import hub, push_queue, sequence
+from dashboard.live import hub, push_queue, sequence, watchers
 from dashboard.models import Event, EventStatus, Incident, Pipeline, Screen, Transition, TransitionKind, pipeline_runs
 from dashboard.web import changes_before, feeds, pages, pipelines
 from dashboard.web.filters import event_meta
@@ -125,8 +125,11 @@ def pipeline_messages(events, *, kinds_by_event: dict[int, set[str]], now) -> li
     """Each changed pipeline's page; and when a run starts, the older runs it superseded leave Running now."""
     keys = {(event.project, event.repository, event.name or event.ref) for event in events if event.target == "build"}
     messages = []
-    for found in _pipelines(keys):
-        messages.append(Message(pipeline_group(found.slug), pages.pipeline_parts(found, now=now)))
+    changed = _pipelines(keys)
+    open_pages = watchers.watched(found.slug for found in changed)  # a page nobody has open is not rendered
+    for found in changed:
+        if found.slug in open_pages:
+            messages.append(Message(pipeline_group(found.slug), pages.pipeline_parts(found, now=now)))
     started = [event for event in events if kinds_by_event[event.pk] & {TransitionKind.EVENT_NEW, TransitionKind.BECAME_LIVE}]
     for event in _superseded_by(started):
         event.superseded = True
