@@ -398,7 +398,6 @@ def page_context(*, pipeline: Pipeline, now: datetime, before: str = "") -> dict
         Run(event=event, result=_result(event, pipeline), duration=_duration(event))
         for event in listed.defer(*HEAVY_FIELDS)[: PAGE_RUNS + 1]
     ]
-    history = list(runs_qs.only("pk", "status", "timestamp", "updated_at", "subject", "subject_id")[:HISTORY_RUNS])
     finished = [
         Run(event=event, result=_result(event, pipeline), duration=_duration(event))
         for event in runs_qs.filter(status__in=(EventStatus.COMPLETED, EventStatus.FAILED)).only(
@@ -410,21 +409,28 @@ def page_context(*, pipeline: Pipeline, now: datetime, before: str = "") -> dict
         "runs": page[:PAGE_RUNS],
         "older": page[PAGE_RUNS - 1].event.upstream_id if len(page) > PAGE_RUNS else "",
         "before": after.upstream_id if after else "",
-        "red_periods": red_periods(history),
+        "red_periods": red_periods(runs_qs),
         "trend": trend(finished),
         "now": now,
     }
 
 
-def red_periods(history: list[Event]) -> list[RedPeriod]:
-    """Runs of failures, newest first, each with the passing run that ended it (none for one still red)."""
-    periods, started, count = [], None, 0
-    for run in reversed(history):  # oldest first
-        if run.status == EventStatus.FAILED:
-            started, count = started or run.timestamp, count + 1
-        elif run.status == EventStatus.COMPLETED and started:
-            periods.append(RedPeriod(started=started, runs=count, fixed_by=person_name(run), fixed_at=_end(run)))
+def red_periods(runs: QuerySet[Event]) -> list[RedPeriod]:
+    """Runs of failures among the newest HISTORY_RUNS, newest first, each with the passing run that ended it
+    (none for one still red). Read as plain values, then the fixing runs alone as rows, for their people."""
+    history = runs.values_list("pk", "status", "timestamp", "updated_at")[:HISTORY_RUNS]
+    found, started, count = [], None, 0
+    for pk, status, timestamp, updated_at in reversed(history):  # oldest first
+        if status == EventStatus.FAILED:
+            started, count = started or timestamp, count + 1
+        elif status == EventStatus.COMPLETED and started:
+            found.append((started, count, pk, max(timestamp, updated_at or timestamp)))
             started, count = None, 0
+    fixers = Event.objects.only("subject", "subject_id").in_bulk([pk for _, _, pk, _ in found])
+    periods = [
+        RedPeriod(started=started, runs=count, fixed_by=person_name(fixers[pk]) if pk in fixers else "someone", fixed_at=ended)
+        for started, count, pk, ended in found
+    ]
     if started:
         periods.append(RedPeriod(started=started, runs=count))
     return periods[::-1]
