@@ -142,11 +142,14 @@ class PipelineView:
         return strip_bars(self.pipeline.recent_runs, now=self.now)
 
     def cache_key(self, shape: str = "pipeline-tile") -> tuple:
-        return (shape, self.pipeline.pk, self.pipeline.revision, self.rank, self.now.replace(second=0, microsecond=0))
+        """What the tile shows: its row's revision, its rank, whether "fixed by" still shows and, while a run is
+        live, the minute (its bar grows with the time it has taken). The rest of its times the page rewrites."""
+        growing = self.now.replace(second=0, microsecond=0) if self.pipeline.current_status == EventStatus.LIVE else None
+        return (shape, self.pipeline.pk, self.pipeline.revision, self.rank, self.recently_fixed, growing)
 
     @property
     def wall_html(self) -> SafeString:
-        """The wall's tile, rendered once a minute and revision (web/tile_cache.py)."""
+        """The wall's tile, rendered again only when what it shows changed (web/tile_cache.py)."""
         return tile_cache.tile(self.cache_key(), lambda: render_to_string(f"{TILE}#pipeline-tile", {"tile": self}))
 
     @property

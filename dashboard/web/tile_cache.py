@@ -3,9 +3,9 @@ tiles on every push and snapshot, and nearly all of them are the same as last ti
 
 A tile shows its pipeline's row and that row's current and last runs, and every write of a run re-derives
 the row and draws it a new random `revision`: so (pipeline, revision) names the tile's data on every node.
-Its rank (the order a screen hides tiles in) and the minute are in the key too, the minute because a tile's
-running bar grows and "fixed by" goes after an hour; the times in its text are rewritten by the page every
-second anyway. Bounded, least recently used first out; one per process.
+Its rank (the order a screen hides tiles in) is in the key too, with whether "fixed by" still shows and,
+while a run is live, the minute: its bar grows with the time it has taken. The other times in a tile the
+page rewrites every second anyway. Bounded, least recently used first out; one per process.
 """
 
 import threading
