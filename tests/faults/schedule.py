@@ -33,6 +33,7 @@ KINDS = {
     "live_build_storm": 1,
     "horizon_arrivals": 1,
     "admin_create_lost_answer": 1,
+    "hth_hooks_while_oneuptime_hangs": 1,
 }
 DATABASE_KINDS = {"database_outage": 1.5, "database_cut_mid_write": 1}
 REDIS_KINDS = {"redis_outage": 1, "redis_partition": 1}
@@ -102,6 +103,8 @@ def _step(rng: random.Random, kind: str) -> dict:
         step["count"] = rng.randint(5, 30)
     elif kind == "live_build_storm":
         step["count"] = rng.randint(150, 400)
+    elif kind == "hth_hooks_while_oneuptime_hangs":
+        step["for"] = round(rng.uniform(4.0, 8.0), 1)
     elif kind == "redis_partition":
         step["for"] = round(rng.uniform(1.0, 8.0), 1)
     elif kind in ("database_outage", "redis_outage"):
