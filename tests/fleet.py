@@ -9,9 +9,12 @@ whether it is live and current again, and how often it reloaded.
 - `Node(release, port, env, log)`: `manage.py serve` of that release on a fixed port, so a node can be
   replaced by the next release on the same upstream address without touching nginx.
 - `PageWatch(page)`: counts a page's loads (navigations) and reads what it says (live or not, its version, its styles).
+- `open_pages(chromium, url, keys=…)`: a wall per kiosk key and a logged-in dashboard, each able to say
+  whether it shows a build at a given progress; `problems(watch)`: what is wrong with a page right now.
 
-Outages of what the nodes depend on fit the same mould: give the nodes an env whose DATABASE_URL or
-REDIS_URL points at a relay the test can cut (tests/db_relay.py), and ask the pages the same questions.
+Outages of what the nodes depend on fit the same mould: the nodes' DATABASE_URL and REDIS_URL point at
+relays the test can cut (tests/db_relay.py), and the pages are asked the same questions
+(tests/test_fleet_outages.py).
 """
 
 import shutil
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tests.processes import BASE_DIR, wait_for_port
@@ -144,3 +148,44 @@ def wait_until_all(watches: list[PageWatch], check, *, timeout: float, poll: flo
         if time.monotonic() - start > timeout:
             raise AssertionError({watch.name: watch.state() for watch in watches})
         time.sleep(poll)
+
+
+def proxied_page(chromium, **viewport):
+    """A page that takes the test's own certificate (the browser fixture maps nginx.HOST to loopback)."""
+    context = chromium.new_context(viewport=viewport or {"width": 1440, "height": 900}, ignore_https_errors=True)
+    return context.new_page()
+
+
+def open_pages(chromium, url: str, *, keys: list[str], username: str, password: str) -> list[PageWatch]:
+    """A 1080p wall per kiosk key and a dashboard logged in through the login form (CSRF with the proxy's
+    port in Host). Each watch's `updated(build, progress)` says whether its page shows that build's progress."""
+    watches = []
+    for index, key in enumerate(keys):
+        watch = PageWatch(proxied_page(chromium, width=1920, height=1080), f"wall {index}")
+        watch.updated = partial(_shows, watch, '#wall-builds [data-event-id="{build}"] [data-progress="{progress}"]')
+        watch.page.goto(f"{url}/wall/?key={key}")
+        watches.append(watch)
+    watch = PageWatch(proxied_page(chromium), "dashboard")
+    watch.updated = partial(_shows, watch, '#live-list [data-event-id="{build}"] progress[value="{progress}"]')
+    watch.page.goto(f"{url}/")
+    watch.page.fill("input[name=username]", username)
+    watch.page.fill("input[name=password]", password)
+    watch.page.click("button[type=submit]")
+    watch.page.wait_for_selector("#feed")
+    return watches + [watch]
+
+
+def _shows(watch: PageWatch, selector: str, build: str, progress: int) -> bool:
+    return watch.shows(selector.format(build=build, progress=progress))
+
+
+def problems(state: dict) -> list[str]:
+    """What is wrong with a loaded page: it lacks its styles or scripts, or it is not live and does not say so."""
+    if not state.get("ready"):
+        return []  # between two loads
+    found = []
+    if not (state["styled"] and state["scripted"]):
+        found.append("unstyled or without scripts")
+    if state["state"] not in ("live", "connecting") and not state["banner"]:
+        found.append("not live and does not say so")
+    return found

@@ -1,5 +1,5 @@
 """What both simulators share: an HTTP server on 127.0.0.1 that hands every request to a simulator's
-`respond()`, a background thread that calls its `step()`, and slow answers on demand.
+`respond()`, a background thread that calls its `step()`, and slow or trickling answers on demand.
 
 No Django here: the simulators stand in for servers on other machines, reached only over HTTP.
 """
@@ -37,13 +37,16 @@ class Response(NamedTuple):
 
 
 class LoopbackSimulator:
-    """The base of both simulators: activity in a thread, and `delay` (seconds) before every answer."""
+    """The base of both simulators: activity in a thread, `delay` (seconds) before every answer, and
+    `trickle` (seconds between two bytes of an answer begun while it is set, to its end): a hung server
+    that keeps the connection alive, which no read timeout ends, only the client's own deadline."""
 
     ACTIVITY_INTERVAL = 2.0
 
     def __init__(self):
         self.url = ""
         self.delay = 0.0
+        self.trickle = 0.0
         self._activity: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -95,6 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         simulator = self.server.simulator
+        trickle = simulator.trickle
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if simulator.delay:
             time.sleep(simulator.delay)
@@ -106,7 +110,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if not trickle:
+            self.wfile.write(response.body)
+            return
+        for index in range(len(response.body)):  # until the client gives up: the write then fails
+            self.wfile.write(response.body[index : index + 1])
+            time.sleep(trickle)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

@@ -20,9 +20,12 @@ mirror), and again after they are corrected (a corrected record must be read aga
   derived: every pipeline equals a rebuild from the mirrored events (dashboard/live/pipelines.py).
   poller:  the poller process never exited by itself and still makes passes, and never deadlocked;
            `sync --once` exits 0.
+  hooks:   while OneUptime hangs, every Helix TeamHub webhook delivery is read back and stored within
+           HOOK_BOUND_SECONDS (checked during that step).
 Each invariant is re-checked for up to SETTLE_SECONDS (90 s; 100 s after the repair) before it counts as broken.
 """
 
+import json
 import os
 import random
 import signal
@@ -38,11 +41,20 @@ import requests
 from django import forms
 from django.contrib.auth.models import User
 from django.db.models import Q
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from dashboard.live import pipelines
-from dashboard.models import Event, Incident, IncidentClock, IncidentNote, IncidentStateChange, NoteWrite, SyncState
+from dashboard.models import (
+    Event,
+    HookDelivery,
+    Incident,
+    IncidentClock,
+    IncidentNote,
+    IncidentStateChange,
+    NoteWrite,
+    SyncState,
+)
 from dashboard.poller import retention
 from dashboard.upstreams.oneuptime import writeback
 from dashboard.upstreams.oneuptime.sync import TOKEN_PREFIX
@@ -60,6 +72,11 @@ SETTLE_SECONDS = 90
 QUIET_PASSES_SECONDS = 3.0  # at least two full passes of each source at POLL_INTERVAL
 KEPT_DAYS = 10  # retention prunes the older part of the simulators' history (about 17 days) while schedules run
 HELD = (NoteWrite.State.CONFLICT, NoteWrite.State.FAILED)
+HOOK_SECRET = "faults-hook-secret"  # both receivers are on, so the poller runs a hook drain per source
+# One upstream call, retries included, ends by this (UPSTREAM_CALL_DEADLINE_SECONDS): a trickling answer
+# holds a call this long. A Helix TeamHub delivery stuck behind one such note re-read waits past the bound.
+CALL_DEADLINE_SECONDS = 20
+HOOK_BOUND_SECONDS = 15
 
 
 @dataclass
@@ -128,6 +145,9 @@ class World:
             "HTH_RESCAN_SECONDS": "10",
             "EVENTS_KEPT_DAYS": str(KEPT_DAYS),
             "ONEUPTIME_RESCAN_SECONDS": "10",
+            "HTH_WEBHOOK_SECRET": HOOK_SECRET,
+            "ONEUPTIME_WEBHOOK_SECRET": HOOK_SECRET,
+            "UPSTREAM_CALL_DEADLINE_SECONDS": str(CALL_DEADLINE_SECONDS),
         }
         env = base_env(**overrides)
         if self.db_relay:
@@ -357,6 +377,64 @@ class World:
     def redis_outage(self, step: dict) -> None:
         self._outage(self.redis_relay, step["for"])
 
+    def hth_hooks_while_oneuptime_hangs(self, step: dict) -> None:
+        """OneUptime hangs (its answers trickle in, so only each call's deadline ends it) while both sources'
+        webhooks arrive: Helix TeamHub's deliveries must still be stored within HOOK_BOUND_SECONDS. One job
+        draining both queues held them behind a note re-read for as long as that call lasted (issue 18)."""
+        pending: dict[str, float] = {}  # pushed event id -> when its delivery was queued
+        self.oneuptime.trickle = 1.0  # a byte a second: under the read timeout, so no read times out
+        try:
+            self._note_hook()  # its re-read starts now, and hangs
+            time.sleep(0.5)
+            end = time.monotonic() + step["for"]
+            while time.monotonic() < end:
+                item = self.hth.add_event(target="push", operation="created")
+                if self._post_hook("/hooks/hth/", self.hth.webhook_body([item])):
+                    pending[item["id"]] = time.monotonic()
+                if self.rng.random() < 0.3:
+                    self._note_hook()
+                self._check_hth_hooks(pending)
+                time.sleep(0.5)
+        finally:
+            self.oneuptime.trickle = 0.0  # answers begun meanwhile trickle on until their call's deadline
+        while pending:
+            self._check_hth_hooks(pending)
+            time.sleep(0.2)
+
+    def _check_hth_hooks(self, pending: dict[str, float]) -> None:
+        """Forget the deliveries that are stored (out of the queue, the event mirrored); report the overdue ones."""
+        for event_id, queued_at in list(pending.items()):
+            waiting = HookDelivery.objects.filter(kind=HookDelivery.Kind.HTH_EVENTS, payload__id=event_id).exists()
+            if not waiting and Event.objects.filter(upstream_id=event_id).exists():
+                del pending[event_id]
+            elif time.monotonic() - queued_at > HOOK_BOUND_SECONDS:
+                del pending[event_id]
+                self.step_violations.append(
+                    f"hooks: step {self.step_no}, a Helix TeamHub delivery ({event_id}) was not stored within "
+                    f"{HOOK_BOUND_SECONDS} s while OneUptime hung ({'queued' if waiting else 'not mirrored'})"
+                )
+
+    def _note_hook(self) -> None:
+        """A note arrives in OneUptime and its workflow posts it to us."""
+        incidents = list(self.oneuptime.incidents)
+        if incidents:
+            note = self.oneuptime.add_note(self.rng.choice(incidents))
+            self._post_hook("/hooks/oneuptime/", json.dumps({"noteId": note["_id"]}).encode())
+
+    def _post_hook(self, path: str, body: bytes) -> bool:
+        """A webhook through the real receiver (in this process, as the admin's edits are); it must be queued."""
+        receivers = {
+            "HTH_API_URL": self.hth.url,
+            "HTH_WEBHOOK_SECRET": HOOK_SECRET,
+            "ONEUPTIME_API_URL": self.oneuptime.url,
+            "ONEUPTIME_WEBHOOK_SECRET": HOOK_SECRET,
+        }
+        with override_settings(**receivers):
+            response = self.admin.post(path, body, content_type="application/json", headers={"X-Pulseboard-Secret": HOOK_SECRET})
+        if response.status_code != 202:
+            self.step_violations.append(f"hooks: step {self.step_no}, {path} answered {response.status_code}, not 202")
+        return response.status_code == 202
+
     def redis_partition(self, step: dict) -> None:
         """Redis answers nothing (a blackhole, not a refusal): pushes wait for their timeouts, the mirror must not."""
         self.redis_relay.blackhole()
@@ -533,7 +611,7 @@ class World:
         """
         for sim in (self.hth, self.oneuptime):
             sim.clear_faults()
-            sim.delay = 0.0
+            sim.delay = sim.trickle = 0.0
             sim.clock = lambda: datetime.now(UTC)
         for relay in (self.db_relay, self.redis_relay):
             if relay:
@@ -790,7 +868,8 @@ def _wait(condition, seconds: float) -> bool:
 
 
 def _when(item: dict) -> datetime:
-    return datetime.fromisoformat(item["timestamp"])
+    """When an upstream record was made: a Helix TeamHub event's `timestamp` (text), a OneUptime row's `createdAt`."""
+    return datetime.fromisoformat(item["timestamp"]) if "timestamp" in item else item["createdAt"]
 
 
 def _plain(text: object) -> str:

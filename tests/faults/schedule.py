@@ -33,7 +33,11 @@ KINDS = {
     "live_build_storm": 1,
     "horizon_arrivals": 1,
     "admin_create_lost_answer": 1,
+    "hth_hooks_while_oneuptime_hangs": 1,
 }
+# Kinds every schedule runs at least once (in place of a drawn step, at a seeded place): a short schedule's
+# draw can leave them out, and each guards a defect that was found and fixed.
+EVERY_SCHEDULE = ("hth_hooks_while_oneuptime_hangs",)
 DATABASE_KINDS = {"database_outage": 1.5, "database_cut_mid_write": 1}
 REDIS_KINDS = {"redis_outage": 1, "redis_partition": 1}
 UPSTREAM_FAULTS = ("503", "429", "bad_json", "hang")
@@ -50,7 +54,11 @@ def generate(seed: int, steps: int, *, database: bool, redis: bool) -> list[dict
     rng = random.Random(seed)
     kinds = KINDS | (DATABASE_KINDS if database else {}) | (REDIS_KINDS if redis else {})
     names, weights = list(kinds), list(kinds.values())
-    return [_step(rng, rng.choices(names, weights)[0]) for _ in range(steps)]
+    schedule = [_step(rng, rng.choices(names, weights)[0]) for _ in range(steps)]
+    for kind in EVERY_SCHEDULE:
+        if schedule and all(step["kind"] != kind for step in schedule):
+            schedule[rng.randrange(len(schedule))] = _step(rng, kind)
+    return schedule
 
 
 def _step(rng: random.Random, kind: str) -> dict:
@@ -102,6 +110,8 @@ def _step(rng: random.Random, kind: str) -> dict:
         step["count"] = rng.randint(5, 30)
     elif kind == "live_build_storm":
         step["count"] = rng.randint(150, 400)
+    elif kind == "hth_hooks_while_oneuptime_hangs":
+        step["for"] = round(rng.uniform(4.0, 8.0), 1)
     elif kind == "redis_partition":
         step["for"] = round(rng.uniform(1.0, 8.0), 1)
     elif kind in ("database_outage", "redis_outage"):
