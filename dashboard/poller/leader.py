@@ -47,7 +47,7 @@ class Leadership:
     def wait(self, stop: threading.Event) -> bool:
         if not is_shared():
             return not stop.is_set()
-        said = False
+        said, failing = False, False
         while not stop.is_set():
             try:
                 if self._try_lock():
@@ -56,8 +56,12 @@ class Leadership:
                 if not said:
                     log.info("another process polls; %s stands by", self.name)
                     said = True
+                failing = False
             except Exception as exc:
-                log.warning("could not try the poller lock (%s); retrying", " ".join(str(exc).split())[:200])
+                if not failing:  # once an outage: every check_seconds() for a minute's outage was a flood
+                    why = " ".join(str(exc).split())[:200]
+                    log.warning("could not try the poller lock (%s); retrying quietly until it can", why)
+                failing = True
                 self._close()
             stop.wait(check_seconds())
         return False

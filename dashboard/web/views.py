@@ -1,4 +1,5 @@
 import logging
+import threading
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -74,6 +75,9 @@ def wall(request):
     return render(request, pages.WALL, pages.wall_context(screen=screen, now=timezone.now()))
 
 
+_database_down = threading.Event()
+
+
 @never_cache
 def healthz(request):
     """Anyone may ask; how much they are told depends on who they are (see web/health.py).
@@ -81,10 +85,16 @@ def healthz(request):
     While the database is unreachable: 503, still JSON (never the HTML error page), and no details.
     """
     try:
-        return JsonResponse(health.health_report(now=timezone.now(), audience=health.audience(request)))
+        report = health.health_report(now=timezone.now(), audience=health.audience(request))
     except DatabaseError as exc:
-        log.warning("/healthz: the database is unavailable: %s", " ".join(str(exc).split())[:300])
+        if not _database_down.is_set():  # once an outage per process: every page asks every few seconds
+            log.warning("/healthz: the database is unavailable: %s", " ".join(str(exc).split())[:300])
+            _database_down.set()
         return JsonResponse({"status": "unavailable"}, status=503)
+    if _database_down.is_set():
+        _database_down.clear()
+        log.warning("/healthz: the database answers again")
+    return JsonResponse(report)
 
 
 @never_cache
