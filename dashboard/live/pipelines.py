@@ -94,7 +94,7 @@ def refresh_runs(events: Iterable[Event]) -> None:
     moving: dict[Key, set[tuple[str, str]]] = {}
     for event in events:
         if (key := key_of(event)) not in finished:
-            moving.setdefault(key, set()).add((event.upstream_id, event.timestamp.isoformat()))
+            moving.setdefault(key, set()).add((event.upstream_id, event.timestamp.astimezone(UTC).isoformat()))
     refresh(keys_of(events), moving=moving)
 
 
