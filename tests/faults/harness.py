@@ -17,7 +17,8 @@ mirror), and again after they are corrected (a corrected record must be read aga
            was knowingly replaced (by an edit whose author had seen it).
   upstream edits: every edit made in OneUptime is still there, or was knowingly replaced, or its note
            is held as a conflict (OneUptime has no If-Match: a write racing ours can only be shown).
-  derived: every pipeline equals a rebuild from the mirrored events (dashboard/live/pipelines.py).
+  derived: every pipeline equals a rebuild from the mirrored events (dashboard/live/pipelines.py),
+           and so do its open weeks (dashboard/live/pipeline_weeks.py, what /insights/ sums).
   poller:  the poller process never exited by itself and still makes passes, and never deadlocked;
            `sync --once` exits 0.
 Each invariant is re-checked for up to SETTLE_SECONDS (90 s; 100 s after the repair) before it counts as broken.
@@ -41,7 +42,7 @@ from django.db.models import Q
 from django.test import Client
 from django.urls import reverse
 
-from dashboard.live import pipelines
+from dashboard.live import pipeline_weeks, pipelines
 from dashboard.models import Event, Incident, IncidentClock, IncidentNote, IncidentStateChange, NoteWrite, SyncState
 from dashboard.poller import retention
 from dashboard.upstreams.oneuptime import writeback
@@ -604,6 +605,7 @@ class World:
             + self.state_violations()
             + self.edit_violations()
             + pipelines.differences()
+            + pipeline_weeks.differences(now=datetime.now(UTC))
         )
 
     def state_violations(self) -> list[str]:
