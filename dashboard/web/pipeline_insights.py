@@ -58,7 +58,8 @@ class BuildWeek:
 
 @dataclass(frozen=True)
 class RateBar:
-    """One week's column in the plot, in the SVG's own units (a week is 100 wide, a rate of 100 % 100 high)."""
+    """One week's column in the plot, in the SVG's own units (a week is 100 wide, the highest rate 100 high,
+    so weeks of 15 and 20 % are told apart; each bar is labelled with its rate)."""
 
     x: int
     y: int
@@ -106,9 +107,9 @@ def build_insights(*, since: datetime, until: datetime, project: str = "") -> Bu
     flakiest = sorted((f for f in per_pipeline if f.flaky), key=lambda f: (-f.flaky, f.key))[:FLAKIEST_SHOWN]
     details = _details(rows, {f.key for f in worst + flakiest})
     worst, flakiest = [_with(f, details) for f in worst], [_with(f, details) for f in flakiest]
-    bars = []
+    bars, highest = [], max([w.failures / w.runs for w in weeks if w.runs] + [0]) or 1
     for index, found in enumerate(weeks):
-        height = found.failure_percent
+        height = round(100 * found.failures / found.runs / highest) if found.runs else 0
         bars.append(RateBar(x=100 * index + 10, y=100 - height, height=height, week=found))
     total = BuildWeek(since, sum(w.runs for w in weeks), sum(w.failures for w in weeks))
     projects = sorted(Pipeline.objects.values_list("project", flat=True).distinct(), key=str.lower)
