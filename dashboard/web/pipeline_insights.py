@@ -112,7 +112,7 @@ def build_insights(*, since: datetime, until: datetime, project: str = "") -> Bu
         height = round(100 * found.failures / found.runs / highest) if found.runs else 0
         bars.append(RateBar(x=100 * index + 10, y=100 - height, height=height, week=found))
     total = BuildWeek(since, sum(w.runs for w in weeks), sum(w.failures for w in weeks))
-    projects = sorted(Pipeline.objects.values_list("project", flat=True).distinct(), key=str.lower)
+    projects = sorted(Pipeline.objects.order_by().values_list("project", flat=True).distinct(), key=str.lower)
     return BuildInsights(project, projects, weeks, bars, total, len(per_pipeline), worst, flakiest)
 
 
