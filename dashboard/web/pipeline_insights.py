@@ -9,7 +9,7 @@ grouped queries, and the red-period durations and flaky commits only of the pipe
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.urls import reverse
 
 from dashboard.models import Pipeline, PipelineWeek
@@ -121,16 +121,14 @@ def _details(rows: QuerySet[PipelineWeek], keys: set[Key]) -> dict[Key, dict]:
     found: dict[Key, dict] = {key: {"red": [], "commits": [], "has_page": False} for key in keys}
     if not keys:
         return found
-    shown = (
-        rows.filter(_matching(keys))
-        .order_by("-week")
-        .values_list("project", "repository", "name", "red_seconds", "flaky_commits")
-    )
+    shown = _among(rows, keys).order_by("-week").values_list("project", "repository", "name", "red_seconds", "flaky_commits")
     for p, r, n, red_seconds, commits in shown:
-        found[(p, r, n)]["red"] += red_seconds
-        found[(p, r, n)]["commits"] += commits
-    for key in Pipeline.objects.filter(_matching(keys)).values_list("project", "repository", "name"):
-        found[key]["has_page"] = True
+        if (p, r, n) in found:
+            found[(p, r, n)]["red"] += red_seconds
+            found[(p, r, n)]["commits"] += commits
+    for key in _among(Pipeline.objects.all(), keys).values_list("project", "repository", "name"):
+        if key in found:
+            found[key]["has_page"] = True
     return found
 
 
@@ -149,8 +147,8 @@ def _with(figures: PipelineFigures, details: dict[Key, dict]) -> PipelineFigures
     )
 
 
-def _matching(keys: set[Key]) -> Q:
-    condition = Q(pk__in=[])
-    for project, repository, name in sorted(keys):
-        condition |= Q(project=project, repository=repository, name=name)
-    return condition
+def _among(rows: QuerySet, keys: set[Key]) -> QuerySet:
+    """The rows of these pipelines, and of any other that shares each of their three names (the caller drops
+    those): three IN lists take Django a fraction of the time that building an OR of 30 triples did."""
+    projects, repositories, names = (sorted({key[i] for key in keys}) for i in range(3))
+    return rows.filter(project__in=projects, repository__in=repositories, name__in=names)
