@@ -16,7 +16,10 @@ class DashboardConfig(AppConfig):
 
 def rebuild_pipelines_after_migrating(sender, plan=None, **kwargs):
     """Pipelines are derived from the events: a migration of ours may have changed how, so derive them afresh."""
-    from dashboard.live import pipelines
+    from django.utils import timezone
+
+    from dashboard.live import pipeline_weeks, pipelines
 
     if any(migration.app_label == "dashboard" and not backwards for migration, backwards in plan or []):
         pipelines.rebuild()
+        pipeline_weeks.rebuild(now=timezone.now())

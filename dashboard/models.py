@@ -4,6 +4,7 @@ Every attribute the upstream documents gets a column (so the pages never call up
 payload is kept beside them (so nothing an upstream adds later is lost before we learn about it).
 """
 
+import datetime
 import functools
 import hashlib
 import secrets
@@ -599,6 +600,48 @@ class Pipeline(models.Model):
     @property
     def slug(self) -> str:
         return f"{self.project}/{self.repository}/{self.name}"
+
+
+class PipelineWeek(models.Model):
+    """One pipeline's finished runs in one week (Monday 00:00 UTC), for /insights/.
+
+    Written only by dashboard/live/pipeline_weeks.py, in the transaction that wrote the runs, so the
+    retrospective sums a few rows per pipeline instead of scanning a million events. A week that began
+    before the retention horizon (EVENTS_KEPT_DAYS) is closed: its runs are being pruned, so it keeps the
+    figures it had, and both the sync and a rebuild leave it alone.
+    """
+
+    project = models.CharField(max_length=200)
+    repository = models.CharField(max_length=200)
+    name = models.TextField(help_text="The build's name, or its ref when it has none.")
+    week = models.DateTimeField(help_text="The week's Monday, 00:00 UTC; a run counts in the week it started.")
+    runs = models.PositiveIntegerField(default=0, help_text="Finished runs: passed or failed.")
+    failures = models.PositiveIntegerField(default=0)
+    fixes = models.PositiveIntegerField(default=0, help_text="Red periods a passing run that started this week ended.")
+    red_seconds = models.JSONField(
+        default=list, help_text="How long each of those red periods lasted, shortest first (at most 1,000 kept)."
+    )
+    flaky = models.PositiveIntegerField(default=0, help_text="Flaky commits whose first run started this week.")
+    flaky_commits = models.JSONField(default=list, help_text="The first ten of them.")
+
+    class Meta:
+        ordering = ["week", "project", "repository", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "repository", "name", "week"], name="one_row_per_pipeline_week")
+        ]
+        indexes = [
+            models.Index(fields=["week"], name="pipeline_week"),  # /insights/ reads a range of weeks
+            models.Index(fields=["project", "week"], name="pipeline_week_project"),  # ... of one project
+        ]
+
+    def __str__(self):
+        return f"{self.project}/{self.repository}/{self.name} {self.week:%Y-%m-%d}"
+
+
+def week_start(moment: datetime.datetime) -> datetime.datetime:
+    """The Monday 00:00 UTC that begins the week of `moment`: /insights/ counts in these weeks."""
+    day = moment.astimezone(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - datetime.timedelta(days=day.weekday())
 
 
 def person_name(event: Event) -> str:

@@ -38,39 +38,12 @@ def main(database_url: str) -> None:
     from django.db import connection
 
     from dashboard.live import incident_clock
-    from dashboard.models import Event, EventStatus, Incident, IncidentStateChange
+    from dashboard.models import Event, EventStatus, Incident
     from dashboard.web import changes_before, insights
 
     call_command("migrate", "--noinput", verbosity=0)
     now = datetime.now(UTC)
-    incidents, rows = [], []
-    for n in range(INCIDENTS):
-        declared = now - timedelta(minutes=53 * n + 7)  # about a year of incidents
-        incidents.append(
-            Incident(
-                upstream_id=f"inc-{n}",
-                title=f"Incident {n}",
-                severity=("Critical", "Major", "Minor")[n % 3],
-                declared_at=declared,
-                raw={"monitors": [{"_id": f"m-{n % 40}", "name": f"project-{n % 40}"}]},
-                synced_at=now,
-            )
-        )
-        moments = [declared, declared + timedelta(minutes=n % 30 + 1), declared + timedelta(minutes=n % 300 + 40)]
-        for index, ((name, order, flags), starts) in enumerate(zip(STATES, moments, strict=True)):
-            rows.append(
-                IncidentStateChange(
-                    upstream_id=f"st-{n}-{index}",
-                    incident_upstream_id=f"inc-{n}",
-                    state_name=name,
-                    state_order=order,
-                    starts_at=starts,
-                    synced_at=now,
-                    **flags,
-                )
-            )
-    Incident.objects.bulk_create(incidents, batch_size=2000)
-    IncidentStateChange.objects.bulk_create(rows, batch_size=2000)
+    seed_incidents(now=now)
     events = [
         Event(
             upstream_id=f"ev-{n}",
@@ -100,6 +73,42 @@ def main(database_url: str) -> None:
     print(f"/insights/ figures, 104 weeks (every incident): {timed(lambda: insights.insights(now=now, weeks=104))}")
     middle = Incident.objects.get(upstream_id="inc-100")
     print(f"what changed just before one incident: {timed(lambda: changes_before.changes_before(middle))}")
+
+
+def seed_incidents(*, now: datetime) -> None:
+    """INCIDENTS incidents over about a year, each with three states (bulk inserts; their durations not derived yet).
+
+    Also seeds tests/bench_pipelines.py's /insights/ figures at 1,000,000 events."""
+    from dashboard.models import Incident, IncidentStateChange
+
+    incidents, rows = [], []
+    for n in range(INCIDENTS):
+        declared = now - timedelta(minutes=53 * n + 7)  # about a year of incidents
+        incidents.append(
+            Incident(
+                upstream_id=f"inc-{n}",
+                title=f"Incident {n}",
+                severity=("Critical", "Major", "Minor")[n % 3],
+                declared_at=declared,
+                raw={"monitors": [{"_id": f"m-{n % 40}", "name": f"project-{n % 40}"}]},
+                synced_at=now,
+            )
+        )
+        moments = [declared, declared + timedelta(minutes=n % 30 + 1), declared + timedelta(minutes=n % 300 + 40)]
+        for index, ((name, order, flags), starts) in enumerate(zip(STATES, moments, strict=True)):
+            rows.append(
+                IncidentStateChange(
+                    upstream_id=f"st-{n}-{index}",
+                    incident_upstream_id=f"inc-{n}",
+                    state_name=name,
+                    state_order=order,
+                    starts_at=starts,
+                    synced_at=now,
+                    **flags,
+                )
+            )
+    Incident.objects.bulk_create(incidents, batch_size=2000)
+    IncidentStateChange.objects.bulk_create(rows, batch_size=2000)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Two figures, printed, never asserted:
   scale: a scratch PostgreSQL database (`<DATABASE_URL's name>_bench_pipelines`) seeded with SQL with
       PIPELINE_BENCH_EVENTS events (1,000,000), half of them runs of PIPELINE_BENCH_PIPELINES pipelines
       (2,000); `rebuild_pipelines` timed, then the server time (p50/p95 of 20) of the wall's snapshot,
-      GET /wall/, the dashboard's summary, a pipeline page and one pipeline's incremental refresh.
+      GET /wall/, the dashboard's summary, a pipeline page and one pipeline's incremental refresh; then
+      10,000 incidents (tests/bench_incidents.py's) are added and GET /insights/ is timed over them and the
+      2,000 pipelines' weeks, and one pipeline's weeks derived again.
 `python -m tests.bench_pipelines [shift|scale]` runs one part.
 """
 
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -166,6 +169,7 @@ def bench_scale() -> None:
         [sys.executable, "manage.py", "rebuild_pipelines"], cwd=BASE_DIR, env=env, check=True, capture_output=True, text=True
     )
     print(f"rebuild_pipelines: {result.stdout.strip()} ({time.perf_counter() - started:.1f} s with Django's start-up)")
+    analyze(bench_url)  # as autovacuum would soon after: the planner's row counts for the derived tables
     subprocess.run([sys.executable, "-m", "tests.bench_pipelines", "measure"], cwd=BASE_DIR, env=env, check=True)
 
 
@@ -178,6 +182,13 @@ def scratch_database(database_url: str) -> str:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
         connection.execute(f'CREATE DATABASE "{name}"')
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def analyze(database_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("ANALYZE")
 
 
 def seed(database_url: str) -> None:
@@ -198,16 +209,18 @@ def measure() -> None:
     warnings.filterwarnings("ignore", "No directory at")
     django.setup()
     from django.contrib.auth import get_user_model
-    from django.db import transaction
+    from django.db import connection, transaction
     from django.test import Client
     from django.utils import timezone
 
+    from dashboard.live import incident_clock, pipeline_weeks
     from dashboard.live import pipelines as derived
-    from dashboard.models import Pipeline
-    from dashboard.web import pages, pipelines, tile_cache
+    from dashboard.models import Incident, Pipeline, PipelineWeek
+    from dashboard.web import insights, pages, pipeline_insights, pipelines, tile_cache
+    from tests.bench_incidents import INCIDENTS, seed_incidents
 
     client = Client(SERVER_NAME="localhost")
-    client.force_login(get_user_model().objects.create_user("bench", password="bench-only"))
+    client.force_login(get_user_model().objects.get_or_create(username="bench")[0])
     busiest = Pipeline.objects.order_by("-runs_30d", "pk").first()
 
     def get(path: str):
@@ -225,6 +238,10 @@ def measure() -> None:
         tile_cache.clear()
         pages.snapshot(page="wall", now=timezone.now())
 
+    def refresh_weeks():
+        with transaction.atomic():
+            pipeline_weeks.refresh([(busiest.project, busiest.repository, busiest.name)], now=timezone.now())
+
     figures = [
         ("wall snapshot", lambda: pages.snapshot(page="wall", now=timezone.now())),
         ("wall snapshot, no tile kept (a minute's first, a new node's)", cold_snapshot),
@@ -233,8 +250,37 @@ def measure() -> None:
         (f"GET {busiest.slug} page ({busiest.runs_30d} runs in 30 d)", get(pipelines.view(busiest, now=timezone.now()).url)),
         ("GET /pipelines/?state=failing", get("/pipelines/?state=failing")),
         ("one pipeline's refresh (what a sync adds per pipeline)", refresh_one),
+        ("one pipeline's weeks derived again (pipeline_weeks.refresh)", refresh_weeks),
     ]
     print(f"server time, {RUNS} runs each after one warm-up (the machine is shared: figures are under load)")
+    report(figures)
+    started = time.perf_counter()
+    if not Incident.objects.exists():  # a second `measure` on the same database finds them there
+        seed_incidents(now=timezone.now())
+        incident_clock.rebuild(now=timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    print(f"then {INCIDENTS:,} incidents added and their durations derived in {time.perf_counter() - started:.0f} s; /insights/:")
+    now = timezone.now()
+    since = insights.week_start(now) - timedelta(weeks=insights.WEEKS_SHOWN - 1)
+    until = insights.week_start(now) + timedelta(weeks=1)
+    report(
+        [
+            ("GET /insights/ (12 weeks: incidents and pipelines)", get("/insights/")),
+            ("  of it: the incident figures", lambda: insights.insights(now=now)),
+            ("  of it: the build figures", lambda: pipeline_insights.build_insights(since=since, until=until)),
+            ("GET /insights/?weeks=104 (every incident and run)", get("/insights/?weeks=104")),
+            ("GET /insights/?project=project-3", get("/insights/?project=project-3")),
+        ]
+    )
+    counts = pipelines.pipeline_counts()
+    print(
+        f"pipelines: {Pipeline.objects.count():,}, failing {counts.failing}, running {counts.running}, stalled {counts.stalled};"
+        f" pipeline weeks: {PipelineWeek.objects.count():,}"
+    )
+
+
+def report(figures: list[tuple[str, object]]) -> None:
     for label, work in figures:
         work()
         times = []
@@ -244,10 +290,6 @@ def measure() -> None:
             times.append((time.perf_counter() - started) * 1000)
         p95 = statistics.quantiles(times, n=20)[-1]
         print(f"  {label:<64} p50 {statistics.median(times):8.1f} ms   p95 {p95:8.1f} ms")
-    counts = pipelines.pipeline_counts()
-    print(
-        f"pipelines: {Pipeline.objects.count():,}, failing {counts.failing}, running {counts.running}, stalled {counts.stalled}"
-    )
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ RESULTS = {
     EventStatus.STALE: "stalled",
 }
 MOVING = ("running", "stalled", "superseded")  # bars of runs in progress
+RUN_FIELDS = ("upstream_id", "target", "project", "repository", "name", "ref", "status", "timestamp")  # what refresh_runs reads
 STRIP_FIELDS = ("pk", "upstream_id", "status", "timestamp", "updated_at", "progress")
 DERIVED = [
     "state",

@@ -6,15 +6,18 @@ subscribes here; a subscriber that fails is logged and never breaks the sync.
 
 Derived state is brought up to date here too, in the same transaction as the change, so it is computed
 once per change and never drifts from the mirror: the pipelines of the build events written with them
-(live/pipelines.py) and an incident's durations (live/incident_clock.py).
+(live/pipelines.py) and their weekly figures (live/pipeline_weeks.py), and an incident's durations
+(live/incident_clock.py).
 """
 
 import logging
 from collections.abc import Callable, Iterable
 
 from django.db import transaction
+from django.utils import timezone
 
-from dashboard.live import incident_clock, pipelines
+from dashboard.live import incident_clock, pipeline_weeks, pipelines
+from dashboard.live.detection import UNFINISHED
 from dashboard.models import Event, Transition
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ def record(changes: list[Transition], *, events: Iterable[Event] = (), quiet: bo
     not news) brings derived state up to date and tells nobody.
     """
     pipelines.refresh_runs(events)
+    # A week counts finished runs alone: a batch of runs still in progress (a storm of progress bumps) leaves them be.
+    pipeline_weeks.refresh(pipelines.keys_of(event for event in events if event.status not in UNFINISHED), now=timezone.now())
     if not changes:
         return
     incident_clock.derive(changes)

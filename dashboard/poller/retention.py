@@ -4,7 +4,8 @@ The poller calls `prune_old_events` after each full pass. Each batch is its own 
 so the sync and the pages never wait long behind it; a big backlog (the first run on years of
 history) is worked off over several passes. A build still running or stalled is never deleted, nor any
 run its pipeline's history needs (`Pipeline.kept_from`: the run strip, the last result, the current red
-period), however old; the pipelines whose runs went are derived again in the same transaction.
+period), however old; the pipelines whose runs went are derived again in the same transaction. The weeks
+/insights/ sums are closed before retention reaches them (live/pipeline_weeks.py), so they outlive their runs.
 """
 
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
-from dashboard.live import pipelines
+from dashboard.live import pipeline_weeks, pipelines
 from dashboard.models import Event, EventStatus, Pipeline, pipeline
 from dashboard.upstreams.hth import sync
 
@@ -40,6 +41,7 @@ def prune_old_events(now: datetime) -> int:
             builds = pipelines.keys_of(gone.filter(target="build").only("target", "project", "repository", "name", "ref"))
             gone.only("pk").delete()  # its transitions go with it
             pipelines.refresh(builds)
+            pipeline_weeks.refresh(builds, now=now)  # open weeks only: these runs' weeks are closed
         deleted += len(batch)
     return deleted
 

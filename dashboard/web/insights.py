@@ -1,5 +1,5 @@
-"""The team's retrospective figures, per week and per severity: incidents, and the median and p90 time to
-acknowledge and to resolve.
+"""The team's retrospective figures about incidents, per week and per severity: how many, and the median and
+p90 time to acknowledge and to resolve (the build figures beside them are web/pipeline_insights.py).
 
 Read from the incidents' derived clocks (live/incident_clock.py), which the sync keeps true when upstream
 backdates or deletes a state, so nothing here scans the timeline. Weeks start on Monday, in UTC, and an
@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import OuterRef, Subquery
 
-from dashboard.models import Incident, IncidentClock
+from dashboard.models import Incident, IncidentClock, week_start
 
 WEEKS_SHOWN = 12
 MOST_WEEKS = 104  # a hand-edited URL cannot ask for years of weeks
@@ -109,8 +109,3 @@ def quantile(ordered: list[timedelta], q: float) -> timedelta | None:
         return None
     rank = max(1, -(-len(ordered) * q // 1))  # ceil(n * q)
     return ordered[int(rank) - 1]
-
-
-def week_start(moment: datetime) -> datetime:
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day - timedelta(days=day.weekday())

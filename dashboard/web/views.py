@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 
 from dashboard import id_tokens
 from dashboard.models import Incident, Pipeline
-from dashboard.web import feeds, health, insights, pages, pipelines, scrape
+from dashboard.web import feeds, health, insights, pages, pipeline_insights, pipelines, scrape
 from dashboard.web.filters import EventFilter
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,18 @@ def incident(request, upstream_id):
 
 @login_required
 def insights_page(request):
-    """The retrospective; its filters live in the URL (?weeks=12&severity=Critical), so a view is a link to share."""
+    """The retrospective; its filters live in the URL (?weeks=12&severity=Critical&project=borealis), so a view
+    is a link to share. The severity narrows the incidents, the project the builds."""
     try:
         weeks = int(request.GET.get("weeks", insights.WEEKS_SHOWN))
     except ValueError:
         weeks = insights.WEEKS_SHOWN
     severity = request.GET.get("severity", "").strip()[:200]
+    project = request.GET.get("project", "").strip()[:200]
+    project = "" if "\x00" in project else project  # a NUL names no project, and PostgreSQL refuses it
     found = insights.insights(now=timezone.now(), weeks=weeks, severity=severity)
-    return render(request, "dashboard/insights.html", {"insights": found, "weeks": len(found.weeks)})
+    builds = pipeline_insights.build_insights(since=found.since, until=found.until, project=project)
+    return render(request, "dashboard/insights.html", {"insights": found, "builds": builds, "weeks": len(found.weeks)})
 
 
 @login_required

@@ -17,7 +17,8 @@ mirror), and again after they are corrected (a corrected record must be read aga
            was knowingly replaced (by an edit whose author had seen it).
   upstream edits: every edit made in OneUptime is still there, or was knowingly replaced, or its note
            is held as a conflict (OneUptime has no If-Match: a write racing ours can only be shown).
-  derived: every pipeline equals a rebuild from the mirrored events (dashboard/live/pipelines.py).
+  derived: every pipeline equals a rebuild from the mirrored events (dashboard/live/pipelines.py),
+           and so do its open weeks (dashboard/live/pipeline_weeks.py, what /insights/ sums).
   poller:  the poller process never exited by itself and still makes passes, and never deadlocked;
            `sync --once` exits 0.
   hooks:   while OneUptime hangs, every Helix TeamHub webhook delivery is read back and stored within
@@ -44,7 +45,7 @@ from django.db.models import Q
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from dashboard.live import pipelines
+from dashboard.live import pipeline_weeks, pipelines
 from dashboard.models import (
     Event,
     HookDelivery,
@@ -682,7 +683,13 @@ class World:
             + self.state_violations()
             + self.edit_violations()
             + pipelines.differences()
+            + self.pipeline_week_violations()
         )
+
+    def pipeline_week_violations(self) -> list[str]:
+        """The poller closes weeks at its own retention horizon: compare the open weeks at the same one."""
+        with override_settings(EVENTS_KEPT_DAYS=KEPT_DAYS):
+            return pipeline_weeks.differences(now=datetime.now(UTC))
 
     def state_violations(self) -> list[str]:
         """The state timeline, and the clocks derived from it."""

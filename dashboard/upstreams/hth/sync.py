@@ -331,10 +331,9 @@ def recheck_events(*, client: HthClient, upstream_ids: list[str], now: datetime)
     store_events(fresh, now=now, announce_new=False)
     result.stored = len(fresh)
     with transaction.atomic():
-        gone = Event.objects.filter(upstream_id__in=result.deleted)
-        builds = pipelines.keys_of(gone.filter(target="build").only("target", "project", "repository", "name", "ref"))
-        gone.delete()  # their transitions go with them
-        pipelines.refresh(builds)
+        gone = list(Event.objects.filter(upstream_id__in=result.deleted).only(*pipelines.RUN_FIELDS))
+        Event.objects.filter(pk__in=[event.pk for event in gone]).delete()  # their transitions go with them
+        transitions.record([], events=gone)  # their pipelines, derived again without them
         _save_retries(stored=result.deleted, failed={}, cursor=None)
     return result
 
