@@ -7,6 +7,8 @@ pipeline when it connects, before its snapshot, and again at every heartbeat; a 
 In Redis when REDIS_URL is set, so the poller on one node sees the pages open on every node; without
 Redis the poller pushes only inside the one daphne process (`demo`, `serve`), whose memory is the truth.
 When Redis cannot be read, every pipeline counts as watched: a render too many, never a page left behind.
+The sync asks, after its commit and before it goes on, so it asks with a short timeout, and after a failure
+not again for a while: a partitioned Redis must never hold the mirror (it held it 5 s a batch).
 """
 
 import time
@@ -18,10 +20,14 @@ from dashboard.id_tokens import id_token
 from dashboard.live import shared_redis
 
 WATCH_SECONDS = 60  # three heartbeats: an open page always renews in time
+ASK_TIMEOUT = 0.25  # seconds the sync waits for Redis's answer
+QUIET_AFTER_FAILURE = 10.0  # seconds every pipeline counts as watched, unasked, after Redis failed to answer
 MOST_HERE = 10_000  # watches kept in memory without Redis
 
 _here: dict[str, float] = {}  # token -> when the watch lapses
 _full = {"until": 0.0}  # a watch found no room: every pipeline counts as watched until it would have lapsed
+_redis_failed = {"until": 0.0}
+_clients: dict[str, object] = {}
 
 
 def _key(slug: str) -> str:
@@ -51,13 +57,26 @@ def watched(slugs: Iterable[str]) -> set[str]:
     slugs = list(slugs)
     if not slugs:
         return set()
+    now = time.monotonic()
     if settings.REDIS_URL:
+        if _redis_failed["until"] > now:
+            return set(slugs)
         try:
-            found = shared_redis.sync_client().mget([_key(slug) for slug in slugs])
+            found = _quick_client().mget([_key(slug) for slug in slugs])
         except shared_redis.unreachable():
+            _redis_failed["until"] = now + QUIET_AFTER_FAILURE
             return set(slugs)
         return {slug for slug, value in zip(slugs, found, strict=True) if value is not None}
-    now = time.monotonic()
     if _full["until"] > now:
         return set(slugs)
     return {slug for slug in slugs if _here.get(_key(slug), 0) > now}
+
+
+def _quick_client():
+    import redis
+
+    if settings.REDIS_URL not in _clients:
+        _clients[settings.REDIS_URL] = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=ASK_TIMEOUT, socket_connect_timeout=ASK_TIMEOUT
+        )
+    return _clients[settings.REDIS_URL]
