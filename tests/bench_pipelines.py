@@ -244,7 +244,7 @@ def measure() -> None:
 
     figures = [
         ("wall snapshot", lambda: pages.snapshot(page="wall", now=timezone.now())),
-        ("wall snapshot, no tile kept (a minute's first, a new node's)", cold_snapshot),
+        ("wall snapshot, no tile kept (a new node's first)", cold_snapshot),
         ("GET /wall/", get("/wall/")),
         ("dashboard summary (counts and level)", lambda: pages.summary_context(now=timezone.now())),
         (f"GET {busiest.slug} page ({busiest.runs_30d} runs in 30 d)", get(pipelines.view(busiest, now=timezone.now()).url)),
