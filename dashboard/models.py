@@ -494,6 +494,17 @@ class IncidentClock(models.Model):
     """
 
     incident_upstream_id = models.CharField(max_length=100, unique=True)
+    # A join by upstream id, with no column or constraint of its own: a clock is derived from the timeline,
+    # which can arrive before its incident; /insights/ reads each clock's severity through it in one query.
+    incident = models.ForeignObject(
+        "Incident",
+        on_delete=models.DO_NOTHING,
+        from_fields=["incident_upstream_id"],
+        to_fields=["upstream_id"],
+        related_name="+",
+        null=True,
+        serialize=False,  # not a column: `dumpdata dashboard` shows incident_upstream_id, and a clock without its incident
+    )
     started_at = models.DateTimeField(help_text="The first state's start (OneUptime's metrics start there).")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True, help_text="The first resolved state's start.")

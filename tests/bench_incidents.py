@@ -76,7 +76,7 @@ def main(database_url: str) -> None:
 
 
 def seed_incidents(*, now: datetime) -> None:
-    """INCIDENTS incidents over about a year, each with three states (bulk inserts; their durations not derived yet).
+    """INCIDENTS resolved incidents over about a year, each with three states (bulk inserts; their durations not derived yet).
 
     Also seeds tests/bench_pipelines.py's /insights/ figures at 1,000,000 events."""
     from dashboard.models import Incident, IncidentStateChange
@@ -90,6 +90,7 @@ def seed_incidents(*, now: datetime) -> None:
                 title=f"Incident {n}",
                 severity=("Critical", "Major", "Minor")[n % 3],
                 declared_at=declared,
+                is_resolved=True,  # as its timeline below ends: a year of open incidents is no team's wall
                 raw={"monitors": [{"_id": f"m-{n % 40}", "name": f"project-{n % 40}"}]},
                 synced_at=now,
             )

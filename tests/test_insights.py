@@ -86,3 +86,21 @@ def test_quantiles_are_times_some_incident_took():
     assert insights.quantile(minutes, 0.5) == timedelta(minutes=3)
     assert insights.quantile(minutes, 0.9) == timedelta(minutes=100)
     assert insights.quantile([], 0.5) is None
+
+
+def test_a_clock_whose_incident_has_not_arrived_counts_without_severity_and_every_row_still_dumps(person):
+    """The clock reads its severity through a join by upstream id; a timeline can arrive before its incident."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from dashboard.models import IncidentClock
+
+    started = THIS_WEEK  # a week begins at its Monday, 00:00 UTC, inclusive
+    IncidentClock.objects.create(incident_upstream_id="not-yet", started_at=started, computed_at=NOW)
+    html = person.get("/insights/?weeks=1").content.decode()
+    assert row(html, "week", f"{THIS_WEEK:%Y-%m-%d}")[1] == "1"
+    assert row(html, "severity", r"\(none\)")[1] == "1"
+    out = StringIO()
+    call_command("dumpdata", "dashboard", stdout=out)
+    assert '"incident_upstream_id": "not-yet"' in out.getvalue()

@@ -6,15 +6,15 @@ backdates or deletes a state, so nothing here scans the timeline. Weeks start on
 incident counts in the week it began (its first state).
 """
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import OuterRef, Subquery
-
-from dashboard.models import Incident, IncidentClock, week_start
+from dashboard.models import IncidentClock, week_start
 
 WEEKS_SHOWN = 12
 MOST_WEEKS = 104  # a hand-edited URL cannot ask for years of weeks
+WEEK = timedelta(weeks=1)
 
 
 @dataclass(frozen=True)
@@ -63,22 +63,21 @@ class Insights:
 
 def insights(*, now: datetime, weeks: int = WEEKS_SHOWN, severity: str = "") -> Insights:
     weeks = max(1, min(weeks, MOST_WEEKS))
-    until = week_start(now) + timedelta(weeks=1)
-    since = until - timedelta(weeks=weeks)
-    severity_of = Incident.objects.filter(upstream_id=OuterRef("incident_upstream_id")).values("severity")[:1]
+    until = week_start(now) + WEEK
+    since = until - weeks * WEEK
     clocks = (
         IncidentClock.objects.filter(started_at__gte=since, started_at__lt=until)
-        .annotate(severity=Subquery(severity_of))
-        .values_list("started_at", "severity", "time_to_acknowledge", "time_to_resolve")
+        .order_by("started_at")
+        .values_list("started_at", "incident__severity", "time_to_acknowledge", "time_to_resolve")
     )
     rows = [(started, (sev or "").strip() or "(none)", tta, ttr) for started, sev, tta, ttr in clocks]
     severities = sorted({sev for _, sev, _, _ in rows}, key=str.lower)
     if severity:
         rows = [row for row in rows if row[1].lower() == severity.lower()]
-    by_week: dict[datetime, list] = {since + timedelta(weeks=i): [] for i in range(weeks)}
-    for row in rows:
-        by_week[week_start(row[0])].append(row)
-    weekly = [Row(week, severity, figures(found)) for week, found in by_week.items()]
+    starts = [row[0] for row in rows]  # in order: each week is the slice between two bisections
+    mondays = [since + index * WEEK for index in range(weeks + 1)]
+    bounds = [bisect_left(starts, monday) for monday in mondays]
+    weekly = [Row(mondays[i], severity, figures(rows[bounds[i] : bounds[i + 1]])) for i in range(weeks)]
     per_severity = [Row(since, name, figures([row for row in rows if row[1] == name])) for name in severities]
     per_severity = [row for row in per_severity if row.figures.incidents]
     most = max([row.figures.incidents for row in weekly] + [1])
