@@ -170,10 +170,10 @@ def span(duration) -> str:
 
 
 @register.filter
-def week_of(monday, short: bool = False) -> str:
-    """A week of /insights/ by its Monday in UTC, as it is counted ("2026-11-30", short "11-30"): a two-year
-    page shows 800 of them, and `date`'s locale and zone lookups took a third of its render."""
-    return f"{monday.astimezone(UTC):%m-%d}" if short else f"{monday.astimezone(UTC):%Y-%m-%d}"
+def utc(moment, layout: str = "%Y-%m-%d %H:%M") -> str:
+    """A moment in UTC, as the pages show times, by `strftime`: a page of runs or two years of weeks shows
+    hundreds, and `date`'s locale and zone lookups for each took a third of a render. "" for none."""
+    return moment.astimezone(UTC).strftime(layout) if moment else ""
 
 
 @register.filter
