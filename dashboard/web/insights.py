@@ -89,8 +89,10 @@ def insights(*, now: datetime, weeks: int = WEEKS_SHOWN, severity: str = "") -> 
 
 
 def figures(rows: list[tuple]) -> Figures:
-    acknowledge = sorted(tta for _, _, tta, _ in rows if tta is not None)
-    resolve = sorted(ttr for _, _, _, ttr in rows if ttr is not None)
+    acknowledge = [row[2] for row in rows if row[2] is not None]
+    resolve = [row[3] for row in rows if row[3] is not None]
+    acknowledge.sort()
+    resolve.sort()
     return Figures(
         incidents=len(rows),
         acknowledged=len(acknowledge),

@@ -7,6 +7,7 @@ grouped queries, and the red-period durations and flaky commits only of the pipe
 """
 
 from dataclasses import dataclass
+from heapq import nsmallest
 from datetime import datetime, timedelta
 
 from django.db.models import QuerySet, Sum
@@ -96,15 +97,16 @@ def build_insights(*, since: datetime, until: datetime, project: str = "") -> Bu
     while week < until:
         weeks.append(per_week.get(week, BuildWeek(week, 0, 0)))
         week += timedelta(weeks=1)
-    per_pipeline = [
-        PipelineFigures((p, r, n), runs, failures, fixes, flaky)
-        for p, r, n, runs, failures, fixes, flaky in rows.values("project", "repository", "name")
+    totals = [
+        row
+        for row in rows.values("project", "repository", "name")
         .annotate(r=Sum("runs"), f=Sum("failures"), x=Sum("fixes"), k=Sum("flaky"))
         .values_list("project", "repository", "name", "r", "f", "x", "k")
-        if runs
+        if row[3]
     ]
-    worst = sorted(per_pipeline, key=lambda f: (-f.failures / f.runs, -f.failures, f.key))[:WORST_SHOWN]
-    flakiest = sorted((f for f in per_pipeline if f.flaky), key=lambda f: (-f.flaky, f.key))[:FLAKIEST_SHOWN]
+    # Ranked as plain tuples (project, repository, name, runs, failures, fixes, flaky): of 2,000, only 30 are shown.
+    worst = [_figures(row) for row in nsmallest(WORST_SHOWN, totals, key=lambda t: (-t[4] / t[3], -t[4], t[:3]))]
+    flakiest = [_figures(row) for row in nsmallest(FLAKIEST_SHOWN, (t for t in totals if t[6]), key=lambda t: (-t[6], t[:3]))]
     details = _details(rows, {f.key for f in worst + flakiest})
     worst, flakiest = [_with(f, details) for f in worst], [_with(f, details) for f in flakiest]
     bars, highest = [], max([w.failures / w.runs for w in weeks if w.runs] + [0]) or 1
@@ -113,7 +115,12 @@ def build_insights(*, since: datetime, until: datetime, project: str = "") -> Bu
         bars.append(RateBar(x=100 * index + 10, y=100 - height, height=height, week=found))
     total = BuildWeek(since, sum(w.runs for w in weeks), sum(w.failures for w in weeks))
     projects = sorted(Pipeline.objects.order_by().values_list("project", flat=True).distinct(), key=str.lower)
-    return BuildInsights(project, projects, weeks, bars, total, len(per_pipeline), worst, flakiest)
+    return BuildInsights(project, projects, weeks, bars, total, len(totals), worst, flakiest)
+
+
+def _figures(row: tuple) -> PipelineFigures:
+    project, repository, name, runs, failures, fixes, flaky = row
+    return PipelineFigures((project, repository, name), runs, failures, fixes, flaky)
 
 
 def _details(rows: QuerySet[PipelineWeek], keys: set[Key]) -> dict[Key, dict]:

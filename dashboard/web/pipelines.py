@@ -401,29 +401,30 @@ def page_context(*, pipeline: Pipeline, now: datetime, before: str = "") -> dict
         Run(event=event, result=_result(event, pipeline), duration=_duration(event))
         for event in listed.defer(*HEAVY_FIELDS)[: PAGE_RUNS + 1]
     ]
+    # The newest HISTORY_RUNS as plain values, newest first: the red periods and the trend are both read from them.
+    history = list(runs_qs.values_list("pk", "upstream_id", "status", "timestamp", "updated_at")[:HISTORY_RUNS])
     finished = [
-        Run(event=event, result=_result(event, pipeline), duration=_duration(event))
-        for event in runs_qs.filter(status__in=(EventStatus.COMPLETED, EventStatus.FAILED)).only(
-            "pk", "upstream_id", "status", "timestamp", "updated_at"
-        )[:TREND_RUNS]
-    ]
+        (upstream_id, _result_of(status, pk, pipeline), _span(timestamp, updated_at))
+        for pk, upstream_id, status, timestamp, updated_at in history
+        if status in (EventStatus.COMPLETED, EventStatus.FAILED)
+    ][:TREND_RUNS]
     return {
         "tile": view(pipeline, now=now),
         "runs": page[:PAGE_RUNS],
         "older": page[PAGE_RUNS - 1].event.upstream_id if len(page) > PAGE_RUNS else "",
         "before": after.upstream_id if after else "",
-        "red_periods": red_periods(runs_qs),
+        "red_periods": red_periods(history),
         "trend": trend(finished),
         "now": now,
     }
 
 
-def red_periods(runs: QuerySet[Event]) -> list[RedPeriod]:
-    """Runs of failures among the newest HISTORY_RUNS, newest first, each with the passing run that ended it
-    (none for one still red). Read as plain values, then the fixing runs alone as rows, for their people."""
-    history = runs.values_list("pk", "status", "timestamp", "updated_at")[:HISTORY_RUNS]
+def red_periods(history: list[tuple]) -> list[RedPeriod]:
+    """Runs of failures among the newest runs (pk, upstream_id, status, timestamp, updated_at; newest first),
+    newest first, each with the passing run that ended it (none for one still red); then the fixing runs
+    alone as rows, for their people."""
     found, started, count = [], None, 0
-    for pk, status, timestamp, updated_at in reversed(history):  # oldest first
+    for pk, _, status, timestamp, updated_at in reversed(history):  # oldest first
         if status == EventStatus.FAILED:
             started, count = started or timestamp, count + 1
         elif status == EventStatus.COMPLETED and started:
@@ -439,22 +440,23 @@ def red_periods(runs: QuerySet[Event]) -> list[RedPeriod]:
     return periods[::-1]
 
 
-def trend(runs: list[Run]) -> dict:
-    """The duration of each finished run, oldest left, as SVG (made here, as the run strip is), with the median as a line."""
-    finished = [run for run in reversed(runs) if run.duration is not None]
+def trend(runs: list[tuple[str, str, timedelta | None]]) -> dict:
+    """The duration of each finished run (upstream id, result, duration; newest first), oldest left, as SVG
+    (made here, as the run strip is), with the median as a line."""
+    finished = [(run_id, result, duration) for run_id, result, duration in reversed(runs) if duration is not None]
     if not finished:
         return {"svg": "", "runs": 0}
-    tallest = max(run.duration.total_seconds() for run in finished) or 1
+    tallest = max(duration.total_seconds() for _, _, duration in finished) or 1
     step = TREND_WIDTH / max(1, len(finished) - 1)
     points, dots = [], []
-    for index, run in enumerate(finished):
-        x, y = _n(round(index * step, 1)), _n(round(TREND_HEIGHT - TREND_HEIGHT * run.duration.total_seconds() / tallest, 1))
+    for index, (run_id, result, duration) in enumerate(finished):
+        x, y = _n(round(index * step, 1)), _n(round(TREND_HEIGHT - TREND_HEIGHT * duration.total_seconds() / tallest, 1))
         points.append(f"{x},{y}")
         dots.append(
-            f'<circle class="run--{run.result}" cx="{x}" cy="{y}" r="3" data-run-id="{html.escape(run.event.upstream_id)}"'
-            f' data-run-result="{run.result}"><title>{span(run.duration)} · {run.result}</title></circle>'
+            f'<circle class="run--{result}" cx="{x}" cy="{y}" r="3" data-run-id="{html.escape(run_id)}"'
+            f' data-run-result="{result}"><title>{span(duration)} · {result}</title></circle>'
         )
-    median = statistics.median(sorted(run.duration.total_seconds() for run in finished))
+    median = statistics.median(sorted(duration.total_seconds() for _, _, duration in finished))
     median_y = _n(round(TREND_HEIGHT - TREND_HEIGHT * median / tallest, 1))
     svg = (
         f'<svg class="trend" viewBox="-4 -4 {TREND_WIDTH + 8} {TREND_HEIGHT + 8}" role="img"'
@@ -471,17 +473,24 @@ def trend(runs: list[Run]) -> dict:
 
 
 def _result(event: Event, pipeline: Pipeline) -> str:
-    if event.status in (EventStatus.LIVE, EventStatus.STALE) and event.pk != pipeline.latest_run_id:
+    return _result_of(event.status, event.pk, pipeline)
+
+
+def _result_of(status: str, pk: int, pipeline: Pipeline) -> str:
+    if status in (EventStatus.LIVE, EventStatus.STALE) and pk != pipeline.latest_run_id:
         return "superseded"
-    return {EventStatus.COMPLETED: "passed", EventStatus.FAILED: "failed", EventStatus.LIVE: "running"}.get(
-        event.status, "stalled"
-    )
+    return {EventStatus.COMPLETED: "passed", EventStatus.FAILED: "failed", EventStatus.LIVE: "running"}.get(status, "stalled")
 
 
 def _duration(event: Event) -> timedelta | None:
-    if event.status not in (EventStatus.COMPLETED, EventStatus.FAILED) or not event.updated_at:
+    if event.status not in (EventStatus.COMPLETED, EventStatus.FAILED):
         return None
-    return event.updated_at - event.timestamp if event.updated_at > event.timestamp else None
+    return _span(event.timestamp, event.updated_at)
+
+
+def _span(started: datetime, ended: datetime | None) -> timedelta | None:
+    """How long a finished run took: from its start to its last update, if that came later."""
+    return ended - started if ended and ended > started else None
 
 
 def _end(event: Event) -> datetime:
