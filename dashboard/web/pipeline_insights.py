@@ -7,8 +7,8 @@ grouped queries, and the red-period durations and flaky commits only of the pipe
 """
 
 from dataclasses import dataclass
-from heapq import nsmallest
 from datetime import datetime, timedelta
+from heapq import nsmallest
 
 from django.db.models import QuerySet, Sum
 from django.urls import reverse
