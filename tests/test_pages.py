@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from dashboard.live import pipelines, screens
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Screen
-from dashboard.web import pages
+from dashboard.web import feeds, pages
 
 pytestmark = pytest.mark.django_db
 
@@ -346,6 +346,27 @@ def test_the_worst_incident_comes_first_on_the_wall(client):
     order = [part.split('"')[0] for part in html.split('data-incident-id="')[1:]]
     assert order == ["critical-new", "critical-old-acked", "major", "minor-new"]
     assert "(2 critical)" in html
+
+
+def test_a_thousand_open_incidents_are_counted_in_full_and_only_the_worst_are_loaded(client, person):
+    """Counts in SQL, cards for the worst only: the summary and the strip never load every open incident."""
+    now = timezone.now()
+    Incident.objects.bulk_create(
+        Incident(upstream_id=f"minor-{n}", title=f"minor {n}", severity="Minor", declared_at=now, synced_at=now)
+        for n in range(1000)
+    )
+    Incident.objects.create(
+        upstream_id="the-worst", title="the worst", severity=" critical ", declared_at=now - timedelta(days=2), synced_at=now
+    )
+    html = client.get("/").content.decode()
+    cards = [part.split('"')[0] for part in html.split('data-incident-id="')[1:]]
+    assert cards[0] == "the-worst" and len(cards) == feeds.OPEN_INCIDENTS_SHOWN
+    assert "1001</strong> open incidents" in html and ", 1 critical" in html
+    assert f"These are the {feeds.OPEN_INCIDENTS_SHOWN} worst of 1001 open incidents." in html
+    screen = screens.screen_named("Ops TV")
+    wall = client.get(f"/wall/?key={screen.key}").content.decode()
+    assert wall.split('data-incident-id="')[1].startswith("the-worst")
+    assert f'data-extra="{1001 - feeds.WALL_ROWS["incidents"]}"' in wall and "(1 critical)" in wall
 
 
 def test_the_link_to_oneuptime_never_carries_the_api_urls_credentials(settings):

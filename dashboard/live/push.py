@@ -172,9 +172,9 @@ def wall_messages(*, projects: set[str], now) -> list[Message]:
 
 def incident_messages(incidents, *, now) -> list[Message]:
     """Open-incident panels everywhere, and the timeline of each incident that changed."""
-    messages = [
-        Message(INCIDENTS, render_to_string(f"{pages.DASHBOARD}#open-incidents", {"incidents": pages.open_incidents(now=now)}))
-    ]
+    counts = feeds.incident_counts()
+    shown = {"incidents": pages.open_incidents(now=now), "incident_counts": counts}
+    messages = [Message(INCIDENTS, render_to_string(f"{pages.DASHBOARD}#open-incidents", shown))]
     for scale in {scale for _, scale in _wall_audiences(set())}:
         context = pages.wall_context(screen=_screen_like("", scale), now=now)
         messages.append(
@@ -184,7 +184,6 @@ def incident_messages(incidents, *, now) -> list[Message]:
             )
         )
     # The strip's level counts builds too, and a screen's builds are its project's: each kind of screen gets its own.
-    counts = pages.incident_counts(feeds.open_incidents())
     for project, scale in _wall_audiences(set()):
         level = pipelines.level(pipelines.pipeline_counts(project=project), counts)
         messages.append(Message(wall_group(project, scale), render_to_string(f"{pages.WALL}#wall-level", {"level": level})))

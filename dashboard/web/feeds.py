@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Window
-from django.db.models.functions import Left, Length, RowNumber
+from django.db.models import Case, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Value, When, Window
+from django.db.models.functions import Left, Length, Lower, RowNumber, Trim
+from django.db.models.lookups import Exact
 
 from dashboard.models import Event, EventStatus, Incident, IncidentNote, Pipeline, Screen, ScreenPanel
 from dashboard.web.filters import EventFilter, moment
@@ -19,6 +20,7 @@ from dashboard.web.markdown import RENDERED_CHARS_MAX
 FEED_PAGE_SIZE = 50
 # The most rows a wall is sent; the page shows what fits its screen and counts the rest as "+N more".
 WALL_ROWS = {"builds": 40, "incidents": 30, "activity": 40}
+OPEN_INCIDENTS_SHOWN = 50  # the dashboard's cards, worst first; the summary counts every open incident
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
 # The most of a note's markdown an incident card (dashboard, wall, their pushes) loads: it shows the start
 # of the latest note, and the whole of it is one click away on the incident's timeline.
@@ -98,11 +100,12 @@ def live_events(*, event_filter: EventFilter) -> QuerySet[Event]:
     )
 
 
-def open_incidents() -> list[Incident]:
-    """Unresolved incidents, worst first (see `incident_rank`), each with its latest note (`recent_notes`, one at most).
+def open_incidents(*, limit: int = OPEN_INCIDENTS_SHOWN) -> list[Incident]:
+    """The `limit` worst unresolved incidents (see `open_ranked`), each with its latest note (`recent_notes`, one at most).
 
     Only what a card shows is loaded: the latest note of each, as its first NOTE_EXCERPT_CHARS in `excerpt`
-    (`cut` says there is more), and no `raw` copies. Every render and push of the open incidents runs this.
+    (`cut` says there is more), and no `raw` copies. Every render and push of the open incidents runs this;
+    `incident_counts()` counts them all.
     """
     latest = (
         IncidentNote.objects.filter(deleted=False)
@@ -112,27 +115,36 @@ def open_incidents() -> list[Incident]:
         .annotate(excerpt=Left("note", NOTE_EXCERPT_CHARS), note_length=Length("note"))
     )
     incidents = list(
-        Incident.objects.filter(is_resolved=False)
-        .defer("raw")
-        .order_by("-declared_at", "-pk")
-        .prefetch_related(Prefetch("notes", queryset=latest, to_attr="recent_notes"))
+        open_ranked().defer("raw").prefetch_related(Prefetch("notes", queryset=latest, to_attr="recent_notes"))[:limit]
     )
     for incident in incidents:
         for note in incident.recent_notes:
             note.cut = note.note_length > NOTE_EXCERPT_CHARS
-    incidents.sort(key=incident_rank)  # stable: equal ranks stay newest first
     return incidents
 
 
-def severity_rank(incident: Incident) -> int:
-    return SEVERITY_RANK.get(incident.severity.strip().lower(), len(SEVERITY_RANK))
+def open_ranked() -> QuerySet[Incident]:
+    """Unresolved incidents, worst first: by severity, then state (nobody on it yet comes first), then age
+    (oldest first), so the worst is never cut off; ranked in SQL, so a thousand open ones are never all loaded."""
+    return (
+        Incident.objects.filter(is_resolved=False)
+        .annotate(severity_rank=_rank(Lower(Trim("severity")), SEVERITY_RANK), state_rank=_rank(Lower(Trim("state")), STATE_RANK))
+        .order_by("severity_rank", "state_rank", F("declared_at").asc(nulls_last=True), "-pk")
+    )
 
 
-def incident_rank(incident: Incident) -> tuple:
-    """Severity, then state (nobody on it yet comes first), then age (oldest first): the worst is never cut off."""
-    state = STATE_RANK.get(incident.state.strip().lower(), len(STATE_RANK))
-    declared = incident.declared_at.timestamp() if incident.declared_at else float("inf")
-    return (severity_rank(incident), state, declared)
+def incident_counts() -> dict[str, int]:
+    """Every open incident, and the critical and major ones: the numbers the summary and the wall's strip show."""
+    severity = Lower(Trim("severity"))
+    return Incident.objects.filter(is_resolved=False).aggregate(
+        open=Count("pk"),
+        critical=Count("pk", filter=Exact(severity, "critical")),
+        major=Count("pk", filter=Exact(severity, "major")),
+    )
+
+
+def _rank(value, ranks: dict[str, int]) -> Case:
+    return Case(*[When(Exact(value, name), then=Value(rank)) for name, rank in ranks.items()], default=Value(len(ranks)))
 
 
 def timeline(incident: Incident) -> list[IncidentNote]:

@@ -41,15 +41,14 @@ def dashboard_page_context(*, event_filter: EventFilter, before: str = "") -> di
 
 def summary_context(*, now: datetime) -> dict:
     """The counts the wall's status strip shows, for the dashboard's summary strip: the same words in both places."""
-    incidents = feeds.open_incidents()
-    counts = incident_counts(incidents)
+    counts = feeds.incident_counts()
     builds = pipelines.pipeline_counts()
     return {"builds": builds, "incident_counts": counts, "level": pipelines.level(builds, counts)}
 
 
-def open_incidents(*, now: datetime) -> list[Incident]:
-    """The open incidents, worst first, each with how long it has taken so far."""
-    return incident_timeline.with_durations(feeds.open_incidents(), now=now)
+def open_incidents(*, now: datetime, limit: int = feeds.OPEN_INCIDENTS_SHOWN) -> list[Incident]:
+    """The worst open incidents, worst first, each with how long it has taken so far."""
+    return incident_timeline.with_durations(feeds.open_incidents(limit=limit), now=now)
 
 
 def with_changes(incidents: list[Incident]) -> list[Incident]:
@@ -57,14 +56,6 @@ def with_changes(incidents: list[Incident]) -> list[Incident]:
     for incident in changes_before.with_sources(incidents):
         incident.changes = changes_before.changes_before(incident)
     return incidents
-
-
-def incident_counts(incidents: list[Incident]) -> dict[str, int]:
-    return {
-        "open": len(incidents),
-        "critical": sum(feeds.severity_rank(incident) == 0 for incident in incidents),
-        "major": sum(feeds.severity_rank(incident) == 1 for incident in incidents),
-    }
 
 
 def incident_context(*, incident: Incident, now: datetime | None = None) -> dict:
@@ -90,16 +81,17 @@ def oneuptime_url(incident: Incident) -> str:
 def wall_context(*, screen: Screen | None, now: datetime) -> dict:
     project = screen.project if screen else ""
     rows = feeds.wall_rows(screen)
-    incidents = open_incidents(now=now)
+    incidents = open_incidents(now=now, limit=rows["incidents"])
+    counts = feeds.incident_counts()
     builds = pipelines.wall_builds(project=project, now=now, limit=rows["builds"])
     return {
-        "level": pipelines.level(builds.counts, incident_counts(incidents)),
+        "level": pipelines.level(builds.counts, counts),
         "screen": screen,
         "panels": feeds.screen_panels(screen),
         "builds": builds,
-        "incidents": with_changes(incidents[: rows["incidents"]]),
-        "incidents_more": max(0, len(incidents) - rows["incidents"]),
-        "incident_counts": incident_counts(incidents),
+        "incidents": with_changes(incidents),
+        "incidents_more": max(0, counts["open"] - len(incidents)),
+        "incident_counts": counts,
         "activity": feeds.wall_activity(project=project, limit=rows["activity"]),
         "now": now,
     }
