@@ -12,25 +12,34 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 
-from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When, prefetch_related_objects
+from django.db.models import Count, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
-from dashboard.models import Event, EventStatus, Pipeline, PipelineState, person_name, pipeline_runs, runs_before
+from dashboard.models import (
+    Event,
+    EventStatus,
+    Pipeline,
+    PipelineState,
+    person_name,
+    pipeline_priority,
+    pipeline_runs,
+    runs_before,
+)
 from dashboard.templatetags.pulseboard import span
 from dashboard.web import tile_cache
 
 # Tiles keep their place: ordered by bucket, then by name. Running and passing share a bucket, so a build
 # that starts or passes changes its tile in place; only failing and stalling move a tile (to the front).
 BUCKETS = {PipelineState.FAILING: 0, PipelineState.STALLED: 1, PipelineState.RUNNING: 2, PipelineState.PASSING: 2}
-# Which tiles a screen shows when not all fit: every failing one, then stalled, then running, then the most
-# recently finished; `rank` says so to live.js, which hides the highest ranks first.
-PRIORITY = {PipelineState.FAILING: 0, PipelineState.STALLED: 1, PipelineState.RUNNING: 2, PipelineState.PASSING: 3}
+# Which tiles a screen shows when not all fit is models.PIPELINE_PRIORITY; `rank` says so to live.js, which
+# hides the highest ranks first.
 RECENT_PASSING = timedelta(hours=24)  # a passing pipeline that has not run for a day leaves the wall
 FIXED_SHOWN = timedelta(hours=1)  # how long a tile says who fixed it
 WALL_TILES = 40
 HEAVY_FIELDS = ("raw", "files", "linked_objects", "code_reviews")  # what no tile or row shows
+DRAWN_FIELDS = ("recent_runs", "flaky_commits")  # what only drawing a tile reads: not loaded for a tile kept drawn
 LIST = "dashboard/pipelines.html"
 TILE = "dashboard/_pipeline.html"
 PAGE = "dashboard/pipeline.html"
@@ -321,9 +330,9 @@ class WallBuilds:
 
 
 def wall_builds(*, project: str = "", now: datetime, limit: int = WALL_TILES) -> WallBuilds:
-    """The tiles a wall is sent: chosen by PRIORITY (failing, stalled, running, then most recently finished), shown by BUCKETS."""
-    shown = _rows(project).filter(_on_wall(now))
-    chosen = shown.annotate(priority=_priority()).order_by("priority", "-finished_at", "pk")[:limit]
+    """The tiles a wall is sent: chosen by PIPELINE_PRIORITY (failing, stalled, running, then most recently finished), shown by BUCKETS."""
+    shown = _rows(project).filter(_on_wall(now)).defer(*DRAWN_FIELDS)
+    chosen = shown.annotate(priority=pipeline_priority()).order_by("priority", "-finished_at", "pk")[:limit]
     tiles = [view(pipeline, now=now, rank=rank) for rank, pipeline in enumerate(chosen)]
     fetch_runs([tile.pipeline for tile in tiles if not tile_cache.has(tile.cache_key())])  # a kept tile needs none
     tiles.sort(key=lambda tile: (BUCKETS[tile.state], tile.slug.lower(), tile.slug))
@@ -346,7 +355,7 @@ def listed(*, state: str = "", now: datetime) -> list[PipelineView]:
         rows = rows.filter(current_status=EventStatus.LIVE)
     elif state == "stalled":
         rows = rows.filter(current_status=EventStatus.STALE)
-    rows = rows.annotate(priority=_priority()).order_by("priority", "project", "repository", "name")
+    rows = rows.annotate(priority=pipeline_priority()).order_by("priority", "project", "repository", "name")
     listed = [view(pipeline, now=now) for pipeline in rows[:500]]
     fetch_runs([row.pipeline for row in listed if not tile_cache.has(row.cache_key("pipeline-row"))])
     return listed
@@ -354,13 +363,16 @@ def listed(*, state: str = "", now: datetime) -> list[PipelineView]:
 
 def fetch_runs(rows: list[Pipeline]) -> None:
     """Each row's current and last finished run, read after the rows are chosen: joined, PostgreSQL looked up
-    the runs of every pipeline before it sorted and cut them (14 of the wall's 20 ms at 2,000 pipelines)."""
+    the runs of every pipeline before it sorted and cut them (14 of the wall's 20 ms at 2,000 pipelines).
+    Rows read without their DRAWN_FIELDS get those too: only a tile drawn again needs them."""
     runs = Event.objects.defer(*HEAVY_FIELDS)
     prefetch_related_objects(rows, Prefetch("latest_run", queryset=runs), Prefetch("last_finished", queryset=runs))
-
-
-def _priority() -> Case:
-    return Case(*[When(state=state, then=Value(rank)) for state, rank in PRIORITY.items()], output_field=IntegerField())
+    deferred = [row for row in rows if row.get_deferred_fields() & set(DRAWN_FIELDS)]
+    drawn = Pipeline.objects.filter(pk__in=[row.pk for row in deferred]).values_list("pk", *DRAWN_FIELDS) if deferred else []
+    values = {pk: fields for pk, *fields in drawn}
+    for row in deferred:
+        for name, value in zip(DRAWN_FIELDS, values.get(row.pk, ([], [])), strict=True):
+            setattr(row, name, value)
 
 
 PAGE_RUNS = 50  # runs a page of the runs table lists, newest first; "Older runs" goes on from the last one
