@@ -11,15 +11,17 @@ class DashboardConfig(AppConfig):
 
         transitions.subscribe(push.publish)
         sessions.listen()
-        post_migrate.connect(rebuild_pipelines_after_migrating, sender=self)
+        post_migrate.connect(rebuild_derived_after_migrating, sender=self)
 
 
-def rebuild_pipelines_after_migrating(sender, plan=None, **kwargs):
-    """Pipelines are derived from the events: a migration of ours may have changed how, so derive them afresh."""
+def rebuild_derived_after_migrating(sender, plan=None, **kwargs):
+    """Pipelines and the retrospective's weeks are derived from the mirror: a migration of ours may have
+    changed how, so derive them afresh."""
     from django.utils import timezone
 
-    from dashboard.live import pipeline_weeks, pipelines
+    from dashboard.live import incident_weeks, pipeline_weeks, pipelines
 
     if any(migration.app_label == "dashboard" and not backwards for migration, backwards in plan or []):
         pipelines.rebuild()
         pipeline_weeks.rebuild(now=timezone.now())
+        incident_weeks.rebuild()

@@ -526,6 +526,27 @@ class IncidentClock(models.Model):
         return f"{self.incident_upstream_id}: {'open' if self.is_open else 'resolved'}"
 
 
+class IncidentWeek(models.Model):
+    """The incidents of one severity that began in one week (Monday 00:00 UTC), for /insights/.
+
+    Written only by dashboard/live/incident_weeks.py, from the clocks, whenever a clock or an incident's
+    severity changes: two years of the retrospective read a few hundred of these rather than every clock.
+    """
+
+    week = models.DateTimeField(help_text="The week's Monday, 00:00 UTC; an incident counts in the week it began.")
+    severity = models.CharField(max_length=200, blank=True, help_text="As OneUptime names it, trimmed; empty for none.")
+    incidents = models.PositiveIntegerField(default=0)
+    acknowledge_seconds = models.JSONField(default=list, help_text="Each acknowledged incident's time to acknowledge, sorted.")
+    resolve_seconds = models.JSONField(default=list, help_text="Each resolved incident's time to resolve, sorted.")
+
+    class Meta:
+        ordering = ["week", "severity"]
+        constraints = [models.UniqueConstraint(fields=["week", "severity"], name="one_row_per_incident_week")]
+
+    def __str__(self):
+        return f"{self.week:%Y-%m-%d} {self.severity or '(none)'}: {self.incidents}"
+
+
 class ChangeMapping(models.Model):
     """People's own link from an incident's monitor or label to the Helix TeamHub project or repository it runs on.
 

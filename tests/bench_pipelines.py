@@ -253,6 +253,7 @@ def measure() -> None:
         ("one pipeline's weeks derived again (pipeline_weeks.refresh)", refresh_weeks),
     ]
     print(f"server time, {RUNS} runs each after one warm-up (the machine is shared: figures are under load)")
+    print(f"  (this machine's pace now: {pace()})")
     report(figures)
     started = time.perf_counter()
     if not Incident.objects.exists():  # a second `measure` on the same database finds them there
@@ -273,11 +274,24 @@ def measure() -> None:
             ("GET /insights/?project=project-3", get("/insights/?project=project-3")),
         ]
     )
+    print(f"  (this machine's pace now: {pace()})")
     counts = pipelines.pipeline_counts()
     print(
         f"pipelines: {Pipeline.objects.count():,}, failing {counts.failing}, running {counts.running}, stalled {counts.stalled};"
         f" pipeline weeks: {PipelineWeek.objects.count():,}"
     )
+
+
+def pace() -> str:
+    """A fixed pure-Python loop, timed three times: on a shared virtual machine the same code runs up to a third
+    slower from one minute to the next, and this says which kind of minute the figures beside it had."""
+    times = []
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(1_000_000):
+            total += i * i
+        times.append((time.perf_counter() - started) * 1000)
+    return f"a fixed loop took {min(times):.0f}–{max(times):.0f} ms (115 ms at the fastest seen)"
 
 
 def report(figures: list[tuple[str, object]]) -> None:

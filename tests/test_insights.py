@@ -94,13 +94,36 @@ def test_a_clock_whose_incident_has_not_arrived_counts_without_severity_and_ever
 
     from django.core.management import call_command
 
-    from dashboard.models import IncidentClock
+    from dashboard.live import incident_clock
+    from dashboard.models import IncidentStateChange
 
     started = THIS_WEEK  # a week begins at its Monday, 00:00 UTC, inclusive
-    IncidentClock.objects.create(incident_upstream_id="not-yet", started_at=started, computed_at=NOW)
+    IncidentStateChange.objects.create(
+        upstream_id="st-1", incident_upstream_id="not-yet", state_name="Created", state_order=1, starts_at=started, synced_at=NOW
+    )
+    incident_clock.rebuild(["not-yet"], now=NOW)
     html = person.get("/insights/?weeks=1").content.decode()
     assert row(html, "week", f"{THIS_WEEK:%Y-%m-%d}")[1] == "1"
     assert row(html, "severity", r"\(none\)")[1] == "1"
     out = StringIO()
     call_command("dumpdata", "dashboard", stdout=out)
     assert '"incident_upstream_id": "not-yet"' in out.getvalue()
+
+
+def test_a_severity_changed_upstream_moves_the_incident_and_the_weeks_equal_a_rebuild(sim, oneuptime_client, person):
+    """/insights/ reads per-week rows the sync derives (live/incident_weeks.py): a change of severity alone,
+    which leaves the timeline as it was, still moves the incident, and the rows are what a rebuild gives."""
+    from dashboard.live import incident_weeks
+
+    made = incident(sim, LAST_WEEK + timedelta(days=1), severity="Minor", ack_after=5, resolve_after=20)
+    note_sync.sync_notes(client=oneuptime_client, now=NOW)  # the first pass: history, derived and told to nobody
+    html = person.get("/insights/?weeks=2").content.decode()
+    assert row(html, "severity", "Minor")[1] == "1" and "<td>5 min 0 s</td>" in row(html, "severity", "Minor")[2]
+
+    sim.now = NOW + timedelta(minutes=1)
+    with sim._lock:
+        sim._touch(sim.incidents[made["_id"]], {"incidentSeverityId": sim._severities["Critical"]}, sim.clock())
+    note_sync.sync_notes(client=oneuptime_client, now=sim.now)
+    html = person.get("/insights/?weeks=2").content.decode()
+    assert row(html, "severity", "Critical")[1] == "1" and row(html, "severity", "Minor") is None
+    assert incident_weeks.differences() == []

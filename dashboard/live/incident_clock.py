@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from itertools import batched
 
+from dashboard.live import incident_weeks
 from dashboard.models import IncidentClock, IncidentStateChange, Transition, TransitionKind
 
 # What can change an incident's durations: its timeline, or the incident itself (deleted with its timeline).
@@ -20,19 +21,26 @@ BATCH = 500  # incidents per query: within SQLite's limit on query parameters
 
 
 def derive(changes: list[Transition]) -> None:
-    """The transitions seam calls this inside the transaction that changed the mirror."""
+    """The transitions seam calls this inside the transaction that changed the mirror: the clocks of the
+    incidents whose timeline changed (and the weeks they were and are in), and the weeks of the incidents
+    that changed otherwise (a new severity moves an incident between a week's rows)."""
     touched = {change.upstream_id for change in changes if change.kind in KINDS}
+    changed = {change.upstream_id for change in changes if change.kind == TransitionKind.INCIDENT_CHANGED} - touched
     if touched:
         rebuild(touched, now=max(change.at for change in changes))
+    if changed:
+        incident_weeks.refresh(incident_weeks.weeks_of(changed))
 
 
 def rebuild(incident_upstream_ids: Iterable[str] | None = None, *, now: datetime) -> int:
     """Recompute the clocks of these incidents (every incident with a timeline when None); returns how many exist now."""
-    if incident_upstream_ids is None:
+    whole, weeks = incident_upstream_ids is None, set()
+    if whole:
         IncidentClock.objects.all().delete()
         ids = sorted(set(IncidentStateChange.objects.values_list("incident_upstream_id", flat=True)))
     else:
         ids = sorted(set(incident_upstream_ids))
+        weeks = incident_weeks.weeks_of(ids)  # the weeks they were in, before their clocks change
     stored = 0
     for chunk in batched(ids, BATCH):
         rows: dict[str, list[IncidentStateChange]] = {}
@@ -46,6 +54,10 @@ def rebuild(incident_upstream_ids: Iterable[str] | None = None, *, now: datetime
         clocks = [measure(upstream_id, timeline, now=now) for upstream_id, timeline in rows.items()]
         IncidentClock.objects.bulk_create(clocks)
         stored += len(clocks)
+    if whole:
+        incident_weeks.rebuild()
+    else:
+        incident_weeks.refresh(weeks | incident_weeks.weeks_of(ids))
     return stored
 
 

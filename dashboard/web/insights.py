@@ -1,20 +1,21 @@
 """The team's retrospective figures about incidents, per week and per severity: how many, and the median and
 p90 time to acknowledge and to resolve (the build figures beside them are web/pipeline_insights.py).
 
-Read from the incidents' derived clocks (live/incident_clock.py), which the sync keeps true when upstream
-backdates or deletes a state, so nothing here scans the timeline. Weeks start on Monday, in UTC, and an
-incident counts in the week it began (its first state).
+Merged from the per-week rows the sync derives from the incidents' clocks (live/incident_weeks.py, kept
+true when upstream backdates or deletes a state or changes a severity), so two years are a few hundred
+rows, not every incident. Weeks start on Monday, in UTC, and an incident counts in the week it began
+(its first state).
 """
 
-from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from dashboard.models import IncidentClock, week_start
+from dashboard.models import IncidentWeek, week_start
 
 WEEKS_SHOWN = 12
 MOST_WEEKS = 104  # a hand-edited URL cannot ask for years of weeks
 WEEK = timedelta(weeks=1)
+NO_SEVERITY = "(none)"
 
 
 @dataclass(frozen=True)
@@ -65,19 +66,19 @@ def insights(*, now: datetime, weeks: int = WEEKS_SHOWN, severity: str = "") -> 
     weeks = max(1, min(weeks, MOST_WEEKS))
     until = week_start(now) + WEEK
     since = until - weeks * WEEK
-    clocks = (
-        IncidentClock.objects.filter(started_at__gte=since, started_at__lt=until)
-        .order_by("started_at")
-        .values_list("started_at", "incident__severity", "time_to_acknowledge", "time_to_resolve")
-    )
-    rows = [(started, (sev or "").strip() or "(none)", tta, ttr) for started, sev, tta, ttr in clocks]
-    severities = sorted({sev for _, sev, _, _ in rows}, key=str.lower)
+    rows = [
+        (week, sev or NO_SEVERITY, count, acknowledge, resolve)
+        for week, sev, count, acknowledge, resolve in IncidentWeek.objects.filter(week__gte=since, week__lt=until).values_list(
+            "week", "severity", "incidents", "acknowledge_seconds", "resolve_seconds"
+        )
+    ]
+    severities = sorted({row[1] for row in rows}, key=str.lower)
     if severity:
         rows = [row for row in rows if row[1].lower() == severity.lower()]
-    starts = [row[0] for row in rows]  # in order: each week is the slice between two bisections
-    mondays = [since + index * WEEK for index in range(weeks + 1)]
-    bounds = [bisect_left(starts, monday) for monday in mondays]
-    weekly = [Row(mondays[i], severity, figures(rows[bounds[i] : bounds[i + 1]])) for i in range(weeks)]
+    by_week: list[list] = [[] for _ in range(weeks)]
+    for row in rows:
+        by_week[(row[0] - since) // WEEK].append(row)
+    weekly = [Row(since + index * WEEK, severity, figures(found)) for index, found in enumerate(by_week)]
     per_severity = [Row(since, name, figures([row for row in rows if row[1] == name])) for name in severities]
     per_severity = [row for row in per_severity if row.figures.incidents]
     most = max([row.figures.incidents for row in weekly] + [1])
@@ -89,22 +90,25 @@ def insights(*, now: datetime, weeks: int = WEEKS_SHOWN, severity: str = "") -> 
 
 
 def figures(rows: list[tuple]) -> Figures:
-    acknowledge = [row[2] for row in rows if row[2] is not None]
-    resolve = [row[3] for row in rows if row[3] is not None]
-    acknowledge.sort()
-    resolve.sort()
+    """Merged from rows of (week, severity, incidents, sorted seconds to acknowledge, sorted seconds to resolve)."""
+    acknowledge = sorted(seconds for row in rows for seconds in row[3])
+    resolve = sorted(seconds for row in rows for seconds in row[4])
     return Figures(
-        incidents=len(rows),
+        incidents=sum(row[2] for row in rows),
         acknowledged=len(acknowledge),
         resolved=len(resolve),
-        tta_median=quantile(acknowledge, 0.5),
-        tta_p90=quantile(acknowledge, 0.9),
-        ttr_median=quantile(resolve, 0.5),
-        ttr_p90=quantile(resolve, 0.9),
+        tta_median=_duration(quantile(acknowledge, 0.5)),
+        tta_p90=_duration(quantile(acknowledge, 0.9)),
+        ttr_median=_duration(quantile(resolve, 0.5)),
+        ttr_p90=_duration(quantile(resolve, 0.9)),
     )
 
 
-def quantile(ordered: list[timedelta], q: float) -> timedelta | None:
+def _duration(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def quantile(ordered: list, q: float):
     """The nearest-rank quantile: a duration some incident really took, never an interpolation."""
     if not ordered:
         return None

@@ -12,7 +12,8 @@ mirror), and again after they are corrected (a corrected record must be read aga
            the same fields that matter; nothing deleted upstream stays (events may: the API cannot say an
            event went); a note with an undelivered admin edit is compared by the admin invariant instead.
   derived: every incident with a timeline has exactly one clock, and it agrees with upstream's rows
-           sorted by `startsAt` (start, first resolution, open or not); no clock outlives its timeline.
+           sorted by `startsAt` (start, first resolution, open or not); no clock outlives its timeline;
+           the weeks /insights/ merges equal a rebuild from the clocks (dashboard/live/incident_weeks.py).
   admin:   every admin edit is in OneUptime, or visibly held (conflict or failed) in the outbox, or
            was knowingly replaced (by an edit whose author had seen it).
   upstream edits: every edit made in OneUptime is still there, or was knowingly replaced, or its note
@@ -45,7 +46,7 @@ from django.db.models import Q
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from dashboard.live import pipeline_weeks, pipelines
+from dashboard.live import incident_weeks, pipeline_weeks, pipelines
 from dashboard.models import (
     Event,
     HookDelivery,
@@ -684,6 +685,7 @@ class World:
             + self.edit_violations()
             + pipelines.differences()
             + self.pipeline_week_violations()
+            + incident_weeks.differences()
         )
 
     def pipeline_week_violations(self) -> list[str]:

@@ -244,7 +244,7 @@ def _store_incidents(items: list[dict], *, now: datetime, announce: bool) -> tup
             changes.append(
                 Transition(kind=TransitionKind.INCIDENT_CHANGED, upstream_id=incident.upstream_id, incident=incident, at=now)
             )
-    transitions.record(changes if announce else [])
+    transitions.record(changes, quiet=not announce)  # a first pass derives (each severity counts in its week) and tells nobody
     report.transitions = len(changes) if announce else 0
     return report, skipped_ids
 
