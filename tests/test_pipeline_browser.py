@@ -15,9 +15,14 @@ browser, server, ou_sim, staff = test_browser.browser, test_browser.server, test
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-# A tile's big line, cut short with an ellipsis, is a name nobody can read from across the room.
+# A tile's big line, cut short with an ellipsis, is a name nobody can read from across the room; its
+# numbers (streak, flaky, median, p95, success rate) wrap to two lines and must not lose their end either.
 CUT_NAMES = """() => [...document.querySelectorAll('#wall-builds [data-pipeline]:not([hidden]) .tile-name')]
     .filter(name => name.scrollWidth > name.clientWidth + 1).map(name => name.textContent)"""
+REPOSITORIES = ("atlas-web", "atlas-payments", "atlas")  # three "Release" builds, told apart by repository
+CUT_STATS = """() => [...document.querySelectorAll('#wall-builds [data-pipeline]:not([hidden]) .tile-stats')]
+    .filter(stats => stats.scrollHeight > stats.clientHeight + 1 || stats.scrollWidth > stats.clientWidth + 1)
+    .map(stats => stats.textContent)"""
 
 
 def finish(hth_sim, *, repository, failed=False, project="atlas", name="Release"):
@@ -28,7 +33,11 @@ def finish(hth_sim, *, repository, failed=False, project="atlas", name="Release"
 
 @pytest.mark.parametrize("width,height", [(1280, 720), (1920, 1080), (3840, 2160)])
 def test_same_named_pipelines_are_told_apart_and_never_cut_short(browser, server, hth_sim, width, height):
-    for repository in ("atlas-web", "atlas-payments", "atlas"):
+    passed = [hth_sim.start_build(project="atlas", repository=repository, name="Release") for repository in REPOSITORIES]
+    time.sleep(1.1)  # runs that took a second or more: their tiles show a median, a p95 and a success rate
+    for build in passed:
+        hth_sim.set_progress(build, 100)
+    for repository in REPOSITORIES:
         finish(hth_sim, repository=repository, failed=repository == "atlas")
     rerun = hth_sim.start_build(project="atlas", repository="atlas", name="Release")
     hth_sim.set_progress(rerun, 22)
@@ -41,7 +50,9 @@ def test_same_named_pipelines_are_told_apart_and_never_cut_short(browser, server
     tile = page.inner_text('[data-pipeline="atlas/atlas/Release"]')
     assert "atlas · Release" in tile and "failing since" in tile and "re-running 22%" in tile
     assert page.get_attribute("#wall-level", "data-level") == "red"
+    assert "red for 1 run" in tile and "median" in tile and "% passed in 30 d" in tile
     assert page.evaluate(CUT_NAMES) == []
+    assert page.evaluate(CUT_STATS) == []
     assert page.console_errors == []
 
 
