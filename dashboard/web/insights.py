@@ -61,6 +61,11 @@ class Insights:
     def plot_width(self) -> int:
         return 100 * len(self.weeks)
 
+    @property
+    def last_day(self) -> datetime:
+        """The Sunday that ends the last week shown (`until` is the Monday after it)."""
+        return self.until - timedelta(days=1)
+
 
 def insights(*, now: datetime, weeks: int = WEEKS_SHOWN, severity: str = "") -> Insights:
     weeks = max(1, min(weeks, MOST_WEEKS))
