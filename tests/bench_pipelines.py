@@ -291,7 +291,9 @@ def pace() -> str:
         for i in range(1_000_000):
             total += i * i
         times.append((time.perf_counter() - started) * 1000)
-    return f"a fixed loop took {min(times):.0f}–{max(times):.0f} ms (76–194 ms seen on this machine: the fewer, the faster it ran)"
+    return (
+        f"a fixed loop took {min(times):.0f}–{max(times):.0f} ms (76–194 ms seen on this machine: the fewer, the faster it ran)"
+    )
 
 
 def report(figures: list[tuple[str, object]]) -> None:
