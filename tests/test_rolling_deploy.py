@@ -30,6 +30,14 @@ GAP_SECONDS = 30  # between nodes in the rolling deploy: the issue's operator wa
 LATE_LOADS = 4  # loads of a page opened during the deploy, while both releases serve
 
 
+def wait_synced(url: str, timeout: float = 30) -> None:
+    """Until the server is through its first sync: before that, a page rightly says its data may be stale."""
+    deadline = time.monotonic() + timeout
+    while requests.get(f"{url}/healthz", timeout=10).json()["status"] != "ok":
+        assert time.monotonic() < deadline, "the server did not sync both upstreams"
+        time.sleep(0.2)
+
+
 def fail_first(page, pattern: str) -> list[str]:
     """The first request for `pattern` gets a 404, as from a node that lacks the file; later ones go through."""
     failed = []
@@ -47,6 +55,7 @@ def fail_first(page, pattern: str) -> list[str]:
 
 @pytest.mark.parametrize("asset", ["**/static/dashboard/pulseboard*.css", "**/static/dashboard/live*.js"])
 def test_a_page_whose_own_file_failed_to_load_reloads_itself_once_the_file_answers(browser, server, asset):  # noqa: F811
+    wait_synced(server.url)  # this test is about the file, not about a page opened before the first sync
     page = new_page(browser, width=1920, height=1080)
     failed = fail_first(page, asset)
     watch = PageWatch(page, "wall")
