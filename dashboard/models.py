@@ -536,8 +536,14 @@ class IncidentWeek(models.Model):
     week = models.DateTimeField(help_text="The week's Monday, 00:00 UTC; an incident counts in the week it began.")
     severity = models.CharField(max_length=200, blank=True, help_text="As OneUptime names it, trimmed; empty for none.")
     incidents = models.PositiveIntegerField(default=0)
-    acknowledge_seconds = models.JSONField(default=list, help_text="Each acknowledged incident's time to acknowledge, sorted.")
-    resolve_seconds = models.JSONField(default=list, help_text="Each resolved incident's time to resolve, sorted.")
+    acknowledged = models.PositiveIntegerField(default=0)
+    resolved = models.PositiveIntegerField(default=0)
+    acknowledge_seconds = models.JSONField(
+        default=list, help_text="The acknowledged incidents' times to acknowledge, sorted; past 1,000, evenly spaced ones."
+    )
+    resolve_seconds = models.JSONField(
+        default=list, help_text="The resolved incidents' times to resolve, sorted; past 1,000, evenly spaced ones."
+    )
 
     class Meta:
         ordering = ["week", "severity"]
@@ -682,6 +688,9 @@ class PipelineWeek(models.Model):
 
     def __str__(self):
         return f"{self.project}/{self.repository}/{self.name} {self.week:%Y-%m-%d}"
+
+
+WEEK = datetime.timedelta(weeks=1)
 
 
 def week_start(moment: datetime.datetime) -> datetime.datetime:

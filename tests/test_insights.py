@@ -83,9 +83,48 @@ def test_it_asks_for_a_login_and_a_nonsense_filter_shows_the_default(client, per
 
 def test_quantiles_are_times_some_incident_took():
     minutes = [timedelta(minutes=m) for m in (1, 2, 3, 4, 100)]
-    assert insights.quantile(minutes, 0.5) == timedelta(minutes=3)
-    assert insights.quantile(minutes, 0.9) == timedelta(minutes=100)
-    assert insights.quantile([], 0.5) is None
+    assert insights.quantile([(minutes, 5)], 0.5) == timedelta(minutes=3)
+    assert insights.quantile([(minutes, 5)], 0.9) == timedelta(minutes=100)
+    assert insights.quantile([(minutes[:2], 2), (minutes[2:], 3)], 0.5) == timedelta(minutes=3), "weeks merge"
+    assert insights.quantile([], 0.5) is None and insights.quantile([([], 0)], 0.5) is None
+
+
+def test_a_kept_sample_stands_for_the_durations_it_replaced():
+    """Past samples.MOST a week keeps evenly spaced durations; merged with a small week, each still counts
+    for as many as it stands for, so the median stays where the whole list puts it."""
+    from dashboard.live import samples
+
+    many = list(range(1, 3001))  # seconds; with the small week's one, 3,001 durations whose median is 1,501
+    kept = samples.bounded(many)
+    assert len(kept) == samples.MOST and kept[0] == 1 and kept == sorted(kept)
+    assert insights.quantile([(kept, len(many)), ([5000], 1)], 0.5) == 1501
+    assert insights.quantile([(kept, len(many)), ([5000], 1)], 0.9) == 2701 == insights.quantile([(many + [5000], 3001)], 0.9)
+
+
+def test_a_week_of_more_incidents_than_a_row_keeps_stays_bounded_with_true_counts(person):
+    from dashboard.live import incident_weeks, samples
+    from dashboard.models import IncidentClock, IncidentWeek
+
+    count = 2 * samples.MOST + 500
+    IncidentClock.objects.bulk_create(
+        IncidentClock(
+            incident_upstream_id=f"many-{number}",
+            started_at=LAST_WEEK + timedelta(seconds=number),
+            time_to_acknowledge=timedelta(seconds=number + 1),
+            time_to_resolve=timedelta(minutes=number + 1) if number % 2 else None,
+            computed_at=NOW,
+        )
+        for number in range(count)
+    )
+    incident_weeks.refresh([LAST_WEEK])
+    week = IncidentWeek.objects.get(week=LAST_WEEK)
+    assert (week.incidents, week.acknowledged, week.resolved) == (count, count, count // 2)
+    assert len(week.acknowledge_seconds) == len(week.resolve_seconds) == samples.MOST
+    html = person.get("/insights/?weeks=2").content.decode()
+    assert f"({count // 2} resolved)" in html
+    median = insights.insights(now=NOW, weeks=2).total.tta_median.total_seconds()
+    assert abs(median - 1250) <= 3, f"the median of 1 s to 2,500 s is 1,250 s, not {median}"
+    assert incident_weeks.differences() == []
 
 
 def test_a_clock_whose_incident_has_not_arrived_counts_without_severity_and_every_row_still_dumps(person):

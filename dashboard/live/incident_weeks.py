@@ -4,17 +4,18 @@
 derived again, whole, from the clocks that began in it whenever one of its clocks or one of its incidents'
 severities changes (from incident_clock.derive(), in the transaction that changed them), and `rebuild()`
 gives exactly what the incremental path stored. The durations are kept whole and sorted, not summarized,
-so a median or p90 over any range of weeks is exact.
+so a median or p90 over any range of weeks is exact (up to live/samples.MOST a week and severity; past it,
+evenly spaced ones beside the true counts).
 """
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from itertools import batched
 
-from dashboard.models import IncidentClock, IncidentWeek, week_start
+from dashboard.live import samples
+from dashboard.models import WEEK, IncidentClock, IncidentWeek, week_start
 
-WEEK = timedelta(weeks=1)
-FIELDS = ["incidents", "acknowledge_seconds", "resolve_seconds"]
+FIELDS = ["incidents", "acknowledged", "resolved", "acknowledge_seconds", "resolve_seconds"]
 BATCH = 500  # incidents per query: within SQLite's limit on query parameters
 
 
@@ -63,13 +64,17 @@ def derive(week: datetime) -> dict[str, dict]:
     )
     found: dict[str, dict] = {}
     for severity, acknowledge, resolve in clocks:
-        figures = found.setdefault((severity or "").strip(), {"incidents": 0, "acknowledge_seconds": [], "resolve_seconds": []})
+        figures = found.setdefault(
+            (severity or "").strip(), dict.fromkeys(FIELDS, 0) | {"acknowledge_seconds": [], "resolve_seconds": []}
+        )
         figures["incidents"] += 1
         if acknowledge is not None:
+            figures["acknowledged"] += 1
             figures["acknowledge_seconds"].append(acknowledge.total_seconds())
         if resolve is not None:
+            figures["resolved"] += 1
             figures["resolve_seconds"].append(resolve.total_seconds())
     for figures in found.values():
-        figures["acknowledge_seconds"].sort()
-        figures["resolve_seconds"].sort()
+        figures["acknowledge_seconds"] = samples.bounded(sorted(figures["acknowledge_seconds"]))
+        figures["resolve_seconds"] = samples.bounded(sorted(figures["resolve_seconds"]))
     return found

@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
+from dashboard.live import samples
 from dashboard.live.pipelines import FINISHED, FLAKY_WINDOW, Key, _commit, all_keys
 from dashboard.models import EventStatus, PipelineWeek, pipeline_runs, week_start
 
-MOST_RED_PERIODS = 1_000  # per pipeline and week; beyond it, evenly spaced durations keep the median close
 FLAKY_SHOWN = 10
 FIELDS = ["runs", "failures", "fixes", "red_seconds", "flaky", "flaky_commits"]
 
@@ -99,7 +99,7 @@ def derive(key: Key) -> dict[datetime, dict]:
             if len(week["flaky_commits"]) < FLAKY_SHOWN:
                 week["flaky_commits"].append(commit)
     for week in weeks.values():
-        week["red_seconds"] = _bounded(sorted(week["red_seconds"]))
+        week["red_seconds"] = samples.bounded(sorted(week["red_seconds"]))
     return weeks
 
 
@@ -112,12 +112,6 @@ def _flaky(seen: list[tuple[datetime, str]]) -> bool:
             return True
         last[status] = started
     return False
-
-
-def _bounded(ordered: list[int]) -> list[int]:
-    if len(ordered) <= MOST_RED_PERIODS:
-        return ordered
-    return [ordered[i * len(ordered) // MOST_RED_PERIODS] for i in range(MOST_RED_PERIODS)]
 
 
 def _empty() -> dict:

@@ -9,12 +9,12 @@ rows, not every incident. Weeks start on Monday, in UTC, and an incident counts 
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from math import ceil
 
-from dashboard.models import IncidentWeek, week_start
+from dashboard.models import WEEK, IncidentWeek, week_start
 
 WEEKS_SHOWN = 12
 MOST_WEEKS = 104  # a hand-edited URL cannot ask for years of weeks
-WEEK = timedelta(weeks=1)
 NO_SEVERITY = "(none)"
 
 
@@ -72,9 +72,9 @@ def insights(*, now: datetime, weeks: int = WEEKS_SHOWN, severity: str = "") -> 
     until = week_start(now) + WEEK
     since = until - weeks * WEEK
     rows = [
-        (week, sev or NO_SEVERITY, count, acknowledge, resolve)
-        for week, sev, count, acknowledge, resolve in IncidentWeek.objects.filter(week__gte=since, week__lt=until).values_list(
-            "week", "severity", "incidents", "acknowledge_seconds", "resolve_seconds"
+        (week, sev or NO_SEVERITY, *figures)
+        for week, sev, *figures in IncidentWeek.objects.filter(week__gte=since, week__lt=until).values_list(
+            "week", "severity", "incidents", "acknowledged", "resolved", "acknowledge_seconds", "resolve_seconds"
         )
     ]
     severities = sorted({row[1] for row in rows}, key=str.lower)
@@ -95,13 +95,14 @@ def insights(*, now: datetime, weeks: int = WEEKS_SHOWN, severity: str = "") -> 
 
 
 def figures(rows: list[tuple]) -> Figures:
-    """Merged from rows of (week, severity, incidents, sorted seconds to acknowledge, sorted seconds to resolve)."""
-    acknowledge = sorted(seconds for row in rows for seconds in row[3])
-    resolve = sorted(seconds for row in rows for seconds in row[4])
+    """Merged from rows of (week, severity, incidents, acknowledged, resolved, their sorted seconds to
+    acknowledge, their sorted seconds to resolve)."""
+    acknowledge = [(row[5], row[3]) for row in rows]
+    resolve = [(row[6], row[4]) for row in rows]
     return Figures(
         incidents=sum(row[2] for row in rows),
-        acknowledged=len(acknowledge),
-        resolved=len(resolve),
+        acknowledged=sum(row[3] for row in rows),
+        resolved=sum(row[4] for row in rows),
         tta_median=_duration(quantile(acknowledge, 0.5)),
         tta_p90=_duration(quantile(acknowledge, 0.9)),
         ttr_median=_duration(quantile(resolve, 0.5)),
@@ -113,9 +114,17 @@ def _duration(seconds: float | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
 
-def quantile(ordered: list, q: float):
-    """The nearest-rank quantile: a duration some incident really took, never an interpolation."""
-    if not ordered:
+def quantile(groups: list[tuple[list, int]], q: float):
+    """The nearest-rank quantile over groups of (sorted durations, how many they stand for): a duration
+    some incident really took, never an interpolation. A group past live/samples.MOST keeps evenly spaced
+    durations, each standing for several; every other duration stands for itself."""
+    weighted = sorted((value, count / len(values)) for values, count in groups if values for value in values)
+    if not weighted:
         return None
-    rank = max(1, -(-len(ordered) * q // 1))  # ceil(n * q)
-    return ordered[int(rank) - 1]
+    rank = max(1, ceil(sum(count for values, count in groups if values) * q - 1e-9))
+    seen = 0.0
+    for value, weight in weighted:
+        seen += weight
+        if seen >= rank - 1e-9:
+            return value
+    return weighted[-1][0]

@@ -13,7 +13,7 @@ from heapq import nsmallest
 from django.db.models import QuerySet, Sum
 from django.urls import reverse
 
-from dashboard.models import Pipeline, PipelineWeek
+from dashboard.models import WEEK, Pipeline, PipelineWeek
 from dashboard.web.insights import quantile
 
 WORST_SHOWN = 20
@@ -96,7 +96,7 @@ def build_insights(*, since: datetime, until: datetime, project: str = "") -> Bu
     week = since
     while week < until:
         weeks.append(per_week.get(week, BuildWeek(week, 0, 0)))
-        week += timedelta(weeks=1)
+        week += WEEK
     totals = [
         row
         for row in rows.values("project", "repository", "name")
@@ -128,10 +128,12 @@ def _details(rows: QuerySet[PipelineWeek], keys: set[Key]) -> dict[Key, dict]:
     found: dict[Key, dict] = {key: {"red": [], "commits": [], "has_page": False} for key in keys}
     if not keys:
         return found
-    shown = _among(rows, keys).order_by("-week").values_list("project", "repository", "name", "red_seconds", "flaky_commits")
-    for p, r, n, red_seconds, commits in shown:
+    shown = (
+        _among(rows, keys).order_by("-week").values_list("project", "repository", "name", "fixes", "red_seconds", "flaky_commits")
+    )
+    for p, r, n, fixes, red_seconds, commits in shown:
         if (p, r, n) in found:
-            found[(p, r, n)]["red"] += red_seconds
+            found[(p, r, n)]["red"].append((red_seconds, fixes))  # a fix ends each red period
             found[(p, r, n)]["commits"] += commits
     for key in _among(Pipeline.objects.all(), keys).values_list("project", "repository", "name"):
         if key in found:
@@ -141,7 +143,7 @@ def _details(rows: QuerySet[PipelineWeek], keys: set[Key]) -> dict[Key, dict]:
 
 def _with(figures: PipelineFigures, details: dict[Key, dict]) -> PipelineFigures:
     found = details[figures.key]
-    median = quantile(sorted(found["red"]), 0.5)
+    median = quantile(found["red"], 0.5)
     return PipelineFigures(
         figures.key,
         figures.runs,
