@@ -194,7 +194,7 @@ def test_a_note_edited_upstream_appears_on_the_open_timeline(browser, server, st
     page.wait_for_selector(f'[data-note-id="{note["_id"]}"] strong:text("payment")', timeout=15000)
     posted = page.inner_text(f'[data-note-id="{note["_id"]}"] time')
     assert re.search(r"\b([01]\d|2[0-3]):[0-5]\d \S+ · \d+ s ago$", posted), "absolute time with its zone, and relative"
-    assert page.is_visible("#incident-header time[data-format=duration]")
+    assert page.is_visible("#incident-header time[data-format=elapsed]")
     keep_screenshot(page, "timeline")
 
 

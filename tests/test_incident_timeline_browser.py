@@ -1,5 +1,6 @@
 """The incident timeline in a real browser: states and notes in one order, durations, and a backdated state arriving live."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -26,6 +27,10 @@ def test_a_backdated_state_moves_into_place_on_the_open_page(browser, server, st
     page.wait_for_selector("#timeline [data-state-change]", timeout=15000)
     assert page.evaluate(ORDER) == ["state:Created", "note:Created", "note:Created"]
     assert page.is_visible('[data-duration="acknowledge"]'), "not acknowledged for … counts up"
+    counting = '#incident-header [data-duration="acknowledge"] time'
+    first = page.inner_text(counting)
+    assert re.fullmatch(r"(49|50|51) min \d+ s", first), f"to the second, as fixed durations are said: {first}"
+    page.wait_for_function(f"() => document.querySelector('{counting}').textContent !== {first!r}", timeout=5000)
 
     ou_sim.add_state(incident["_id"], "Acknowledged", starts_at=declared + timedelta(minutes=5))  # entered late
     page.wait_for_selector('#timeline [data-state="Acknowledged"]', timeout=15000)

@@ -110,4 +110,4 @@ def test_a_reopened_incident_shows_both_periods_and_counts_the_second_up(sim, on
     assert html.count('data-duration="period"') == 2 and "Reopened, open for" in html
     assert 'data-duration="resolve" data-seconds="1200"' in html, "time to resolve is the first resolution's"
     reopened = (T0 + timedelta(minutes=60)).isoformat()
-    assert f'now (<time data-format="duration" datetime="{reopened}">' in html, "the open period counts up from its start"
+    assert f'now (<time data-format="elapsed" datetime="{reopened}">' in html, "the open period counts up from its start"

@@ -42,11 +42,13 @@
     var part = format("zone", { timeZoneName: "short" }).formatToParts(date).filter(function (p) { return p.type === "timeZoneName"; })[0];
     return part ? part.value : "";
   }
-  function span(seconds) {
-    seconds = Math.max(0, Math.round(seconds));
+  // As the server's `span` filter says it; `precise` keeps the seconds past a minute, as beside a fixed
+  // "acknowledged in 1 min 15 s" a running "open for 1 min 48 s" must (tiles and "ago" say whole minutes).
+  function span(seconds, precise) {
+    seconds = Math.max(0, Math.floor(seconds));
     if (seconds < 60) return seconds + " s";
     var minutes = Math.floor(seconds / 60);
-    if (minutes < 60) return minutes + " min";
+    if (minutes < 60) return minutes + " min" + (precise ? " " + (seconds % 60) + " s" : "");
     var hours = Math.floor(minutes / 60);
     if (hours < 48) return hours + " h " + (minutes % 60) + " min";
     return Math.floor(hours / 24) + " d " + (hours % 24) + " h";
@@ -60,6 +62,7 @@
     both: function (date) { return absolute(date) + " · " + relative(date); },
     absolute: absolute,
     duration: function (date) { return span((Date.now() - date.getTime()) / 1000); },
+    elapsed: function (date) { return span((Date.now() - date.getTime()) / 1000, true); },
     // "failing since 14:02": the hour and minute in the screen's zone, with the day when it is not today
     at: function (date) {
       var day = format("day", { year: "numeric", month: "2-digit", day: "2-digit" });
