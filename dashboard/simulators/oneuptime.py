@@ -718,16 +718,23 @@ class Simulator(loopback.LoopbackSimulator):
                     incidentSeverityId=self._severities[self._rng.choice(("Critical", "Major", "Major", "Minor", "Minor"))],
                 )
                 acknowledged = min(when + timedelta(minutes=self._rng.randint(2, 40)), now)
+                resolved = None
                 if state != "Created":
                     self._change_state(incident, self._states["Acknowledged"], acknowledged)
                 if state == "Resolved":
                     resolved = min(acknowledged + timedelta(minutes=self._rng.randint(5, 600)), now)
                     self._change_state(incident, self._states["Resolved"], resolved)
-                made.append(incident)
+                made.append((incident, acknowledged if state != "Created" else None, resolved))
             for _ in range(notes if made else 0):
-                incident = self._rng.choice(made)
+                incident, acknowledged, resolved = self._rng.choice(made)
                 posted = incident["declaredAt"] + min(timedelta(hours=6), now - incident["declaredAt"]) * self._rng.random()
-                templates = self._rng.choice((INVESTIGATING_NOTES, UPDATE_NOTES, UPDATE_NOTES, RESOLVED_NOTES))
+                # What a status page says at that moment: "Resolved" only once it is, "Investigating" before anyone acknowledged.
+                if resolved is not None and posted >= resolved:
+                    templates = RESOLVED_NOTES
+                elif acknowledged is None or posted < acknowledged:
+                    templates = INVESTIGATING_NOTES
+                else:
+                    templates = UPDATE_NOTES
                 note = self._new_note(
                     posted,
                     incidentId=incident["_id"],
