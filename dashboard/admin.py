@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Prefetch
+from django.db.models.functions import Left
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.templatetags.static import static
@@ -136,6 +137,23 @@ class WriteBackFilter(admin.SimpleListFilter):
         return writeback.filter_by_state(queryset, self.value()) if self.value() else queryset
 
 
+class OpenIncidentFilter(admin.SimpleListFilter):
+    """The open incidents, newest first, whose notes people are writing now: never a link for each of the
+    thousands of resolved ones (search finds those by title or number)."""
+
+    title = "open incident"
+    parameter_name = "incident__id__exact"
+    SHOWN = 50
+
+    def lookups(self, request, model_admin):
+        incidents = Incident.objects.filter(is_resolved=False).order_by("-declared_at", "-pk")
+        shown = incidents.only("pk", "upstream_id", "title", "incident_number_with_prefix")[: self.SHOWN]
+        return [(str(incident.pk), str(incident)) for incident in shown]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(incident_id=self.value()) if (self.value() or "").isdigit() else queryset
+
+
 class MarkdownField(forms.CharField):
     """Browsers send a textarea's line breaks as CRLF and OneUptime keeps LF: normalized, an untouched note
     does not look edited, and the text the admin loaded compares equal to OneUptime's. Never stripped, for the same reason."""
@@ -178,6 +196,7 @@ STATE_ICONS = {
 }
 CONFLICT_REASON = "OneUptime's text changed since the note was loaded here; choose a version"
 NOTE_FIELDS = ["incident", "note", "preview", "posted_at"]
+LIST_CHARS = 1000  # of each note on the admin's list, which shows its first 120 characters of words
 MIRRORED_FIELDS = [
     "author",
     "created_at",
@@ -202,7 +221,7 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     # The note, which is the link, comes first: at 1440 px a long incident title pushed it off screen.
     list_display = ["first_line", "write_back", "incident", "posted_at", "author"]
     list_display_links = ["first_line"]
-    list_filter = [("incident", admin.RelatedOnlyFieldListFilter), "incident__state", "incident__is_resolved", WriteBackFilter]
+    list_filter = [OpenIncidentFilter, "incident__state", "incident__is_resolved", WriteBackFilter]
     search_fields = ["note", "created_by_name", "created_by_email", "incident__title", "incident__incident_number_with_prefix"]
     ordering = ["-posted_at", "-id"]
     actions = ["retry_write_back", "overwrite_upstream", "use_upstream"]
@@ -214,7 +233,11 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         # The list's write-back column reads each note's undelivered writes: one query for the page.
         undelivered = NoteWrite.objects.filter(state__in=UNDELIVERED)
-        return super().get_queryset(request).select_related("incident").prefetch_related(Prefetch("writes", queryset=undelivered))
+        notes = super().get_queryset(request).select_related("incident").prefetch_related(Prefetch("writes", queryset=undelivered))
+        if request.resolver_match and request.resolver_match.url_name == "dashboard_incidentnote_changelist":
+            # A page of 100 notes shows their first lines: never 100 notes of megabytes each, and their raw copies.
+            notes = notes.defer("note", "raw", "incident__raw").annotate(note_start=Left("note", LIST_CHARS))
+        return notes
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -311,7 +334,8 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     @admin.display(description="note")
     def first_line(self, note):
         """The words, not the markdown: "## Identified **now**" reads "Identified now"."""
-        return Truncator(plain(note.note)).chars(120) or "(empty)"
+        start = getattr(note, "note_start", None)  # on the list; a note's own page has the whole text anyway
+        return Truncator(plain(note.note if start is None else start)).chars(120) or "(empty)"
 
     @admin.display(description="write-back")
     def write_back(self, note):

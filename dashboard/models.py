@@ -244,8 +244,10 @@ class IncidentNote(models.Model):
         indexes = [models.Index(fields=["incident", "posted_at"], name="note_timeline")]  # the timeline
 
     def __str__(self):
-        first_line = self.note.strip().splitlines()[0] if self.note.strip() else "(empty)"
-        return first_line[:80]
+        # The admin's list defers the text and annotates its start (admin.py): a label never loads megabytes.
+        start = getattr(self, "note_start", None)
+        text = (self.note if start is None else start).strip()
+        return text.splitlines()[0][:80] if text else "(empty)"
 
 
 class NoteWrite(models.Model):

@@ -63,3 +63,31 @@ def test_the_timeline_shows_more_than_a_card_does(client, incident):
     html = client.get("/incidents/flood/").content.decode()
     assert html.count("The log shipper keeps retrying.") > feeds.NOTE_EXCERPT_CHARS // 32 * 5
     assert f"this note is {len(HUGE):,} characters long" in html
+
+
+def test_the_admins_note_list_loads_only_the_start_of_each_note(admin_client, incident):
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        html = admin_client.get("/admin/dashboard/incidentnote/").content.decode()
+
+    assert "The log shipper keeps retrying." in html and "Older note." in html
+    assert len(html) < 200_000
+    whole = re.compile(r'[^(]"dashboard_incident(note)?"\."(note|raw)"')  # a column read whole, not through LEFT/SUBSTR
+    assert not [query["sql"][:200] for query in queries if whole.search(query["sql"])]
+    page = admin_client.get(f"/admin/dashboard/incidentnote/{IncidentNote.objects.get(upstream_id='huge').pk}/change/")
+    assert page.status_code == 200 and HUGE[-100:] in page.content.decode(), "a note's own page has the whole text"
+
+
+def test_the_note_lists_incident_filter_offers_the_open_incidents_not_every_one(admin_client, incident):
+    now = timezone.now()
+    done = Incident.objects.create(upstream_id="done", title="Old outage", declared_at=now, synced_at=now, is_resolved=True)
+    IncidentNote.objects.create(upstream_id="done-note", incident=done, note="Fixed.", posted_at=now)
+
+    html = admin_client.get("/admin/dashboard/incidentnote/").content.decode()
+    assert f"?incident__id__exact={incident.pk}" in html and f"?incident__id__exact={done.pk}" not in html
+    only_done = admin_client.get(f"/admin/dashboard/incidentnote/?incident__id__exact={done.pk}").content.decode()
+    assert "Fixed." in only_done and "The log shipper" not in only_done, "a resolved one's link (search finds it) still filters"
