@@ -233,7 +233,9 @@ class IncidentNoteAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         # The list's write-back column reads each note's undelivered writes: one query for the page.
         undelivered = NoteWrite.objects.filter(state__in=UNDELIVERED)
-        notes = super().get_queryset(request).select_related("incident").prefetch_related(Prefetch("writes", queryset=undelivered))
+        notes = (
+            super().get_queryset(request).select_related("incident").prefetch_related(Prefetch("writes", queryset=undelivered))
+        )
         if request.resolver_match and request.resolver_match.url_name == "dashboard_incidentnote_changelist":
             # A page of 100 notes shows their first lines: never 100 notes of megabytes each, and their raw copies.
             notes = notes.defer("note", "raw", "incident__raw").annotate(note_start=Left("note", LIST_CHARS))
