@@ -10,7 +10,7 @@ import weakref
 from django.conf import settings
 
 _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # an asyncio client is tied to its loop
-_by_url: dict[str, object] = {}
+_by_url: dict[tuple[str, float], object] = {}
 
 
 def async_client():
@@ -25,12 +25,14 @@ def async_client():
     return _by_loop[loop]
 
 
-def sync_client():
+def sync_client(timeout: float = 5):
+    """A blocking client; a caller on a page's path asks for a short `timeout` to give up rather than wait."""
     import redis
 
-    if settings.REDIS_URL not in _by_url:
-        _by_url[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-    return _by_url[settings.REDIS_URL]
+    key = (settings.REDIS_URL, timeout)
+    if key not in _by_url:
+        _by_url[key] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return _by_url[key]
 
 
 def unreachable() -> tuple[type[BaseException], ...]:

@@ -27,7 +27,6 @@ MOST_HERE = 10_000  # watches kept in memory without Redis
 _here: dict[str, float] = {}  # token -> when the watch lapses
 _full = {"until": 0.0}  # a watch found no room: every pipeline counts as watched until it would have lapsed
 _redis_failed = {"until": 0.0}
-_clients: dict[str, object] = {}
 
 
 def _key(slug: str) -> str:
@@ -62,7 +61,7 @@ def watched(slugs: Iterable[str]) -> set[str]:
         if _redis_failed["until"] > now:
             return set(slugs)
         try:
-            found = _quick_client().mget([_key(slug) for slug in slugs])
+            found = shared_redis.sync_client(timeout=ASK_TIMEOUT).mget([_key(slug) for slug in slugs])
         except shared_redis.unreachable():
             _redis_failed["until"] = now + QUIET_AFTER_FAILURE
             return set(slugs)
@@ -70,13 +69,3 @@ def watched(slugs: Iterable[str]) -> set[str]:
     if _full["until"] > now:
         return set(slugs)
     return {slug for slug in slugs if _here.get(_key(slug), 0) > now}
-
-
-def _quick_client():
-    import redis
-
-    if settings.REDIS_URL not in _clients:
-        _clients[settings.REDIS_URL] = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=ASK_TIMEOUT, socket_connect_timeout=ASK_TIMEOUT
-        )
-    return _clients[settings.REDIS_URL]
