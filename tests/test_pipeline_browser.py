@@ -77,3 +77,20 @@ def test_the_pipeline_page_shows_the_history_and_follows_a_fix(browser, server, 
     page.wait_for_selector('#pipeline-header[data-pipeline-state="passing"]', timeout=20000)
     assert "fixed by" in page.inner_text(".red-periods")
     assert page.console_errors == []
+
+
+def test_the_pipelines_list_says_how_old_it_is_and_fetches_itself_again(browser, server, staff, hth_sim):
+    page = new_page(browser, width=1366, height=768)
+    log_in(page, server)
+    page.goto(f"{server.url}/pipelines/?state=failing")
+    assert page.query_selector("#connection") is None, "no socket here: no 'connecting…' that never connects"
+    assert "this list fetches itself again every 15 s" in page.inner_text(".list-age")
+    assert page.query_selector('[data-pipeline="atlas/atlas-payments/Release"]') is None
+
+    finish(hth_sim, repository="atlas-payments", failed=True)
+    page.wait_for_selector('[data-pipeline="atlas/atlas-payments/Release"][data-pipeline-state="failing"]', timeout=40000)
+    assert page.inner_text(".list-age time").endswith("ago")
+
+    page.context.clear_cookies()  # the session is gone: the next fetch answers with the login page
+    page.wait_for_url("**/accounts/login/**", timeout=40000)
+    assert page.console_errors == []

@@ -38,6 +38,7 @@ BUCKETS = {PipelineState.FAILING: 0, PipelineState.STALLED: 1, PipelineState.RUN
 RECENT_PASSING = timedelta(hours=24)  # a passing pipeline that has not run for a day leaves the wall
 FIXED_SHOWN = timedelta(hours=1)  # how long a tile says who fixed it
 WALL_TILES = 40
+LISTED_MOST = 500  # rows on /pipelines/, which says how many more there are
 HEAVY_FIELDS = ("raw", "files", "linked_objects", "code_reviews")  # what no tile or row shows
 DRAWN_FIELDS = ("recent_runs", "flaky_commits")  # what only drawing a tile reads: not loaded for a tile kept drawn
 LIST = "dashboard/pipelines.html"
@@ -346,8 +347,9 @@ def _on_wall(now: datetime) -> Q:
     return ~Q(state=PipelineState.PASSING) | Q(last_run_at__gte=now - RECENT_PASSING)
 
 
-def listed(*, state: str = "", now: datetime) -> list[PipelineView]:
-    """The pipelines page: every pipeline, or those the dashboard's count named, worst first."""
+def listed(*, state: str = "", now: datetime) -> tuple[list[PipelineView], int]:
+    """The pipelines page: every pipeline, or those the dashboard's count named, worst first (the first
+    LISTED_MOST of them), and how many there are."""
     rows = Pipeline.objects.all()
     if state == "failing":
         rows = rows.filter(state=PipelineState.FAILING)
@@ -356,9 +358,9 @@ def listed(*, state: str = "", now: datetime) -> list[PipelineView]:
     elif state == "stalled":
         rows = rows.filter(current_status=EventStatus.STALE)
     rows = rows.annotate(priority=pipeline_priority()).order_by("priority", "project", "repository", "name")
-    listed = [view(pipeline, now=now) for pipeline in rows[:500]]
+    listed = [view(pipeline, now=now) for pipeline in rows[:LISTED_MOST]]
     fetch_runs([row.pipeline for row in listed if not tile_cache.has(row.cache_key("pipeline-row"))])
-    return listed
+    return listed, (len(listed) if len(listed) < LISTED_MOST else rows.count())
 
 
 def fetch_runs(rows: list[Pipeline]) -> None:

@@ -55,7 +55,9 @@ def pipeline_list(request):
     """Every pipeline, or the ones a dashboard count names (?state=failing, running, stalled)."""
     state = request.GET.get("state", "")
     state = state if state in pipelines.LIST_STATES else ""
-    return render(request, pipelines.LIST, {"tiles": pipelines.listed(state=state, now=timezone.now()), "state": state})
+    now = timezone.now()
+    tiles, total = pipelines.listed(state=state, now=now)
+    return render(request, pipelines.LIST, {"tiles": tiles, "total": total, "state": state, "now": now})
 
 
 @login_required

@@ -510,6 +510,16 @@
     });
   }
 
+  // A list that fetches itself again (/pipelines/): an answer without the list (the login page, once the
+  // session is gone) must not swap it for nothing. The page reloads instead and shows what that answer said.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var wanted = event.detail.elt && event.detail.elt.getAttribute("hx-select");
+    if (!wanted || !event.detail.xhr) return;
+    if (event.detail.xhr.status !== 200 || event.detail.xhr.responseText.indexOf('id="' + wanted.slice(1) + '"') < 0) {
+      event.detail.shouldSwap = false;
+      if (event.detail.xhr.status === 200) location.reload();
+    }
+  });
   document.addEventListener("htmx:afterSettle", function (event) { refresh(event.target); });
   document.addEventListener("htmx:wsAfterMessage", function () { refresh(document); });
   document.addEventListener("DOMContentLoaded", function () {
