@@ -29,14 +29,14 @@ def test_a_backdated_state_moves_into_place_on_the_open_page(browser, server, st
     assert page.is_visible('[data-duration="acknowledge"]'), "not acknowledged for … counts up"
     counting = '#incident-header [data-duration="acknowledge"] time'
     first = page.inner_text(counting)
-    assert re.fullmatch(r"(49|50|51) min \d+ s", first), f"to the second, as fixed durations are said: {first}"
+    assert re.fullmatch(r"(49|50|51) min( \d+ s)?", first), f"to the second, as fixed durations are said: {first}"
     page.wait_for_function(f"() => document.querySelector('{counting}').textContent !== {first!r}", timeout=5000)
 
     ou_sim.add_state(incident["_id"], "Acknowledged", starts_at=declared + timedelta(minutes=5))  # entered late
     page.wait_for_selector('#timeline [data-state="Acknowledged"]', timeout=15000)
     assert page.evaluate(ORDER) == ["state:Created", "note:Created", "state:Acknowledged", "note:Acknowledged"]
     assert page.get_attribute('[data-duration="acknowledge"]', "data-seconds") == "300"
-    assert page.inner_text('[data-duration="acknowledge"]') == "5 min 0 s"
+    assert page.inner_text('[data-duration="acknowledge"]') == "5 min"
     ou_sim.set_incident_state(incident["_id"], "Resolved")
     ou_sim.add_note(incident["_id"], "All systems are operating normally again.")
     page.wait_for_selector('#timeline [data-note-state="Resolved"]', timeout=15000)

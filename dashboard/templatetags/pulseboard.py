@@ -153,8 +153,8 @@ def plain(text: str) -> str:
 
 @register.filter
 def span(duration, rough: str = "") -> str:
-    """A duration the way people say it: "42 s", "4 min 12 s", "2 h 5 min", "3 d 4 h"; `span:"rough"` drops the
-    seconds past a minute ("4 min"), as a wall's tile says it from across the room."""
+    """A duration the way people say it: "42 s", "4 min 12 s", "5 min" (not "5 min 0 s"), "2 h 5 min", "3 d 4 h";
+    `span:"rough"` drops the seconds past a minute ("4 min"), as a wall's tile says it from across the room."""
     if duration is None:
         return ""
     seconds = max(0, int(duration.total_seconds()))
@@ -166,7 +166,7 @@ def span(duration, rough: str = "") -> str:
     if hours:
         return f"{hours} h {minutes} min"
     if minutes:
-        return f"{minutes} min" if rough else f"{minutes} min {seconds} s"
+        return f"{minutes} min" if rough or not seconds else f"{minutes} min {seconds} s"
     return f"{seconds} s"
 
 

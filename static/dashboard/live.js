@@ -48,7 +48,7 @@
     seconds = Math.max(0, Math.floor(seconds));
     if (seconds < 60) return seconds + " s";
     var minutes = Math.floor(seconds / 60);
-    if (minutes < 60) return minutes + " min" + (precise ? " " + (seconds % 60) + " s" : "");
+    if (minutes < 60) return minutes + " min" + (precise && seconds % 60 ? " " + (seconds % 60) + " s" : "");
     var hours = Math.floor(minutes / 60);
     if (hours < 48) return hours + " h " + (minutes % 60) + " min";
     return Math.floor(hours / 24) + " d " + (hours % 24) + " h";
