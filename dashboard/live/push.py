@@ -175,14 +175,10 @@ def incident_messages(incidents, *, now) -> list[Message]:
     counts = feeds.incident_counts()
     shown = {"incidents": pages.open_incidents(now=now), "incident_counts": counts}
     messages = [Message(INCIDENTS, render_to_string(f"{pages.DASHBOARD}#open-incidents", shown))]
+    wall = pages.wall_incidents_context(screen=None, now=now, counts=counts)
+    html = pages.render_parts(pages.WALL, ["wall-incidents", "wall-strip-incidents", "wall-status"], wall)
     for scale in {scale for _, scale in _wall_audiences(set())}:
-        context = pages.wall_context(screen=_screen_like("", scale), now=now)
-        messages.append(
-            Message(
-                wall_incidents_group(scale),
-                pages.render_parts(pages.WALL, ["wall-incidents", "wall-strip-incidents", "wall-status"], context),
-            )
-        )
+        messages.append(Message(wall_incidents_group(scale), html))
     # The strip's level counts builds too, and a screen's builds are its project's: each kind of screen gets its own.
     for project, scale in _wall_audiences(set()):
         level = pipelines.level(pipelines.pipeline_counts(project=project), counts)

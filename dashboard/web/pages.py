@@ -81,18 +81,25 @@ def oneuptime_url(incident: Incident) -> str:
 def wall_context(*, screen: Screen | None, now: datetime) -> dict:
     project = screen.project if screen else ""
     rows = feeds.wall_rows(screen)
-    incidents = open_incidents(now=now, limit=rows["incidents"])
-    counts = feeds.incident_counts()
+    incidents = wall_incidents_context(screen=screen, now=now)
     builds = pipelines.wall_builds(project=project, now=now, limit=rows["builds"])
-    return {
-        "level": pipelines.level(builds.counts, counts),
+    return incidents | {
+        "level": pipelines.level(builds.counts, incidents["incident_counts"]),
         "screen": screen,
         "panels": feeds.screen_panels(screen),
         "builds": builds,
+        "activity": feeds.wall_activity(project=project, limit=rows["activity"]),
+    }
+
+
+def wall_incidents_context(*, screen: Screen | None, now: datetime, counts: dict | None = None) -> dict:
+    """The wall's incident parts alone: every screen shows the same incidents, so a push renders them once."""
+    counts = feeds.incident_counts() if counts is None else counts
+    incidents = open_incidents(now=now, limit=feeds.wall_rows(screen)["incidents"])
+    return {
         "incidents": with_changes(incidents),
         "incidents_more": max(0, counts["open"] - len(incidents)),
         "incident_counts": counts,
-        "activity": feeds.wall_activity(project=project, limit=rows["activity"]),
         "now": now,
     }
 
