@@ -97,16 +97,16 @@ def insights(*, now: datetime, weeks: int = WEEKS_SHOWN, severity: str = "") -> 
 def figures(rows: list[tuple]) -> Figures:
     """Merged from rows of (week, severity, incidents, acknowledged, resolved, their sorted seconds to
     acknowledge, their sorted seconds to resolve)."""
-    acknowledge = [(row[5], row[3]) for row in rows]
-    resolve = [(row[6], row[4]) for row in rows]
+    tta_median, tta_p90 = quantiles([(row[5], row[3]) for row in rows], 0.5, 0.9)
+    ttr_median, ttr_p90 = quantiles([(row[6], row[4]) for row in rows], 0.5, 0.9)
     return Figures(
         incidents=sum(row[2] for row in rows),
         acknowledged=sum(row[3] for row in rows),
         resolved=sum(row[4] for row in rows),
-        tta_median=_duration(quantile(acknowledge, 0.5)),
-        tta_p90=_duration(quantile(acknowledge, 0.9)),
-        ttr_median=_duration(quantile(resolve, 0.5)),
-        ttr_p90=_duration(quantile(resolve, 0.9)),
+        tta_median=_duration(tta_median),
+        tta_p90=_duration(tta_p90),
+        ttr_median=_duration(ttr_median),
+        ttr_p90=_duration(ttr_p90),
     )
 
 
@@ -116,15 +116,32 @@ def _duration(seconds: float | None) -> timedelta | None:
 
 def quantile(groups: list[tuple[list, int]], q: float):
     """The nearest-rank quantile over groups of (sorted durations, how many they stand for): a duration
-    some incident really took, never an interpolation. A group past live/samples.MOST keeps evenly spaced
+    some incident really took, never an interpolation."""
+    return quantiles(groups, q)[0]
+
+
+def quantiles(groups: list[tuple[list, int]], *qs: float) -> list:
+    """Several nearest-rank quantiles from one sort. A group past live/samples.MOST keeps evenly spaced
     durations, each standing for several; every other duration stands for itself."""
-    weighted = sorted((value, count / len(values)) for values, count in groups if values for value in values)
-    if not weighted:
-        return None
-    rank = max(1, ceil(sum(count for values, count in groups if values) * q - 1e-9))
+    groups = [(values, count) for values, count in groups if values]
+    if not groups:
+        return [None for _ in qs]
+    if all(len(values) == count for values, count in groups):  # the common case: every duration kept
+        merged = sorted(value for values, _ in groups for value in values)
+        return [merged[_rank(len(merged), q) - 1] for q in qs]
+    weighted = sorted((value, count / len(values)) for values, count in groups for value in values)
+    total = sum(count for _, count in groups)
+    return [_weighted_rank(weighted, _rank(total, q)) for q in qs]
+
+
+def _weighted_rank(weighted: list[tuple[float, float]], rank: int) -> float:
     seen = 0.0
     for value, weight in weighted:
         seen += weight
         if seen >= rank - 1e-9:
             return value
     return weighted[-1][0]
+
+
+def _rank(count: int, q: float) -> int:
+    return max(1, ceil(count * q - 1e-9))
